@@ -1,0 +1,85 @@
+"""Line-oriented member-code reader on a serial port (USB/TTL scanners, NFC readers).
+
+The reader owns its port on a thread of its own. When the device is unplugged
+(or the port cannot be opened yet) it keeps retrying with a growing delay, so a
+scanner plugged in later just starts working.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import serial
+
+from drivers.base import Cooldown, OnCode, Worker
+from drivers.specs import SerialSpec
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 512
+"""A line longer than this without a terminator is noise, not a member code."""
+
+
+class SerialCodeSource:
+    """A :class:`~drivers.base.CodeSource` reading one code per line from a serial port."""
+
+    def __init__(self, spec: SerialSpec, port: str | None = None, name: str = "serial") -> None:
+        self.name = name
+        self.port = port or spec.port
+        self._baud = spec.baud
+        self._terminator = spec.terminator.encode()
+        self._cooldown = Cooldown(spec.cooldown_s)
+        self._worker: Worker | None = None
+        self.reopens = 0
+
+    def start(self, on_code: OnCode) -> None:
+        """Start the reader thread; the port is opened (and re-opened) there."""
+        self._worker = Worker(f"kiosk-{self.name}", lambda stop: self._run(stop, on_code))
+        self._worker.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the reader thread and close the port."""
+        if self._worker is not None:
+            self._worker.stop(timeout)
+
+    def _run(self, stopping: threading.Event, on_code: OnCode) -> None:
+        delay = 0.2
+        while not stopping.is_set():
+            try:
+                port = serial.serial_for_url(self.port, baudrate=self._baud, timeout=0.2)
+            except (serial.SerialException, OSError) as exc:
+                log.warning("%s: cannot open %s (%s); retrying in %.1f s",
+                            self.name, self.port, exc, delay)
+                stopping.wait(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 0.2
+            try:
+                self._read_lines(port, stopping, on_code)
+            except (serial.SerialException, OSError) as exc:
+                self.reopens += 1
+                log.warning("%s: %s lost (%s); reopening", self.name, self.port, exc)
+                stopping.wait(delay)
+            finally:
+                port.close()
+
+    def _read_lines(self, port: serial.SerialBase, stopping: threading.Event,
+                    on_code: OnCode) -> None:
+        pending = bytearray()
+        while not stopping.is_set():
+            chunk = port.read(port.in_waiting or 1)
+            if not chunk:
+                continue
+            pending += chunk
+            *lines, rest = bytes(pending).split(self._terminator)
+            pending[:] = rest
+            if len(pending) > MAX_LINE:
+                log.warning("%s: dropped %d bytes with no line terminator",
+                            self.name, len(pending))
+                pending.clear()
+            for raw in lines:
+                code = raw.decode("utf-8", errors="replace").strip()
+                if code and self._cooldown.accept(code):
+                    on_code(code, self.name, time.time())

@@ -1,0 +1,213 @@
+"""The simulated hardware set: what the demo, the tests and integrators run on.
+
+Only the Pi camera is faked; everything else is the real library on a stand-in
+device: pyserial on a pseudo-terminal, gpiozero on its own ``MockFactory``,
+luma's own ``dummy`` device.
+
+Any program, in any language, can drive a running simulated kiosk:
+
+* **camera** — drop an image file into the spool directory. It is held in front
+  of the camera for ``hold_s`` seconds, then removed. Write to a name starting
+  with ``.`` and rename, so a half-written file is never read.
+* **serial** — write a code and the terminator to the link path, e.g.
+  ``printf 'LOY-ALICE01\\r' > /run/kiosk/serial``.
+* **display** — every frame is saved (atomically) as a PNG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import select
+import threading
+import time
+import tty
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from drivers.base import Worker
+from drivers.camera import Frame
+from drivers.specs import CameraSpec, SerialSpec
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".webp"}
+GIVE_UP_S = 2.0
+"""How long an unreadable spool file may stay before it is thrown away (it may be mid-write)."""
+
+
+class SimCamera:
+    """A :class:`~drivers.camera.FrameSource` showing images from a spool directory or code.
+
+    Each image is placed on a grey canvas the size of the real lores stream, so
+    zbar does the same work it does on a Pi.
+    """
+
+    def __init__(self, spec: CameraSpec) -> None:
+        self._size = (spec.width, spec.height)
+        self._hold_s = spec.hold_s
+        self.spool = Path(spec.spool_dir)
+        self._shown: queue.SimpleQueue[Image.Image] = queue.SimpleQueue()
+        self._current: Frame | None = None
+        self._until = 0.0
+        self._current_file: Path | None = None
+        self._next_poll = 0.0
+        self.images_shown = 0
+
+    def show(self, image: Image.Image) -> None:
+        """Hold ``image`` in front of the camera (after any image already waiting)."""
+        self._shown.put(image)
+
+    def open(self) -> None:
+        """Create the spool directory."""
+        self.spool.mkdir(parents=True, exist_ok=True)
+
+    def read(self) -> Frame | None:
+        """The frame in front of the camera now, or None when nothing is shown."""
+        now = time.monotonic()
+        if self._current is not None and now < self._until:
+            return self._current
+        self._put_away()
+        image = self._next_image(now)
+        if image is None:
+            return None
+        canvas = Image.new("L", self._size, 190)
+        image = image.convert("L")
+        image.thumbnail(self._size)
+        canvas.paste(image, ((self._size[0] - image.width) // 2,
+                             (self._size[1] - image.height) // 2))
+        self._current = (canvas.tobytes(), *self._size)
+        self._until = now + self._hold_s
+        self.images_shown += 1
+        return self._current
+
+    def _put_away(self) -> None:
+        self._current = None
+        if self._current_file is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self._current_file.unlink()
+            self._current_file = None
+
+    def _next_image(self, now: float) -> Image.Image | None:
+        with contextlib.suppress(queue.Empty):
+            return self._shown.get_nowait()
+        if now < self._next_poll:
+            return None
+        self._next_poll = now + 0.05
+        try:
+            names = sorted(p for p in self.spool.iterdir()
+                           if not p.name.startswith(".") and p.is_file())
+        except FileNotFoundError:
+            return None
+        for path in names:
+            image = self._load(path)
+            if image is not None:
+                self._current_file = path
+                return image
+        return None
+
+    def _load(self, path: Path) -> Image.Image | None:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            log.warning("camera spool: %s is not an image file; removed", path.name)
+            path.unlink(missing_ok=True)
+            return None
+        try:
+            with Image.open(path) as image:
+                image.load()
+                return image
+        except (OSError, SyntaxError) as exc:
+            age = time.time() - path.stat().st_mtime
+            if age > GIVE_UP_S:
+                log.warning("camera spool: cannot read %s (%s); removed", path.name, exc)
+                path.unlink(missing_ok=True)
+            return None
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class PtySerial:
+    """A serial code reader made of pseudo-terminals.
+
+    pyserial (the real reader code) opens the *device* side of one pty. A
+    second pty's device side is linked at ``spec.sim_link`` for other
+    programs to write to; a bridge thread copies what they type to the
+    reader, as a USB scanner would send it.
+    """
+
+    def __init__(self, spec: SerialSpec) -> None:
+        self.link = Path(spec.sim_link)
+        self._reader_master, self._reader_slave = os.openpty()
+        self._typing_master, self._typing_slave = os.openpty()
+        for fd in (self._reader_slave, self._typing_slave):
+            tty.setraw(fd)  # no echo, no line editing, no CR/LF translation
+        self.device = os.ttyname(self._reader_slave)
+        self.link.parent.mkdir(parents=True, exist_ok=True)
+        self.link.unlink(missing_ok=True)
+        self.link.symlink_to(os.ttyname(self._typing_slave))
+        self._terminator = spec.terminator
+        self._bridge = Worker("kiosk-sim-serial", self._copy)
+        self._bridge.start()
+
+    def type(self, code: str) -> None:
+        """Send ``code`` and the terminator, as a scanner does after a read."""
+        os.write(self._reader_master, (code + self._terminator).encode())
+
+    def _copy(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
+            ready, _, _ = select.select([self._typing_master], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(self._typing_master, 4096)
+                except OSError:
+                    continue
+                os.write(self._reader_master, data)
+
+    def close(self) -> None:
+        """Stop the bridge, remove the link and close every pty end."""
+        self._bridge.stop()
+        with contextlib.suppress(OSError):
+            if self.link.is_symlink():
+                self.link.unlink()
+        for fd in (self._reader_master, self._reader_slave,
+                   self._typing_master, self._typing_slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def make_dummy_display(width: int, height: int, png_path: str | None) -> Any:
+    """luma's ``dummy`` device that also saves each frame as a PNG and tells listeners."""
+    from luma.core.device import dummy
+
+    class PngDummy(dummy):
+        """A dummy OLED whose frames can be watched (``listeners``) and seen on disk."""
+
+        def __init__(self) -> None:
+            super().__init__(width=width, height=height, mode="1")
+            self.listeners: list[Callable[[Image.Image], None]] = []
+            self.png_path = Path(png_path) if png_path else None
+            if self.png_path:
+                self.png_path.parent.mkdir(parents=True, exist_ok=True)
+
+        def display(self, image: Image.Image) -> None:
+            super().display(image)
+            if self.png_path:
+                partial = self.png_path.with_name("." + self.png_path.name)
+                self.image.save(partial, format="PNG")
+                os.replace(partial, self.png_path)
+            for listener in self.listeners:
+                listener(self.image)
+
+    return PngDummy()
+
+
+def make_mock_pin_factory() -> Any:
+    """gpiozero's own mock pins, which keep their state history for tests."""
+    from gpiozero.pins.mock import MockFactory
+
+    return MockFactory()
