@@ -2,8 +2,8 @@
 
 The application's config loader builds these straight from the TOML file, so a
 driver never sees a dict and every value has been checked once, at start-up.
-``__post_init__`` raises ``ValueError`` with a message the loader shows next to
-the key that was wrong.
+``__post_init__`` raises ``ValueError("key: expected ...")``; the loader puts
+the file and section in front, so the user reads one line naming what to fix.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-def _one_of(value: str, allowed: tuple[str, ...]) -> None:
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"expected one of {', '.join(allowed)}")
+        raise ValueError(f"{key}: expected one of {', '.join(allowed)}, got {value!r}")
 
 
-def _positive(value: float) -> None:
-    if value <= 0:
-        raise ValueError("expected a number greater than 0")
+def _require(ok: bool, key: str, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}: expected {expected}")
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,12 @@ class CameraSpec:
     hold_s: float = 1.0
 
     def __post_init__(self) -> None:
-        _one_of(self.backend, ("picamera2", "sim", "none"))
-        if not (16 <= self.width <= 4096 and 16 <= self.height <= 4096):
-            raise ValueError("expected width and height from 16 to 4096 pixels")
-        _positive(self.fps)
-        _positive(self.hold_s)
-        if self.cooldown_s < 0:
-            raise ValueError("expected a cooldown of 0 s or more")
+        _one_of("backend", self.backend, ("picamera2", "sim", "none"))
+        _require(16 <= self.width <= 4096, "width", "16 to 4096 pixels")
+        _require(16 <= self.height <= 4096, "height", "16 to 4096 pixels")
+        _require(0 < self.fps <= 120, "fps", "a frame rate above 0 and up to 120")
+        _require(self.hold_s > 0, "hold_s", "a time above 0 s")
+        _require(self.cooldown_s >= 0, "cooldown_s", "a time of 0 s or more")
 
 
 @dataclass(frozen=True)
@@ -55,13 +54,12 @@ class SerialSpec:
     sim_link: str = "/run/kiosk/serial"
 
     def __post_init__(self) -> None:
-        _one_of(self.backend, ("pyserial", "sim", "none"))
-        if self.baud not in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200):
-            raise ValueError("expected a standard baud rate (1200 ... 115200)")
-        if not self.terminator or len(self.terminator.encode()) > 2:
-            raise ValueError('expected a terminator of one or two characters, e.g. "\\r"')
-        if self.cooldown_s < 0:
-            raise ValueError("expected a cooldown of 0 s or more")
+        _one_of("backend", self.backend, ("pyserial", "sim", "none"))
+        _require(self.baud in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200),
+                 "baud", "a standard baud rate (1200 ... 115200)")
+        _require(0 < len(self.terminator.encode()) <= 2,
+                 "terminator", 'one or two characters, e.g. "\\r"')
+        _require(self.cooldown_s >= 0, "cooldown_s", "a time of 0 s or more")
 
 
 @dataclass(frozen=True)
@@ -83,16 +81,14 @@ class DisplaySpec:
     sim_png: str = "/run/kiosk/display.png"
 
     def __post_init__(self) -> None:
-        _one_of(self.backend, ("luma", "sim", "none"))
-        _one_of(self.driver, ("ssd1306", "ssd1309", "sh1106", "sh1107", "ssd1322", "ssd1325",
-                              "ssd1327", "ssd1331", "ssd1351"))
-        _one_of(self.interface, ("i2c", "spi"))
-        if not 0x03 <= self.i2c_address <= 0x77:
-            raise ValueError("expected a 7-bit I2C address from 0x03 to 0x77")
-        if self.rotate not in (0, 1, 2, 3):
-            raise ValueError("expected rotate 0, 1, 2 or 3 (quarter turns)")
-        if not (32 <= self.width <= 512 and 16 <= self.height <= 256):
-            raise ValueError("expected a display from 32x16 to 512x256")
+        _one_of("backend", self.backend, ("luma", "sim", "none"))
+        _one_of("driver", self.driver, ("ssd1306", "ssd1309", "sh1106", "sh1107", "ssd1322",
+                                        "ssd1325", "ssd1327", "ssd1331", "ssd1351"))
+        _one_of("interface", self.interface, ("i2c", "spi"))
+        _require(0x03 <= self.i2c_address <= 0x77, "i2c_address", "a 7-bit address 0x03 to 0x77")
+        _require(self.rotate in (0, 1, 2, 3), "rotate", "0, 1, 2 or 3 (quarter turns)")
+        _require(32 <= self.width <= 512, "width", "32 to 512 pixels")
+        _require(16 <= self.height <= 256, "height", "16 to 256 pixels")
 
 
 @dataclass(frozen=True)
@@ -105,9 +101,9 @@ class LightsSpec:
     buzzer_pin: int = 0
 
     def __post_init__(self) -> None:
-        _one_of(self.backend, ("gpio", "sim", "none"))
+        _one_of("backend", self.backend, ("gpio", "sim", "none"))
+        for key in ("green_pin", "red_pin", "buzzer_pin"):
+            pin = getattr(self, key)
+            _require(pin == 0 or 2 <= pin <= 27, key, "a BCM GPIO number 2 to 27 (0 = not fitted)")
         pins = [p for p in (self.green_pin, self.red_pin, self.buzzer_pin) if p]
-        if any(not 2 <= p <= 27 for p in pins):
-            raise ValueError("expected BCM GPIO numbers from 2 to 27 (0 = not fitted)")
-        if len(set(pins)) != len(pins):
-            raise ValueError("expected a different GPIO pin for each light")
+        _require(len(set(pins)) == len(pins), "buzzer_pin", "a different GPIO pin for each light")

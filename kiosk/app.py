@@ -1,0 +1,192 @@
+"""Wiring: builds the kiosk from its config, owns its threads, starts and stops them in order.
+
+The thread that calls :meth:`App.run` is the controller thread: the only one
+that touches the controller, the database, the display and the lights.
+Everything else (code sources, paho, the display worker) only puts events on
+``App.events``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from drivers.base import Hardware
+from drivers.display import DisplayWorker
+from drivers.factory import SimHandles, make_hardware
+from kiosk import __version__, protocol, systemd
+from kiosk.cache import MemberCache
+from kiosk.config import Config
+from kiosk.controller import Controller, Timing
+from kiosk.db import open_db
+from kiosk.events import (
+    Acked,
+    Action,
+    CodeRead,
+    Event,
+    LinkUp,
+    Record,
+    RecordFailed,
+    Remember,
+    Show,
+    Signal,
+    Tick,
+)
+from kiosk.identity import default_device_id
+from kiosk.link import Link
+from kiosk.members import MemberCodes
+from kiosk.outbox import Outbox, OutboxError
+from kiosk.publisher import Publisher
+from kiosk.screens import Screen, render
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.2
+QUEUE_SIZE = 1000
+
+
+class App:
+    """One kiosk: hardware, controller, outbox, cache and MQTT link."""
+
+    def __init__(self, config: Config, hardware: tuple[Hardware, SimHandles] | None = None):
+        self.config = config
+        self.device_id = config.kiosk.device_id or default_device_id()
+        self.boot_id = uuid.uuid4().hex[:12]
+        self.events: queue.Queue[Event] = queue.Queue(QUEUE_SIZE)
+        self.events_dropped = 0
+        self.checkins_recorded = 0
+        self.screen: Screen | None = None
+        self._ready = threading.Event()
+
+        self._db, self.db_moved_to = open_db(Path(config.kiosk.state_dir) / "kiosk.db")
+        self.outbox = Outbox(self._db, config.outbox.max_rows)
+        self.cache = MemberCache(self._db)
+        self.controller = Controller(
+            MemberCodes(config.members.pattern),
+            Timing(config.counter.reply_timeout_s, config.counter.result_screen_s),
+            self.device_id, self.boot_id, self.cache.load(),
+        )
+        self.topics = protocol.Topics(config.mqtt.topic_prefix, config.kiosk.site, self.device_id)
+        self.link = Link(config.mqtt, self.topics, self.device_id, self._emit)
+        self.publisher = Publisher(self.outbox, self.link, config.outbox.publish_window)
+        self.hardware, self.sim = hardware or make_hardware(config.hardware)
+        self.display = DisplayWorker(self.hardware.display) if self.hardware.display else None
+
+    # --- producers (any thread) -------------------------------------------
+
+    def _emit(self, event: Event) -> None:
+        try:
+            self.events.put_nowait(event)
+        except queue.Full:
+            self.events_dropped += 1
+            log.error("event queue full; dropped %s", type(event).__name__)
+
+    def _on_code(self, code: str, source: str, seen_at: float) -> None:
+        self._emit(CodeRead(code, source, seen_at))
+
+    # --- the controller thread --------------------------------------------
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until :meth:`run` has started every part (for tests and the demo)."""
+        return self._ready.wait(timeout)
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set, then shut down in order. Call from one thread only."""
+        self._start()
+        watchdog = systemd.watchdog_interval()
+        next_tick = next_watchdog = time.monotonic()
+        try:
+            while not stop.is_set():
+                try:
+                    event: Event | None = self.events.get(timeout=TICK_S)
+                except queue.Empty:
+                    event = None
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick = now + TICK_S
+                    self._dispatch_safely(Tick())
+                if event is not None:
+                    self._dispatch_safely(event)
+                if watchdog and now >= next_watchdog and self.link.alive():
+                    next_watchdog = now + watchdog
+                    systemd.notify("WATCHDOG=1")
+        finally:
+            self._shutdown()
+
+    def _start(self) -> None:
+        if self.display:
+            self.display.start()
+        self._carry_out(self.controller.start(), time.monotonic())
+        self.link.start()
+        for source in self.hardware.sources:
+            source.start(self._on_code)
+        if self.outbox.depth:
+            log.info("%d check-ins waiting in the outbox from before", self.outbox.depth)
+        systemd.notify(f"READY=1\nSTATUS=device {self.device_id}, version {__version__}")
+        self._ready.set()
+
+    def _dispatch_safely(self, event: Event) -> None:
+        # A bug triggered by one event must not stop the counter for the next customer.
+        try:
+            self._dispatch(event)
+        except Exception:
+            log.exception("failed to handle %s", type(event).__name__)
+
+    def _dispatch(self, event: Event) -> None:
+        now = time.monotonic()
+        self._carry_out(self.controller.handle(event, now), now)
+        match event:
+            case Acked(mid=mid, ok=ok, reason=reason):
+                self.publisher.acked(mid, ok, reason)
+            case LinkUp() | Tick():
+                self.publisher.pump()
+
+    def _carry_out(self, actions: list[Action], now: float) -> None:
+        for action in actions:
+            match action:
+                case Record(checkin=checkin):
+                    try:
+                        row_id = self.outbox.add(checkin.event_id, protocol.encode_checkin(checkin))
+                    except OutboxError as exc:
+                        # Nothing after the Record may run: it would tell the customer
+                        # "checked in". Show why instead.
+                        self._carry_out(self.controller.handle(
+                            RecordFailed(checkin, str(exc)), now), now)
+                        return
+                    self.checkins_recorded += 1
+                    self.publisher.stored(row_id, online=self.controller.online)
+                case Show(screen=screen):
+                    self.screen = screen
+                    if self.display:
+                        self.display.show(render(screen, self.display.size))
+                case Signal(pattern=pattern):
+                    if self.hardware.lights is not None:
+                        self.hardware.lights.show(pattern)  # type: ignore[attr-defined]
+                case Remember(member_id=member_id, status=status):
+                    try:
+                        self.cache.put(member_id, status)
+                    except sqlite3.Error as exc:  # a cache miss later is harmless
+                        log.warning("member cache not updated: %s", exc)
+
+    def _shutdown(self) -> None:
+        log.info("stopping")
+        systemd.notify("STOPPING=1")
+        for source in self.hardware.sources:
+            source.stop()
+        while True:  # codes read before the sources stopped are still check-ins
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            self._dispatch_safely(event)
+        self.link.stop()
+        if self.display:
+            self.display.stop()
+        self.hardware.close()
+        self._db.close()
+        log.info("stopped; %d check-ins waiting in the outbox", self.outbox.depth)

@@ -1,0 +1,176 @@
+"""The reference loyalty backend: a small, real ledger for the demo, the tests and integrators.
+
+It hears every kiosk's check-ins, credits points once per ``event_id`` (the
+kiosk delivers at least once), and answers on the kiosk's ``reply`` topic
+with the member's balance, tier and progress to the next reward. A shop's
+real backend replaces it by speaking the same protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kiosk import protocol
+from kiosk.checkin import CheckIn
+from kiosk.db import connect
+from kiosk.members import MemberStatus, redact
+
+log = logging.getLogger(__name__)
+
+TIERS = ((300, "Gold"), (100, "Silver"), (0, "Bronze"))
+REWARD_EVERY = 50
+REWARD = "Free coffee"
+
+LEDGER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    member_id TEXT PRIMARY KEY,
+    balance   INTEGER NOT NULL,
+    visits    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS visits (
+    event_id    TEXT PRIMARY KEY,
+    member_id   TEXT NOT NULL,
+    device_id   TEXT NOT NULL,
+    boot_id     TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    captured_at REAL NOT NULL,
+    received_at REAL NOT NULL,
+    replayed    INTEGER NOT NULL
+);
+"""
+
+
+def display_name(member_id: str) -> str:
+    """A friendly name from the id (``LOY-ALICE01`` -> ``Alice``); a real backend has names."""
+    letters = "".join(ch for ch in member_id.split("-")[-1] if ch.isalpha())
+    return letters.capitalize()[:12]
+
+
+def standing(member_id: str, balance: int, unlocked: bool) -> MemberStatus:
+    """Tier and progress for ``balance`` points."""
+    tier = next(name for floor, name in TIERS if balance >= floor)
+    into = balance % REWARD_EVERY
+    return MemberStatus(
+        display_name=display_name(member_id), balance=balance, tier=tier,
+        points_to_next=REWARD_EVERY - into, progress=into / REWARD_EVERY,
+        reward_unlocked=REWARD if unlocked else "",
+    )
+
+
+class Ledger:
+    """Points per member and every visit, deduplicated on ``event_id``. Thread-safe."""
+
+    def __init__(self, path: Path, points_per_visit: int = 10) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = connect(path, shared=True)
+        self._conn.executescript(LEDGER_SCHEMA)
+        self._lock = threading.Lock()
+        self.points_per_visit = points_per_visit
+
+    def credit(self, checkin: CheckIn, replayed: bool) -> tuple[MemberStatus, bool]:
+        """Record a visit once; returns the member's standing and whether it was new."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                new = self._conn.execute(
+                    "INSERT OR IGNORE INTO visits VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (checkin.event_id, checkin.member_id, checkin.device_id, checkin.boot_id,
+                     checkin.seq, checkin.captured_at, time.time(), int(replayed)),
+                ).rowcount == 1
+                if new:
+                    self._conn.execute(
+                        "INSERT INTO accounts VALUES (?, ?, 1) ON CONFLICT(member_id) DO UPDATE "
+                        "SET balance = balance + excluded.balance, visits = visits + 1",
+                        (checkin.member_id, self.points_per_visit),
+                    )
+                balance = self._conn.execute(
+                    "SELECT balance FROM accounts WHERE member_id = ?", (checkin.member_id,)
+                ).fetchone()[0]
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        unlocked = new and balance % REWARD_EVERY == 0
+        return standing(checkin.member_id, balance, unlocked), new
+
+    def event_ids(self, device_id: str | None = None) -> list[str]:
+        """Every credited visit's event id, in the order the backend received them."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT event_id FROM visits WHERE ?1 IS NULL OR device_id = ?1 ORDER BY rowid",
+                (device_id,),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def balance(self, member_id: str) -> int:
+        """Current points of ``member_id`` (0 when never seen)."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT balance FROM accounts WHERE member_id = ?", (member_id,)).fetchone()
+        return row[0] if row else 0
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._conn.close()
+
+
+class LoyaltyBackend:
+    """Connects the ledger to the broker: check-ins in, replies out."""
+
+    def __init__(self, host: str, port: int, ledger: Ledger, prefix: str = "loyalty",
+                 client_id: str = "loyalty-backend") -> None:
+        self.ledger = ledger
+        self._prefix = prefix
+        self._host, self._port = host, port
+        self.received = 0
+        self.duplicates = 0
+        self.rejected = 0
+        self.connected = threading.Event()
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv5)
+        client.on_connect = self._on_connect
+        client.on_disconnect = lambda *_: self.connected.clear()
+        client.on_message = self._on_message
+        client.reconnect_delay_set(0.5, 5)
+        self._client = client
+
+    def start(self) -> None:
+        """Connect in the background (retrying until the broker is there)."""
+        self._client.connect_async(self._host, self._port, keepalive=30)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        """Disconnect and stop the network thread."""
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if not reason.is_failure:
+            client.subscribe(protocol.checkins_of_all_kiosks(self._prefix), qos=1)
+            self.connected.set()
+
+    def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            checkin, replayed = protocol.decode_checkin(message.payload)
+            status, new = self.ledger.credit(checkin, replayed)
+            self.received += 1
+            self.duplicates += not new
+            client.publish(protocol.reply_topic_for(message.topic),
+                           protocol.encode_reply(checkin.event_id, checkin.member_id, status),
+                           qos=1)
+            log.info("visit %s of %s: %d pts%s", checkin.event_id, redact(checkin.member_id),
+                     status.balance, "" if new else " (duplicate)")
+        except protocol.ProtocolError as exc:
+            self.rejected += 1
+            log.warning("rejected a check-in on %s: %s", message.topic, exc)
+        except Exception:  # never let an exception kill paho's thread
+            self.rejected += 1
+            log.exception("failed to handle a check-in on %s", message.topic)

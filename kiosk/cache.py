@@ -1,0 +1,44 @@
+"""Member cache: the last status the backend reported for each member.
+
+Offline, the customer still sees their last known balance. The cache is kept
+in SQLite so it survives restarts, and bounded so it cannot grow without end.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import asdict
+
+from kiosk.members import MemberStatus
+
+
+class MemberCache:
+    """Last known :class:`MemberStatus` per member id; at most ``max_members`` kept."""
+
+    def __init__(self, conn: sqlite3.Connection, max_members: int = 5000) -> None:
+        self._conn = conn
+        self._max = max_members
+
+    def load(self) -> dict[str, MemberStatus]:
+        """Every cached member, for the controller to hold in memory."""
+        rows = self._conn.execute("SELECT member_id, status FROM members").fetchall()
+        known = {}
+        for member_id, text in rows:
+            try:
+                known[member_id] = MemberStatus(**json.loads(text))
+            except (TypeError, ValueError):
+                continue  # written by another version: it will be refreshed on the next visit
+        return known
+
+    def put(self, member_id: str, status: MemberStatus) -> None:
+        """Remember ``status``; forget the members seen longest ago beyond the bound."""
+        self._conn.execute(
+            "INSERT OR REPLACE INTO members (member_id, status, updated_at) VALUES (?, ?, ?)",
+            (member_id, json.dumps(asdict(status)), time.time()),
+        )
+        self._conn.execute(
+            "DELETE FROM members WHERE member_id NOT IN "
+            "(SELECT member_id FROM members ORDER BY updated_at DESC LIMIT ?)", (self._max,)
+        )

@@ -1,0 +1,209 @@
+"""Typed, strict configuration loaded from TOML.
+
+A kiosk with a typo in its config must not start and half-work at a shop
+counter: an unknown key, a wrong type or an impossible value stops start-up
+with one line naming the file, the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from drivers.factory import HardwareSpec
+from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
+from kiosk import KioskError
+
+DEFAULT_PATH = "/etc/kiosk/kiosk.toml"
+TOPIC_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+"""Ids that become MQTT topic levels: no '/', '+', '#', spaces or empties."""
+
+
+class ConfigError(KioskError, ValueError):
+    """The config file cannot be used; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class KioskSection:
+    """Who this kiosk is and where it keeps its state."""
+
+    device_id: str = ""
+    site: str = "shop"
+    state_dir: str = "/var/lib/kiosk"
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.device_id and not TOPIC_WORD.match(self.device_id):
+            raise ValueError("device_id: expected 1-64 letters, digits, '_', '-' or '.'")
+        if not TOPIC_WORD.match(self.site):
+            raise ValueError("site: expected 1-64 letters, digits, '_', '-' or '.'")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("log_level: expected DEBUG, INFO, WARNING or ERROR")
+
+
+@dataclass(frozen=True)
+class MembersSection:
+    """Which codes are member cards; anything else gets the "unknown card" screen."""
+
+    pattern: str = r"LOY-[A-Z0-9]{4,32}"
+
+    def __post_init__(self) -> None:
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern: expected a regular expression ({exc})") from None
+
+
+@dataclass(frozen=True)
+class CounterSection:
+    """Timings of what the customer sees."""
+
+    reply_timeout_s: float = 3.0
+    result_screen_s: float = 6.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.reply_timeout_s <= 60:
+            raise ValueError("reply_timeout_s: expected a time above 0 and up to 60 s")
+        if not 0.5 <= self.result_screen_s <= 120:
+            raise ValueError("result_screen_s: expected 0.5 to 120 s")
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    """The broker connection."""
+
+    host: str = "localhost"
+    port: int = 1883
+    topic_prefix: str = "loyalty"
+    keepalive_s: int = 30
+    username: str = ""
+    password: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 30.0
+    session_expiry_s: int = 86400
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("host: expected a host name or address")
+        if not 1 <= self.port <= 65535:
+            raise ValueError("port: expected a TCP port from 1 to 65535")
+        if not TOPIC_WORD.match(self.topic_prefix):
+            raise ValueError("topic_prefix: expected 1-64 letters, digits, '_', '-' or '.'")
+        if not 5 <= self.keepalive_s <= 3600:
+            raise ValueError("keepalive_s: expected 5 to 3600 s")
+        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
+            raise ValueError("reconnect_max_s: expected at least reconnect_min_s, both above 0")
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("key_file: expected cert_file and key_file together")
+        if self.session_expiry_s < 0:
+            raise ValueError("session_expiry_s: expected 0 s or more")
+
+
+@dataclass(frozen=True)
+class OutboxSection:
+    """The durable queue of check-ins not yet acknowledged by the broker."""
+
+    max_rows: int = 50000
+    publish_window: int = 10
+
+    def __post_init__(self) -> None:
+        if self.max_rows < 1:
+            raise ValueError("max_rows: expected 1 or more")
+        if not 1 <= self.publish_window <= 100:
+            raise ValueError("publish_window: expected 1 to 100 messages in flight")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration of one kiosk."""
+
+    kiosk: KioskSection = field(default_factory=KioskSection)
+    members: MembersSection = field(default_factory=MembersSection)
+    counter: CounterSection = field(default_factory=CounterSection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
+    outbox: OutboxSection = field(default_factory=OutboxSection)
+    camera: CameraSpec = field(default_factory=CameraSpec)
+    serial: SerialSpec = field(default_factory=SerialSpec)
+    display: DisplaySpec = field(default_factory=DisplaySpec)
+    lights: LightsSpec = field(default_factory=LightsSpec)
+
+    @property
+    def hardware(self) -> HardwareSpec:
+        """The device settings, as ``drivers.factory.make_hardware`` takes them."""
+        return HardwareSpec(self.camera, self.serial, self.display, self.lights)
+
+
+def config_path(cli_path: str | None) -> Path:
+    """``--config``, else ``$KIOSK_CONFIG``, else the system path."""
+    return Path(cli_path or os.environ.get("KIOSK_CONFIG") or DEFAULT_PATH)
+
+
+def load_config(path: Path) -> Config:
+    """Read and check ``path``; raise :class:`ConfigError` with a one-line reason."""
+    try:
+        with path.open("rb") as file:
+            table = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        return build(Config, table, "")
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def build(cls: type, table: Any, where: str) -> Any:
+    """Make dataclass ``cls`` from a TOML table, checking keys and types on the way."""
+    if not isinstance(table, dict):
+        raise ValueError(f"{where or 'top level'}: expected a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    for key in table:
+        if key not in known:
+            raise ValueError(f"{_key(where, key)}: unknown key (known keys: {', '.join(known)})")
+    values: dict[str, Any] = {}
+    for name in known:
+        if name in table:
+            values[name] = _typed(hints[name], table[name], _key(where, name))
+        elif known[name].default is MISSING and known[name].default_factory is MISSING:
+            raise ValueError(f"{_key(where, name)}: missing")
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise ValueError(f"{where}.{exc}" if where else str(exc)) from None
+
+
+def _typed(kind: Any, value: Any, key: str) -> Any:
+    if is_dataclass(kind):
+        return build(kind, value, key)  # type: ignore[arg-type]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(kind, types.UnionType):
+        kind = tuple(typing.get_args(kind))
+    if isinstance(value, bool) and kind is not bool:
+        raise ValueError(f"{key}: expected {_name(kind)}, got {value!r}")
+    if not isinstance(value, kind):
+        raise ValueError(f"{key}: expected {_name(kind)}, got {value!r}")
+    return value
+
+
+def _name(kind: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    return names.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def _key(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key

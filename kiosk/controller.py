@@ -1,0 +1,158 @@
+"""The counter's state machine: ``handle(event, now) -> actions``. Pure: no I/O, no threads.
+
+It decides what happens when a code is read, a reply arrives or time passes;
+the runner (``kiosk.app``) carries the actions out in order. A ``Record``
+comes before the ``Show`` that tells the customer "checked in": if the commit
+fails, the runner feeds back ``RecordFailed`` and the rest is not shown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kiosk.checkin import CheckIn, uuid7
+from kiosk.events import (
+    Acked,
+    Action,
+    CodeRead,
+    Event,
+    LinkDown,
+    LinkUp,
+    Record,
+    RecordFailed,
+    Remember,
+    Reply,
+    Show,
+    Signal,
+    Tick,
+)
+from kiosk.members import MemberCodes, MemberStatus, redact
+from kiosk.screens import Idle, NotRecorded, Sync, UnknownCard, Welcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How long the kiosk waits for the backend, and how long a result stays up."""
+
+    reply_timeout_s: float
+    result_screen_s: float
+
+
+class Controller:
+    """Owns the counter's state; only ever called from the controller thread."""
+
+    def __init__(self, codes: MemberCodes, timing: Timing, device_id: str, boot_id: str,
+                 known: dict[str, MemberStatus], max_known: int = 5000,
+                 new_event_id: Callable[[], str] = uuid7) -> None:
+        self._codes = codes
+        self._timing = timing
+        self._device_id = device_id
+        self._boot_id = boot_id
+        self._known = known
+        self._max_known = max_known
+        self._new_event_id = new_event_id
+        self.online = False
+        self.seq = 0
+        self.screen: Idle | Welcome | UnknownCard | NotRecorded = Idle(online=False)
+        self._showing_event: str | None = None  # event whose result is on screen
+        self._screen_until: float | None = None
+        self._awaiting: dict[str, float] = {}  # event_id -> reply deadline
+        self._members: dict[str, str] = {}  # event_id -> member_id, while awaiting
+
+    def start(self) -> list[Action]:
+        """What to show at power-on."""
+        return [Show(self.screen), Signal("offline")]
+
+    def handle(self, event: Event, now: float) -> list[Action]:
+        """React to one event; ``now`` is monotonic time in seconds."""
+        match event:
+            case CodeRead():
+                return self._code_read(event, now)
+            case Reply():
+                return self._reply(event, now)
+            case RecordFailed(checkin=checkin, reason=reason):
+                log.error("check-in %s of %s NOT recorded: %s",
+                          checkin.event_id, redact(checkin.member_id), reason)
+                self._awaiting.pop(checkin.event_id, None)
+                self._members.pop(checkin.event_id, None)
+                return [self._result(NotRecorded(reason), now, None), Signal("full")]
+            case Tick():
+                return self._tick(now)
+            case LinkUp():
+                self.online = True
+                return self._idle_if_idle()
+            case LinkDown():
+                self.online = False
+                return self._idle_if_idle()
+            case Acked():
+                return []  # the outbox publisher deals with acknowledgements
+        raise TypeError(f"unexpected event {event!r}")
+
+    def _code_read(self, event: CodeRead, now: float) -> list[Action]:
+        member_id = self._codes.parse(event.code)
+        if member_id is None:
+            log.info("unknown card from %s (%d chars)", event.source, len(event.code))
+            return [self._result(UnknownCard(), now, None), Signal("error")]
+        self.seq += 1
+        checkin = CheckIn(
+            event_id=self._new_event_id(), device_id=self._device_id, boot_id=self._boot_id,
+            seq=self.seq, captured_at=round(event.seen_at, 3), member_id=member_id,
+            source=event.source,
+        )
+        log.info("check-in %s of %s from %s", checkin.event_id, redact(member_id), event.source)
+        sync = Sync.WAITING if self.online else Sync.PENDING
+        if self.online:
+            self._awaiting[checkin.event_id] = now + self._timing.reply_timeout_s
+            self._members[checkin.event_id] = member_id
+        screen = Welcome(self._known.get(member_id), sync)
+        return [Record(checkin), self._result(screen, now, checkin.event_id), Signal("ok")]
+
+    def _reply(self, reply: Reply, now: float) -> list[Action]:
+        self._awaiting.pop(reply.event_id, None)
+        self._members.pop(reply.event_id, None)
+        self._remember(reply.member_id, reply.status)
+        actions: list[Action] = [Remember(reply.member_id, reply.status)]
+        if reply.event_id == self._showing_event:
+            actions.append(self._result(Welcome(reply.status, Sync.SYNCED), now, reply.event_id))
+            actions.append(Signal("reward" if reply.status.reward_unlocked else "ok"))
+        return actions
+
+    def _tick(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for event_id, deadline in list(self._awaiting.items()):
+            if now >= deadline:
+                del self._awaiting[event_id]
+                member_id = self._members.pop(event_id)
+                if event_id == self._showing_event:
+                    screen = Welcome(self._known.get(member_id), Sync.PENDING)
+                    actions.append(Show(screen))
+                    self.screen = screen
+        if self._screen_until is not None and now >= self._screen_until:
+            self._screen_until = None
+            self._showing_event = None
+            self.screen = Idle(self.online)
+            actions += [Show(self.screen), Signal("off" if self.online else "offline")]
+        return actions
+
+    def _result(self, screen: Welcome | UnknownCard | NotRecorded, now: float,
+                event_id: str | None) -> list[Action]:
+        self.screen = screen
+        self._showing_event = event_id
+        self._screen_until = now + self._timing.result_screen_s
+        return [Show(screen)]
+
+    def _idle_if_idle(self) -> list[Action]:
+        if not isinstance(self.screen, Idle) or self.screen.online == self.online:
+            return []
+        self.screen = Idle(self.online)
+        return [Show(self.screen), Signal("off" if self.online else "offline")]
+
+    def _remember(self, member_id: str, status: MemberStatus) -> None:
+        self._known.pop(member_id, None)
+        self._known[member_id] = status
+        if len(self._known) > self._max_known:
+            del self._known[next(iter(self._known))]

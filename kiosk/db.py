@@ -1,0 +1,68 @@
+"""The kiosk's one SQLite database: outbox, member cache, small facts.
+
+WAL with ``synchronous=FULL``: a row is on the SD card when ``INSERT``
+returns, and survives a power cut or ``kill -9``. A database that fails
+``quick_check`` at start is moved aside (kept for inspection) and a fresh one
+is started, so a corrupt file never keeps a kiosk from taking check-ins.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id  TEXT NOT NULL UNIQUE,
+    payload   BLOB NOT NULL,
+    stored_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS members (
+    member_id  TEXT PRIMARY KEY,
+    status     TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+def connect(path: Path, shared: bool = False) -> sqlite3.Connection:
+    """Open ``path`` durable and in autocommit mode (each statement is its own transaction).
+
+    ``shared`` lets other threads use the connection; the caller then serialises access.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=not shared)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+def open_db(path: Path) -> tuple[sqlite3.Connection, str | None]:
+    """Open (creating or repairing) the state database.
+
+    Returns the connection and, when the old file was unusable, where it was moved.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    moved: str | None = None
+    try:
+        conn = connect(path)
+        verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        conn, verdict = None, str(exc)
+    if verdict != "ok":
+        if conn is not None:
+            conn.close()
+        moved = f"{path}.corrupt-{int(time.time())}"
+        log.error("state database %s failed its check (%s); moved to %s, starting fresh",
+                  path, verdict, moved)
+        for suffix in ("", "-wal", "-shm"):
+            old = Path(f"{path}{suffix}")
+            if old.exists():
+                old.rename(f"{moved}{suffix}")
+        conn = connect(path)
+    conn.executescript(SCHEMA)
+    return conn, moved

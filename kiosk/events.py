@@ -1,0 +1,104 @@
+"""Typed events that flow into the controller thread, and the actions it returns.
+
+Producers (code sources, paho's network thread, the timer) only build one of
+these and ``put_nowait`` it; the controller thread is the only reader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kiosk.checkin import CheckIn
+from kiosk.members import MemberStatus
+from kiosk.screens import Screen
+
+# --- events -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CodeRead:
+    """A code was read by a camera or serial reader."""
+
+    code: str
+    source: str
+    seen_at: float
+
+
+@dataclass(frozen=True)
+class LinkUp:
+    """Connected to the broker (subscriptions are in place)."""
+
+
+@dataclass(frozen=True)
+class LinkDown:
+    """The broker connection is gone; paho keeps reconnecting."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Acked:
+    """The broker acknowledged (PUBACK) the message with this id."""
+
+    mid: int
+    ok: bool = True
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The backend's answer to one check-in."""
+
+    event_id: str
+    member_id: str
+    status: MemberStatus
+
+
+@dataclass(frozen=True)
+class RecordFailed:
+    """A check-in could not be committed to the outbox (disk full, outbox full, I/O error)."""
+
+    checkin: CheckIn
+    reason: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passes: timeouts and screen changes."""
+
+
+Event = CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | Tick
+
+# --- actions ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    """Commit this check-in to the outbox; the actions after it wait for the commit."""
+
+    checkin: CheckIn
+
+
+@dataclass(frozen=True)
+class Show:
+    """Put this screen on the display."""
+
+    screen: Screen
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Run this light/buzzer pattern."""
+
+    pattern: str
+
+
+@dataclass(frozen=True)
+class Remember:
+    """Store a member's latest status in the cache."""
+
+    member_id: str
+    status: MemberStatus
+
+
+Action = Record | Show | Signal | Remember

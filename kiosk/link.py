@@ -1,0 +1,155 @@
+"""The MQTT session: connection, last will, reconnects, subscriptions, publishing.
+
+paho runs its network thread (``loop_start``); its callbacks only turn what
+happened into typed events for the controller thread. They never block, take
+no application lock and never raise: an exception would kill paho's thread
+while ``is_connected()`` still said True.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from kiosk import KioskError, __version__, protocol
+from kiosk.config import MqttSection
+from kiosk.events import Acked, Event, LinkDown, LinkUp, Reply
+from kiosk.protocol import ProtocolError, Topics
+
+log = logging.getLogger(__name__)
+
+
+class LinkError(KioskError):
+    """A message could not even be queued for sending."""
+
+
+class Link:
+    """One paho client for one kiosk; events go to ``emit`` (which must not block)."""
+
+    def __init__(self, settings: MqttSection, topics: Topics, client_id: str,
+                 emit: Callable[[Event], None]) -> None:
+        self.topics = topics
+        self._settings = settings
+        self._emit = emit
+        self.connects = 0
+        self.bad_messages = 0
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                             protocol=mqtt.MQTTv5)
+        client.will_set(topics.status, protocol.OFFLINE, qos=1, retain=True)
+        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
+        if settings.username:
+            client.username_pw_set(settings.username, settings.password or None)
+        if settings.tls:
+            client.tls_set(ca_certs=settings.ca_file or None,
+                           certfile=settings.cert_file or None,
+                           keyfile=settings.key_file or None,
+                           cert_reqs=ssl.CERT_REQUIRED)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        self._client = client
+        self._loop_thread: threading.Thread | None = None
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background; paho retries until the broker answers."""
+        properties = Properties(PacketTypes.CONNECT)
+        # A persistent session: replies and staff commands sent while the kiosk
+        # was offline are kept by the broker and arrive on reconnect.
+        properties.SessionExpiryInterval = self._settings.session_expiry_s
+        self._client.connect_async(
+            self._settings.host, self._settings.port, self._settings.keepalive_s,
+            clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties=properties,
+        )
+        self._client.loop_start()
+        self._loop_thread = self._client._thread  # paho exposes no public handle for it
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Say ``offline`` (retained) if connected, then disconnect and stop paho's thread."""
+        if self._client.is_connected():
+            self._client.publish(self.topics.state, protocol.encode_state(
+                "offline", "shutdown", __version__), qos=1, retain=True)
+            info = self._client.publish(self.topics.status, protocol.OFFLINE, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("could not publish offline status: %s", exc)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def alive(self) -> bool:
+        """True while paho's network thread runs (fed to the systemd watchdog)."""
+        return self._loop_thread is not None and self._loop_thread.is_alive()
+
+    @property
+    def connected(self) -> bool:
+        """True while a session with the broker is up."""
+        return self._client.is_connected()
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
+        """Queue a message with paho and return its message id.
+
+        While disconnected, paho keeps QoS 1 messages and sends them after the
+        reconnect, so the id stays valid across a broker outage.
+        """
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise LinkError(f"publish to {topic} refused: {mqtt.error_string(info.rc)}")
+        return info.mid
+
+    # --- paho callbacks (paho's thread) ---------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any,
+                    reason_code: Any, _properties: Any) -> None:
+        try:
+            if reason_code.is_failure:
+                log.warning("broker refused the connection: %s", reason_code)
+                self._emit(LinkDown(f"refused: {reason_code}"))
+                return
+            self.connects += 1
+            client.subscribe(self.topics.reply, qos=1)
+            client.publish(self.topics.status, protocol.ONLINE, qos=1, retain=True)
+            client.publish(self.topics.state, protocol.encode_state(
+                "ready", "", __version__), qos=1, retain=True)
+            log.info("connected to %s:%d (session present: %s)", self._settings.host,
+                     self._settings.port, flags.session_present)
+            self._emit(LinkUp())
+        except Exception:
+            log.exception("on_connect failed")
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
+                       reason_code: Any, _properties: Any) -> None:
+        try:  # paho may call this twice for one loss: LinkDown is idempotent downstream
+            log.warning("disconnected from broker: %s", reason_code)
+            self._emit(LinkDown(str(reason_code)))
+        except Exception:
+            log.exception("on_disconnect failed")
+
+    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int,
+                    reason_code: Any, _properties: Any) -> None:
+        try:
+            self._emit(Acked(mid, ok=not reason_code.is_failure, reason=str(reason_code)))
+        except Exception:
+            log.exception("on_publish failed")
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any,
+                    message: mqtt.MQTTMessage) -> None:
+        try:
+            if message.topic == self.topics.reply:
+                event_id, member_id, status = protocol.decode_reply(message.payload)
+                self._emit(Reply(event_id, member_id, status))
+        except ProtocolError as exc:
+            self.bad_messages += 1
+            log.warning("ignored a malformed message on %s: %s", message.topic, exc)
+        except Exception:
+            log.exception("on_message failed")

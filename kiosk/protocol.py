@@ -1,0 +1,158 @@
+"""The MQTT topic tree and payload schemas — the only place that names them.
+
+Root: ``<prefix>/<site>/<device_id>/``. Payloads are JSON objects carrying a
+``v`` schema version; a reader rejects what it cannot understand with
+:class:`ProtocolError` instead of guessing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from kiosk import KioskError
+from kiosk.checkin import CheckIn
+from kiosk.members import MemberStatus
+
+VERSION = 1
+ONLINE = b"online"
+OFFLINE = b"offline"
+
+
+class ProtocolError(KioskError, ValueError):
+    """A message does not follow the schema; the text says which field is wrong."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic one kiosk uses."""
+
+    prefix: str
+    site: str
+    device_id: str
+
+    @property
+    def root(self) -> str:
+        """``<prefix>/<site>/<device_id>``."""
+        return f"{self.prefix}/{self.site}/{self.device_id}"
+
+    @property
+    def status(self) -> str:
+        """Retained ``online``/``offline``; also the last will."""
+        return f"{self.root}/status"
+
+    @property
+    def state(self) -> str:
+        """Retained lifecycle state as JSON."""
+        return f"{self.root}/state"
+
+    @property
+    def checkin(self) -> str:
+        """Check-in events, QoS 1."""
+        return f"{self.root}/evt/checkin"
+
+    @property
+    def reply(self) -> str:
+        """The backend's answers to this kiosk's check-ins."""
+        return f"{self.root}/reply"
+
+
+def checkins_of_all_kiosks(prefix: str) -> str:
+    """The subscription a backend uses to hear every kiosk of every site."""
+    return f"{prefix}/+/+/evt/checkin"
+
+
+def reply_topic_for(checkin_topic: str) -> str:
+    """Where the backend answers a check-in that arrived on ``checkin_topic``."""
+    root = checkin_topic.removesuffix("/evt/checkin")
+    if root == checkin_topic:
+        raise ProtocolError(f"not a check-in topic: {checkin_topic}")
+    return f"{root}/reply"
+
+
+# --- check-in ---------------------------------------------------------------
+
+
+def encode_checkin(checkin: CheckIn) -> bytes:
+    """The check-in as stored in the outbox and sent: compact JSON, fields in fixed order."""
+    body = {"v": VERSION, **asdict(checkin)}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def mark_replayed(payload: bytes) -> bytes:
+    """The stored payload with ``"replayed":true`` added: sent later than it was scanned."""
+    return payload[:-1] + b',"replayed":true}'
+
+
+def decode_checkin(payload: bytes) -> tuple[CheckIn, bool]:
+    """Parse a check-in (backend side); returns it and whether it was replayed."""
+    body = _object(payload)
+    fields = {
+        "event_id": str, "device_id": str, "boot_id": str, "seq": int,
+        "captured_at": (int, float), "member_id": str, "source": str,
+    }
+    values = {name: _field(body, name, kind) for name, kind in fields.items()}
+    return CheckIn(**values), bool(body.get("replayed", False))
+
+
+# --- reply ------------------------------------------------------------------
+
+
+def encode_reply(event_id: str, member_id: str, status: MemberStatus) -> bytes:
+    """The backend's answer to one check-in."""
+    body = {"v": VERSION, "event_id": event_id, "member_id": member_id, **asdict(status)}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode_reply(payload: bytes) -> tuple[str, str, MemberStatus]:
+    """Parse a reply into ``(event_id, member_id, status)``."""
+    body = _object(payload)
+    status = MemberStatus(
+        display_name=_field(body, "display_name", str),
+        balance=_field(body, "balance", int),
+        tier=_field(body, "tier", str),
+        points_to_next=_field(body, "points_to_next", int),
+        progress=float(_field(body, "progress", (int, float))),
+        reward_unlocked=_field(body, "reward_unlocked", str, ""),
+    )
+    return _field(body, "event_id", str), _field(body, "member_id", str), status
+
+
+# --- state ------------------------------------------------------------------
+
+
+def encode_state(state: str, reason: str, firmware: str) -> bytes:
+    """Retained lifecycle state: ``init|ready|degraded|offline`` and why."""
+    body = {"v": VERSION, "state": state, "reason": reason, "firmware": firmware}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+def _object(payload: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError("expected a JSON object")
+    if body.get("v") != VERSION:
+        raise ProtocolError(f"unsupported schema version {body.get('v')!r} (expected {VERSION})")
+    return body
+
+
+_REQUIRED = object()
+
+
+def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...],
+           default: Any = _REQUIRED) -> Any:
+    if name not in body:
+        if default is _REQUIRED:
+            raise ProtocolError(f"missing field {name!r}")
+        return default
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ProtocolError(f"field {name!r} has the wrong type ({type(value).__name__})")
+    return value

@@ -1,0 +1,116 @@
+"""A private mosquitto on a free loopback port, which a test can stop, restart, kill or freeze.
+
+Used by the test suite, by ``kiosk demo`` and by integrators' CI: nothing
+depends on a system-wide broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from kiosk import KioskError
+
+SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+
+
+class BrokerError(KioskError):
+    """mosquitto is missing or would not start."""
+
+
+def find_mosquitto() -> str | None:
+    """Path of the mosquitto binary (Debian puts it in /usr/sbin), or None."""
+    return shutil.which("mosquitto", path=SEARCH_PATH)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Mosquitto:
+    """One mosquitto process; ``port`` stays the same across restarts."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        binary = find_mosquitto()
+        if binary is None:
+            raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
+        self._binary = binary
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.log_path = workdir / "mosquitto.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the broker and wait until it accepts connections."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "max_queued_messages 100000\n"
+            f"log_dest file {self.log_path}\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+        )
+        self._process = subprocess.Popen(
+            [self._binary, "-c", str(conf)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise BrokerError(f"mosquitto exited with {self._process.returncode}; "
+                                  f"see {self.log_path}")
+            with contextlib.suppress(OSError), socket.create_connection(
+                    (self.host, self.port), timeout=0.2):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise BrokerError(f"mosquitto did not listen on port {self.port} within {timeout} s")
+
+    @property
+    def running(self) -> bool:
+        """True while the process exists (it may be frozen)."""
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self) -> None:
+        """Stop the broker cleanly (clients see the connection close)."""
+        if self._process is not None:
+            self.resume()
+            self._process.terminate()
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+    def kill(self) -> None:
+        """SIGKILL: the broker vanishes mid-conversation, as on a power cut."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def pause(self) -> None:
+        """Freeze the broker: connections stay open but nothing is answered (no PUBACK)."""
+        if self.running:
+            assert self._process is not None
+            os.kill(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a frozen broker."""
+        if self.running:
+            assert self._process is not None
+            os.kill(self._process.pid, signal.SIGCONT)
