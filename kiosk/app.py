@@ -172,6 +172,8 @@ class App:
                         self.cache.put(member_id, status)
                     except sqlite3.Error as exc:  # a cache miss later is harmless
                         log.warning("member cache not updated: %s", exc)
+                case _:
+                    raise TypeError(f"unknown action {action!r}")
 
     def _shutdown(self) -> None:
         log.info("stopping")

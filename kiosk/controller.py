@@ -139,11 +139,11 @@ class Controller:
         return actions
 
     def _result(self, screen: Welcome | UnknownCard | NotRecorded, now: float,
-                event_id: str | None) -> list[Action]:
+                event_id: str | None) -> Show:
         self.screen = screen
         self._showing_event = event_id
         self._screen_until = now + self._timing.result_screen_s
-        return [Show(screen)]
+        return Show(screen)
 
     def _idle_if_idle(self) -> list[Action]:
         if not isinstance(self.screen, Idle) or self.screen.online == self.online:

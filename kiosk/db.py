@@ -45,11 +45,13 @@ def open_db(path: Path) -> tuple[sqlite3.Connection, str | None]:
     """Open (creating or repairing) the state database.
 
     Returns the connection and, when the old file was unusable, where it was moved.
+    The connection is opened by whoever builds the app and then used only by the
+    controller thread, so it is opened ``shared``.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     moved: str | None = None
     try:
-        conn = connect(path)
+        conn = connect(path, shared=True)
         verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
     except sqlite3.DatabaseError as exc:
         conn, verdict = None, str(exc)
@@ -63,6 +65,6 @@ def open_db(path: Path) -> tuple[sqlite3.Connection, str | None]:
             old = Path(f"{path}{suffix}")
             if old.exists():
                 old.rename(f"{moved}{suffix}")
-        conn = connect(path)
+        conn = connect(path, shared=True)
     conn.executescript(SCHEMA)
     return conn, moved

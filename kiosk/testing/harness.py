@@ -1,0 +1,87 @@
+"""A kiosk on simulated hardware, running on its own controller thread, for tests and the demo."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
+from kiosk.app import App
+from kiosk.config import Config, CounterSection, KioskSection, MqttSection
+from kiosk.testing.cards import qr_card
+
+
+def sim_config(state_dir: Path, broker_port: int, *, device_id: str = "kiosk-test",
+               site: str = "test-shop", serial: bool = True, **sections: Any) -> Config:
+    """A config whose every device is simulated and whose files all live under ``state_dir``."""
+    config = Config(
+        kiosk=KioskSection(device_id=device_id, site=site, state_dir=str(state_dir)),
+        counter=CounterSection(reply_timeout_s=3.0, result_screen_s=2.0),
+        mqtt=MqttSection(host="127.0.0.1", port=broker_port, keepalive_s=5,
+                         reconnect_min_s=0.2, reconnect_max_s=1.0),
+        camera=CameraSpec(backend="sim", spool_dir=str(state_dir / "camera"), hold_s=0.4,
+                          fps=20, cooldown_s=5.0),
+        serial=SerialSpec(backend="sim" if serial else "none",
+                          sim_link=str(state_dir / "serial")),
+        display=DisplaySpec(backend="sim", sim_png=str(state_dir / "display.png")),
+        lights=LightsSpec(backend="sim", buzzer_pin=22),
+    )
+    return replace(config, **sections)
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it is truthy; raise ``TimeoutError`` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+class RunningKiosk:
+    """An :class:`~kiosk.app.App` on a background thread, with the customer's side exposed."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.app = App(config)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.app.run, args=(self._stop,),
+                                        name="kiosk-controller", daemon=True)
+
+    def start(self, timeout: float = 10.0) -> RunningKiosk:
+        """Start the controller thread and wait until every part runs."""
+        self._thread.start()
+        if not self.app.wait_ready(timeout):
+            raise TimeoutError("kiosk did not start")
+        return self
+
+    def show_card(self, text: str) -> None:
+        """A customer holds a QR card with ``text`` in front of the camera."""
+        self.app.sim.camera.show(qr_card(text))  # type: ignore[union-attr]
+
+    def type_code(self, text: str) -> None:
+        """A customer scans ``text`` on the serial reader."""
+        self.app.sim.serial.type(text)  # type: ignore[union-attr]
+
+    def wait_online(self, timeout: float = 10.0) -> None:
+        """Wait until the kiosk is connected to the broker."""
+        wait_for(lambda: self.app.controller.online, timeout, "the kiosk to connect")
+
+    def wait_drained(self, timeout: float = 20.0) -> None:
+        """Wait until the outbox is empty (every check-in acknowledged by the broker)."""
+        wait_for(lambda: self.app.outbox.depth == 0 and self.app.checkins_recorded,
+                 timeout, "the outbox to drain")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the kiosk as SIGTERM would, and wait for it."""
+        self._stop.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("kiosk did not stop")

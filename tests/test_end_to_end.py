@@ -1,0 +1,42 @@
+"""Scans at the counter reach the backend's ledger, and the customer sees the answer."""
+
+from __future__ import annotations
+
+from PIL import ImageChops
+
+from kiosk.screens import Sync, Welcome, render
+from kiosk.testing.harness import wait_for
+
+
+def _synced_welcome(kiosk, name):
+    screen = kiosk.app.screen
+    if isinstance(screen, Welcome) and screen.sync is Sync.SYNCED \
+            and screen.status.display_name == name:
+        return screen
+    return None
+
+
+def test_scans_reach_the_ledger_and_the_display_shows_the_balance(kiosk, backend, ledger):
+    kiosk.wait_online()
+    for member, name in [("LOY-ALICE01", "Alice"), ("LOY-BOB0002", "Bob"),
+                         ("LOY-CAROL03", "Carol")]:
+        kiosk.show_card(member)
+        screen = wait_for(lambda n=name: _synced_welcome(kiosk, n), what=f"{name}'s balance")
+        assert screen.status.balance == ledger.balance(member) == 10
+        oled = kiosk.app.sim.display
+        wait_for(lambda s=screen: oled.image is not None and not ImageChops.difference(
+            oled.image.convert("1"), render(s)).getbbox(), what="the balance on the OLED")
+    kiosk.wait_drained()
+    assert len(ledger.event_ids(kiosk.app.device_id)) == 3
+
+
+def test_the_same_card_held_up_checks_in_once_but_two_customers_both_check_in(kiosk, backend,
+                                                                            ledger):
+    kiosk.wait_online()
+    kiosk.show_card("LOY-ALICE01")
+    kiosk.show_card("LOY-ALICE01")  # still within the 5 s cooldown
+    kiosk.show_card("LOY-BOB0002")
+    wait_for(lambda: ledger.balance("LOY-BOB0002") == 10, what="Bob credited")
+    kiosk.wait_drained()
+    assert ledger.balance("LOY-ALICE01") == 10
+    assert len(ledger.event_ids()) == 2
