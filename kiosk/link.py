@@ -130,7 +130,10 @@ class Link:
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
                        reason_code: Any, _properties: Any) -> None:
         try:  # paho may call this twice for one loss: LinkDown is idempotent downstream
-            log.warning("disconnected from broker: %s", reason_code)
+            if reason_code.value == 0:  # we asked for it (shutdown)
+                log.info("disconnected from broker")
+            else:
+                log.warning("disconnected from broker: %s", reason_code)
             self._emit(LinkDown(str(reason_code)))
         except Exception:
             log.exception("on_disconnect failed")

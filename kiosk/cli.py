@@ -1,0 +1,108 @@
+"""The ``kiosk`` command: ``run`` the daemon, ``demo`` it, or run the reference ``backend``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from kiosk import KioskError, __version__
+from kiosk.config import ConfigError, config_path, load_config
+
+log = logging.getLogger("kiosk")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``kiosk`` console script."""
+    parser = argparse.ArgumentParser(prog="kiosk", description="Loyalty check-in kiosk")
+    parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the kiosk daemon")
+    run.add_argument("--config", help="config file (default: $KIOSK_CONFIG or "
+                                      "/etc/kiosk/kiosk.toml)")
+
+    check = commands.add_parser("check-config", help="load a config file and report problems")
+    check.add_argument("--config", help="config file (default: as for run)")
+
+    demo = commands.add_parser("demo", help="a simulated kiosk, broker and backend in a terminal")
+    demo.add_argument("--scans", type=int, default=0,
+                      help="exit after this many customers (default: run until Ctrl-C)")
+    demo.add_argument("--quiet", action="store_true", help="print no display frames")
+
+    backend = commands.add_parser("backend", help="run the reference loyalty backend")
+    backend.add_argument("--host", default="localhost")
+    backend.add_argument("--port", type=int, default=1883)
+    backend.add_argument("--db", default="ledger.db", help="ledger SQLite file")
+    backend.add_argument("--prefix", default="loyalty", help="topic prefix")
+
+    args = parser.parse_args(argv)
+    try:
+        match args.command:
+            case "run":
+                return _run(args.config)
+            case "check-config":
+                path = config_path(args.config)
+                load_config(path)
+                print(f"{path}: ok")
+                return 0
+            case "demo":
+                from kiosk.demo import run_demo
+
+                _logging("WARNING")
+                return run_demo(args.scans, quiet=args.quiet)
+            case "backend":
+                return _backend(args)
+    except ConfigError as exc:
+        print(f"kiosk: config error: {exc}", file=sys.stderr)
+        return 2
+    except KioskError as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("PIL").setLevel(logging.WARNING)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def _run(path_arg: str | None) -> int:
+    from kiosk.app import App
+
+    config = load_config(config_path(path_arg))
+    _logging(config.kiosk.log_level)
+    stop = _stop_on_signals()
+    app = App(config)
+    log.info("kiosk %s starting as %s", __version__, app.device_id)
+    app.run(stop)
+    return 0
+
+
+def _backend(args: argparse.Namespace) -> int:
+    from kiosk.backend import Ledger, LoyaltyBackend
+
+    _logging("INFO")
+    stop = _stop_on_signals()
+    ledger = Ledger(Path(args.db))
+    service = LoyaltyBackend(args.host, args.port, ledger, prefix=args.prefix)
+    service.start()
+    log.info("reference backend on %s:%d, ledger %s", args.host, args.port, args.db)
+    stop.wait()
+    service.stop()
+    ledger.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
