@@ -16,6 +16,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from kiosk import protocol
 from kiosk.checkin import CheckIn
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 TIERS = ((300, "Gold"), (100, "Silver"), (0, "Bronze"))
 REWARD_EVERY = 50
 REWARD = "Free coffee"
+SESSION_EXPIRY_S = 7 * 24 * 3600
 
 LEDGER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -100,14 +103,13 @@ class Ledger:
         unlocked = new and balance % REWARD_EVERY == 0
         return standing(checkin.member_id, balance, unlocked), new
 
-    def event_ids(self, device_id: str | None = None) -> list[str]:
-        """Every credited visit's event id, in the order the backend received them."""
+    def visits(self, device_id: str) -> list[tuple[str, int, str, bool]]:
+        """``(event_id, seq, member_id, replayed)`` of a kiosk's visits, in arrival order."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT event_id FROM visits WHERE ?1 IS NULL OR device_id = ?1 ORDER BY rowid",
-                (device_id,),
-            ).fetchall()
-        return [row[0] for row in rows]
+                "SELECT event_id, seq, member_id, replayed FROM visits WHERE device_id = ? "
+                "ORDER BY rowid", (device_id,)).fetchall()
+        return [(event_id, seq, member, bool(replayed)) for event_id, seq, member, replayed in rows]
 
     def balance(self, member_id: str) -> int:
         """Current points of ``member_id`` (0 when never seen)."""
@@ -139,12 +141,20 @@ class LoyaltyBackend:
         client.on_connect = self._on_connect
         client.on_disconnect = lambda *_: self.connected.clear()
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(0.5, 5)
         self._client = client
 
     def start(self) -> None:
-        """Connect in the background (retrying until the broker is there)."""
-        self._client.connect_async(self._host, self._port, keepalive=30)
+        """Connect in the background (retrying until the broker is there).
+
+        The session is persistent: check-ins published while the backend is
+        away are queued by the broker, not dropped.
+        """
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._client.connect_async(self._host, self._port, keepalive=30, clean_start=False,
+                                   properties=properties)
         self._client.loop_start()
 
     def stop(self) -> None:
@@ -155,7 +165,10 @@ class LoyaltyBackend:
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
             client.subscribe(protocol.checkins_of_all_kiosks(self._prefix), qos=1)
-            self.connected.set()
+
+    def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
+        if not any(code.is_failure for code in codes):
+            self.connected.set()  # only now are check-ins sure to reach us
 
     def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         try:

@@ -88,7 +88,7 @@ class _Demo:
                 backend.stop()
             if broker:
                 broker.stop()
-        delivered = len(set(ledger.event_ids(kiosk.app.device_id))) if ledger else 0
+        delivered = len(ledger.visits(kiosk.app.device_id)) if ledger else 0
         waiting = kiosk.app.outbox.depth
         if ledger:
             ledger.close()

@@ -16,6 +16,13 @@ def _synced_welcome(kiosk, name):
     return None
 
 
+def _oled_shows(kiosk, screen) -> bool:
+    """The simulated OLED holds exactly the pixels of ``screen``."""
+    oled = kiosk.app.sim.display
+    return oled.image is not None and not ImageChops.difference(
+        oled.image.convert("1"), render(screen)).getbbox()
+
+
 def test_scans_reach_the_ledger_and_the_display_shows_the_balance(kiosk, backend, ledger):
     kiosk.wait_online()
     for member, name in [("LOY-ALICE01", "Alice"), ("LOY-BOB0002", "Bob"),
@@ -23,11 +30,9 @@ def test_scans_reach_the_ledger_and_the_display_shows_the_balance(kiosk, backend
         kiosk.show_card(member)
         screen = wait_for(lambda n=name: _synced_welcome(kiosk, n), what=f"{name}'s balance")
         assert screen.status.balance == ledger.balance(member) == 10
-        oled = kiosk.app.sim.display
-        wait_for(lambda s=screen: oled.image is not None and not ImageChops.difference(
-            oled.image.convert("1"), render(s)).getbbox(), what="the balance on the OLED")
+        wait_for(lambda s=screen: _oled_shows(kiosk, s), what="the balance on the OLED")
     kiosk.wait_drained()
-    assert len(ledger.event_ids(kiosk.app.device_id)) == 3
+    assert len(ledger.visits(kiosk.app.device_id)) == 3
 
 
 def test_the_same_card_held_up_checks_in_once_but_two_customers_both_check_in(kiosk, backend,
@@ -39,4 +44,4 @@ def test_the_same_card_held_up_checks_in_once_but_two_customers_both_check_in(ki
     wait_for(lambda: ledger.balance("LOY-BOB0002") == 10, what="Bob credited")
     kiosk.wait_drained()
     assert ledger.balance("LOY-ALICE01") == 10
-    assert len(ledger.event_ids()) == 2
+    assert len(ledger.visits(kiosk.app.device_id)) == 2

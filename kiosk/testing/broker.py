@@ -37,7 +37,7 @@ def free_port() -> int:
 
 
 class Mosquitto:
-    """One mosquitto process; ``port`` stays the same across restarts."""
+    """One mosquitto process; ``port`` and persisted sessions stay the same across restarts."""
 
     host = "127.0.0.1"
 
@@ -58,9 +58,15 @@ class Mosquitto:
         conf.write_text(
             f"listener {self.port} {self.host}\n"
             "allow_anonymous true\n"
-            "persistence false\n"
+            # Persistent like a production broker: sessions (the backend's subscription)
+            # survive a restart, saved after every change so even a SIGKILL keeps them.
+            "persistence true\n"
+            f"persistence_location {self.workdir}/\n"
+            "autosave_on_changes true\nautosave_interval 1\n"
             "max_queued_messages 100000\n"
-            f"log_dest file {self.log_path}\n"
+            # Run as root, mosquitto would switch to its own user and lose our files.
+            + ("user root\n" if os.geteuid() == 0 else "")
+            + f"log_dest file {self.log_path}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
         )
         self._process = subprocess.Popen(

@@ -1,0 +1,179 @@
+"""Nothing the customer was told is ever lost: broker outages, frozen brokers, kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kiosk.screens import Sync, Welcome
+from kiosk.testing.cards import qr_card
+from kiosk.testing.harness import wait_for
+
+
+def _visits(ledger, device_id: str, count: int, what: str):
+    """The device's visits in the ledger, once there are ``count`` of them."""
+    return wait_for(lambda: (visits := ledger.visits(device_id)) and len(visits) == count
+                    and visits, timeout=20, what=what)
+
+
+def _scan(kiosk, member: str, recorded: int) -> None:
+    kiosk.type_code(member)
+    wait_for(lambda: kiosk.app.checkins_recorded == recorded, what=f"check-in {recorded}")
+
+
+def test_checkins_survive_broker_restart_in_order_and_once(kiosk, backend, ledger, mosquitto):
+    kiosk.wait_online()
+    _scan(kiosk, "LOY-ALICE01", 1)
+    wait_for(lambda: len(ledger.visits(kiosk.app.device_id)) == 1, what="first delivery")
+
+    mosquitto.stop()
+    wait_for(lambda: not kiosk.app.controller.online, what="the kiosk to notice")
+    offline_members = ["LOY-BOB0002", "LOY-CAROL03", "LOY-DAVE004", "LOY-ERIN005"]
+    for count, member in enumerate(offline_members, start=2):
+        _scan(kiosk, member, count)
+    screen = kiosk.app.screen
+    assert isinstance(screen, Welcome) and screen.sync is Sync.PENDING
+    assert kiosk.app.outbox.depth == 4
+
+    mosquitto.start()
+    kiosk.wait_drained(30)
+    visits = _visits(ledger, kiosk.app.device_id, 5, "all five visits in the ledger")
+    assert [seq for _, seq, _, _ in visits] == [1, 2, 3, 4, 5]
+    assert [member for _, _, member, _ in visits] == ["LOY-ALICE01", *offline_members]
+    assert len({event_id for event_id, _, _, _ in visits}) == 5
+    assert [replayed for *_, replayed in visits] == [False, True, True, True, True]
+
+
+def test_checkin_survives_a_broker_killed_before_its_puback(kiosk, backend, ledger, mosquitto):
+    kiosk.wait_online()
+    _scan(kiosk, "LOY-ALICE01", 1)
+    _visits(ledger, kiosk.app.device_id, 1, "the first visit")
+    mosquitto.pause()  # the PUBLISH goes out, no PUBACK comes back
+    _scan(kiosk, "LOY-BOB0002", 2)
+    _scan(kiosk, "LOY-CAROL03", 3)
+    mosquitto.kill()  # ...and the broker vanishes with whatever it had half-received
+    assert kiosk.app.outbox.depth == 2
+    mosquitto.start()
+    kiosk.wait_drained(30)
+    visits = _visits(ledger, kiosk.app.device_id, 3, "all three visits")
+    assert [m for _, _, m, _ in visits] == ["LOY-ALICE01", "LOY-BOB0002", "LOY-CAROL03"]
+    assert ledger.balance("LOY-BOB0002") == 10
+
+
+# --- the real daemon, as systemd runs it ----------------------------------------
+
+
+def _write_config(tmp_path: Path, port: int) -> Path:
+    state = tmp_path / "daemon"
+    path = tmp_path / "kiosk.toml"
+    path.write_text(f"""
+[kiosk]
+device_id = "daemon-1"
+site = "test-shop"
+state_dir = "{state}"
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+keepalive_s = 5
+reconnect_min_s = 0.2
+reconnect_max_s = 1.0
+[camera]
+backend = "sim"
+spool_dir = "{state}/camera"
+hold_s = 0.4
+[serial]
+backend = "sim"
+sim_link = "{state}/serial"
+[display]
+backend = "sim"
+sim_png = "{state}/display.png"
+[lights]
+backend = "sim"
+""")
+    return path
+
+
+def _start_daemon(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "kiosk.cli", "run", "--config", str(config)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _outbox_depth(state: Path) -> int:
+    with sqlite3.connect(state / "kiosk.db") as conn:
+        return conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+
+def _show_card_file(spool: Path, text: str) -> Path:
+    spool.mkdir(parents=True, exist_ok=True)
+    partial = spool / ".card.png"
+    qr_card(text).save(partial)
+    return partial.rename(spool / f"{text}.png")
+
+
+@pytest.fixture
+def daemon_config(tmp_path, mosquitto):
+    return _write_config(tmp_path, mosquitto.port)
+
+
+def test_kill_9_after_commit_before_puback_is_delivered_after_restart(
+        daemon_config, tmp_path, mosquitto, backend, ledger):
+    state = tmp_path / "daemon"
+    daemon = _start_daemon(daemon_config)
+    try:
+        card = _show_card_file(state / "camera", "LOY-ALICE01")
+        wait_for(lambda: len(ledger.visits("daemon-1")) == 1, timeout=20, what="first visit")
+        wait_for(lambda: not card.exists(), what="the customer to take the card away")
+
+        mosquitto.pause()
+        link = state / "serial"
+        wait_for(link.exists, what="the serial link")
+        with open(link, "w") as reader:
+            reader.write("LOY-BOB0002\r")
+        wait_for(lambda: _outbox_depth(state) == 1, what="the check-in committed")
+        daemon.send_signal(signal.SIGKILL)
+        daemon.wait(10)
+        mosquitto.kill()
+        assert _outbox_depth(state) == 1
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+    mosquitto.start()
+    daemon = _start_daemon(daemon_config)
+    try:
+        visits = _visits(ledger, "daemon-1", 2, "the check-in delivered after restart")
+        assert visits[1][2] == "LOY-BOB0002"
+        assert visits[1][3] is True  # it was replayed from the outbox
+        wait_for(lambda: _outbox_depth(state) == 0, what="the outbox emptied")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0
+
+
+def test_sigterm_stops_cleanly_and_says_offline(daemon_config, mosquitto, backend):
+    daemon = _start_daemon(daemon_config)
+    statuses: list[bytes] = []
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
+    watcher.on_message = lambda _c, _u, message: statuses.append(message.payload)
+    watcher.connect(mosquitto.host, mosquitto.port)
+    watcher.subscribe("loyalty/test-shop/daemon-1/status", qos=1)
+    watcher.loop_start()
+    try:
+        wait_for(lambda: statuses and statuses[-1] == b"online", timeout=20, what="online")
+        os.kill(daemon.pid, signal.SIGTERM)
+        assert daemon.wait(15) == 0
+        wait_for(lambda: statuses[-1] == b"offline", what="retained offline status")
+    finally:
+        watcher.loop_stop()
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
