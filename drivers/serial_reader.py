@@ -80,6 +80,16 @@ class SerialCodeSource:
                             self.name, len(pending))
                 pending.clear()
             for raw in lines:
-                code = raw.decode("utf-8", errors="replace").strip()
+                code = printable(raw)
                 if code and self._cooldown.accept(code):
                     on_code(code, self.name, time.time())
+
+
+def printable(raw: bytes) -> str:
+    """The text of one line without control bytes or undecodable bytes.
+
+    Scanners frame codes with STX/ETX or NUL and a reader plugged in mid-byte
+    sends noise; none of it is part of a member code.
+    """
+    text = raw.decode("utf-8", errors="replace")
+    return "".join(ch for ch in text if ch.isprintable() and ch != "\ufffd").strip()

@@ -1,0 +1,99 @@
+"""A bad config stops start-up with one line naming the file, the key and what was expected."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kiosk.config import Config, ConfigError, config_path, load_config
+from kiosk.identity import default_device_id
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(tmp_path: Path, text: str) -> Config:
+    path = tmp_path / "kiosk.toml"
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_the_documented_example_holds_exactly_the_defaults():
+    assert load_config(ROOT / "config" / "kiosk.toml") == Config()
+
+
+def test_the_simulated_example_simulates_every_device():
+    config = load_config(ROOT / "config" / "kiosk.sim.toml")
+    backends = {config.camera.backend, config.serial.backend, config.display.backend,
+                config.lights.backend}
+    assert backends == {"sim"}
+
+
+def test_values_are_read_and_integers_are_accepted_for_seconds(tmp_path):
+    config = _load(tmp_path, '[mqtt]\nhost = "broker.lan"\nport = 8883\n'
+                             '[counter]\nreply_timeout_s = 2\n')
+    assert config.mqtt.host == "broker.lan"
+    assert config.mqtt.port == 8883
+    assert config.counter.reply_timeout_s == 2.0
+    assert config.camera == Config().camera
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[mqtt]\nprot = 1883\n", "mqtt.prot: unknown key"),
+    ("colour = 'red'\n", "colour: unknown key"),
+    ('[mqtt]\nport = "1883"\n', "mqtt.port: expected an integer, got '1883'"),
+    ("[mqtt]\ntls = 1\n", "mqtt.tls: expected true or false, got 1"),
+    ("[camera]\nfps = true\n", "camera.fps: expected a number, got True"),
+    ("[mqtt]\nport = 70000\n", "mqtt.port: expected a TCP port from 1 to 65535"),
+    ("[camera]\nwidth = 8\n", "camera.width: expected 16 to 4096 pixels"),
+    ('[camera]\nbackend = "usb"\n', "camera.backend: expected one of picamera2, sim, none"),
+    ('[kiosk]\nsite = "a/b"\n', "kiosk.site: expected 1-64 letters"),
+    ('[members]\npattern = "LOY-[A-Z"\n', "members.pattern: expected a regular expression"),
+    ("[lights]\ngreen_pin = 17\nred_pin = 17\n", "lights.buzzer_pin: expected a different"),
+    ('[serial]\nterminator = ""\n', "serial.terminator: expected one or two characters"),
+    ("mqtt = 3\n", "mqtt: expected a table"),
+    ("[mqtt\n", "not valid TOML"),
+])
+def test_bad_values_name_the_file_the_key_and_the_expectation(tmp_path, text, message):
+    with pytest.raises(ConfigError) as error:
+        _load(tmp_path, text)
+    assert str(error.value).startswith(f"{tmp_path / 'kiosk.toml'}: ")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_the_path_comes_from_the_option_then_the_environment(monkeypatch):
+    monkeypatch.setenv("KIOSK_CONFIG", "/etc/from-env.toml")
+    assert config_path("/etc/from-option.toml") == Path("/etc/from-option.toml")
+    assert config_path(None) == Path("/etc/from-env.toml")
+    monkeypatch.delenv("KIOSK_CONFIG")
+    assert config_path(None) == Path("/etc/kiosk/kiosk.toml")
+
+
+def test_kiosk_run_refuses_a_bad_config_with_one_line_and_exit_2(tmp_path):
+    path = tmp_path / "kiosk.toml"
+    path.write_text("[display]\ndriver = 'ssd9999'\n")
+    result = subprocess.run([sys.executable, "-m", "kiosk.cli", "run", "--config", str(path)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"kiosk: config error: {path}: display.driver: expected one of ssd1306, ssd1309, "
+        "sh1106, sh1107, ssd1322, ssd1325, ssd1327, ssd1331, ssd1351, got 'ssd9999'"]
+
+
+def test_device_id_is_the_pi_cpu_serial_then_the_machine_id(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("Hardware\t: BCM2835\nSerial\t\t: 00000000a1b2c3d4\nModel\t: Pi 4\n")
+    machine_id = tmp_path / "machine-id"
+    machine_id.write_text("0123456789abcdef0123456789abcdef\n")
+    assert default_device_id(cpuinfo, machine_id) == "pi-a1b2c3d4"
+    cpuinfo.write_text("processor\t: 0\n")
+    assert default_device_id(cpuinfo, machine_id) == "host-0123456789ab"
+

@@ -1,0 +1,247 @@
+"""The drivers on real libraries: zbar decoding real QR images, pyserial on a pty,
+gpiozero's MockFactory pins, luma's dummy device."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+
+import pytest
+from PIL import Image
+
+from drivers import DriverError
+from drivers.base import Cooldown
+from drivers.camera import CameraSource
+from drivers.display import DisplayWorker
+from drivers.lights import PATTERNS, Lights
+from drivers.qr import QrDecoder
+from drivers.serial_reader import SerialCodeSource
+from drivers.sim import PtySerial, SimCamera, make_dummy_display, make_mock_pin_factory
+from drivers.specs import CameraSpec, LightsSpec, SerialSpec
+from kiosk.testing.cards import blank_card, qr_card
+from kiosk.testing.harness import wait_for
+
+
+def _frame(card: Image.Image, size=(640, 480)) -> bytes:
+    canvas = Image.new("L", size, 190)
+    canvas.paste(card, (37, 51))
+    return canvas.tobytes()
+
+
+class Collector:
+    """Records what a code source hands up, thread-safely."""
+
+    def __init__(self) -> None:
+        self.codes: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, code: str, source: str, seen_at: float) -> None:
+        assert abs(seen_at - time.time()) < 5
+        with self._lock:
+            self.codes.append((code, source))
+
+
+# --- QR decoding ------------------------------------------------------------------
+
+
+def test_decoder_reads_a_qr_code_in_a_camera_frame():
+    decoder = QrDecoder()
+    assert decoder.decode(_frame(qr_card("LOY-ALICE01")), 640, 480) == ["LOY-ALICE01"]
+    # writable buffers (numpy arrays, bytearrays) are decoded in place
+    assert decoder.decode(bytearray(_frame(qr_card("LOY-BOB0002"))), 640, 480) == ["LOY-BOB0002"]
+
+
+def test_decoder_finds_nothing_in_blank_or_noisy_frames():
+    decoder = QrDecoder()
+    noise = random.Random(7).randbytes(320 * 240)
+    assert decoder.decode(_frame(blank_card()), 640, 480) == []
+    assert decoder.decode(noise, 320, 240) == []
+
+
+def test_decoder_reads_garbage_payloads_as_text_for_the_controller_to_reject():
+    decoder = QrDecoder()
+    assert decoder.decode(_frame(qr_card("'; DROP TABLE members; --")), 640, 480) == [
+        "'; DROP TABLE members; --"]
+
+
+def test_decoder_refuses_a_frame_smaller_than_its_size():
+    with pytest.raises(DriverError, match="frame holds 100 bytes"):
+        QrDecoder().decode(bytes(100), 640, 480)
+
+
+def test_cooldown_drops_repeats_but_not_other_codes():
+    now = [0.0]
+    cooldown = Cooldown(5.0, clock=lambda: now[0])
+    assert cooldown.accept("A")
+    assert not cooldown.accept("A")
+    assert cooldown.accept("B")
+    now[0] = 5.1
+    assert cooldown.accept("A")
+
+
+# --- simulated camera ---------------------------------------------------------------
+
+
+@pytest.fixture
+def camera(tmp_path):
+    spec = CameraSpec(backend="sim", spool_dir=str(tmp_path / "spool"), hold_s=0.3, fps=30)
+    frames = SimCamera(spec)
+    source = CameraSource(frames, spec)
+    seen = Collector()
+    source.start(seen)
+    yield frames, seen
+    source.stop()
+
+
+def test_a_card_dropped_in_the_spool_is_read_once_then_taken_away(camera):
+    frames, seen = camera
+    partial = frames.spool / ".card.png"
+    qr_card("LOY-ALICE01").save(partial)
+    card = partial.rename(frames.spool / "card.png")
+    wait_for(lambda: seen.codes, what="the code")
+    wait_for(lambda: not card.exists(), what="the card taken away")
+    assert seen.codes == [("LOY-ALICE01", "camera")]
+
+
+def test_spool_files_that_are_not_images_are_removed_and_dotfiles_left_alone(camera):
+    frames, seen = camera
+    junk = frames.spool / "notes.txt"
+    junk.write_text("hello")
+    hidden = frames.spool / ".half-written.png"
+    hidden.write_bytes(b"\x89PNG")
+    wait_for(lambda: not junk.exists(), what="junk removed")
+    frames.show(qr_card("LOY-BOB0002"))
+    wait_for(lambda: seen.codes, what="the shown card")
+    assert hidden.exists()
+    assert seen.codes == [("LOY-BOB0002", "camera")]
+
+
+def test_cards_shown_in_code_are_read_in_order(camera):
+    frames, seen = camera
+    for member in ("LOY-ALICE01", "LOY-BOB0002"):
+        frames.show(qr_card(member))
+    frames.show(blank_card())
+    wait_for(lambda: len(seen.codes) == 2, what="both cards")
+    assert [code for code, _ in seen.codes] == ["LOY-ALICE01", "LOY-BOB0002"]
+
+
+# --- serial reader on a pseudo-terminal ---------------------------------------------
+
+
+@pytest.fixture
+def serial_reader(tmp_path):
+    spec = SerialSpec(backend="sim", sim_link=str(tmp_path / "serial"), cooldown_s=5.0)
+    pty = PtySerial(spec)
+    source = SerialCodeSource(spec, port=pty.device)
+    seen = Collector()
+    source.start(seen)
+    yield pty, seen
+    source.stop()
+    pty.close()
+
+
+def test_serial_codes_arrive_one_per_line_with_repeats_dropped(serial_reader):
+    pty, seen = serial_reader
+    pty.type("LOY-ALICE01")
+    pty.type("LOY-ALICE01")
+    pty.type("  LOY-BOB0002\n")
+    wait_for(lambda: len(seen.codes) == 2, what="two codes")
+    time.sleep(0.2)
+    assert seen.codes == [("LOY-ALICE01", "serial"), ("LOY-BOB0002", "serial")]
+
+
+def test_any_program_can_type_into_the_linked_path(serial_reader):
+    pty, seen = serial_reader
+    fd = os.open(pty.link, os.O_WRONLY | os.O_NOCTTY)
+    try:
+        os.write(fd, b"LOY-CAROL03\r")
+    finally:
+        os.close(fd)
+    wait_for(lambda: seen.codes == [("LOY-CAROL03", "serial")], what="the typed code")
+
+
+def test_line_noise_without_terminator_is_dropped_and_reading_goes_on(serial_reader):
+    pty, seen = serial_reader
+    os.write(pty._reader_master, b"\x00\xff" * 400)  # 800 bytes, no terminator
+    pty.type("LOY-DAVE004")
+    wait_for(lambda: seen.codes == [("LOY-DAVE004", "serial")], what="the code after noise")
+
+
+def test_a_reader_plugged_in_later_is_opened_when_it_appears(tmp_path):
+    spec = SerialSpec(backend="sim", sim_link=str(tmp_path / "serial"))
+    late_path = tmp_path / "ttyUSB-late"
+    source = SerialCodeSource(spec, port=str(late_path))
+    seen = Collector()
+    source.start(seen)
+    try:
+        time.sleep(0.5)  # the reader is retrying with back-off
+        pty = PtySerial(spec)
+        late_path.symlink_to(pty.device)
+        time.sleep(1.0)  # the next retry opens it
+        pty.type("LOY-ERIN005")
+        wait_for(lambda: seen.codes == [("LOY-ERIN005", "serial")], timeout=10,
+                 what="the late reader's code")
+        pty.close()
+    finally:
+        source.stop()
+
+
+# --- lights on gpiozero's mock pins -------------------------------------------------
+
+
+@pytest.fixture
+def lights():
+    factory = make_mock_pin_factory()
+    lights = Lights(LightsSpec(backend="sim", green_pin=17, red_pin=27, buzzer_pin=22),
+                    pin_factory=factory)
+    yield lights, factory
+    lights.close()
+    factory.reset()
+
+
+def test_ok_lights_green_only(lights):
+    lamps, factory = lights
+    lamps.show("ok")
+    assert lamps.state() == {"green": True, "red": False, "buzzer": False}
+    assert factory.pin(17).state and not factory.pin(27).state
+
+
+def test_error_blinks_red_and_beeps(lights):
+    lamps, factory = lights
+    lamps.show("error")
+    red, buzzer = factory.pin(27), factory.pin(22)
+    wait_for(lambda: not red.state and sum(state for _, state in red.states) >= 3,
+             what="three red blinks")
+    assert [state for _, state in red.states].count(True) == 3
+    assert [state for _, state in buzzer.states].count(True) == 1
+    assert not factory.pin(17).state
+
+
+def test_every_pattern_runs_and_off_turns_everything_off(lights):
+    lamps, _ = lights
+    for name in PATTERNS:
+        lamps.show(name)
+        assert lamps.current == name
+    lamps.show("off")
+    assert lamps.state() == {"green": False, "red": False, "buzzer": False}
+    with pytest.raises(DriverError, match="unknown light pattern"):
+        lamps.show("disco")
+
+
+# --- display ------------------------------------------------------------------------
+
+
+def test_display_worker_shows_the_newest_frame_and_saves_it(tmp_path):
+    device = make_dummy_display(128, 64, str(tmp_path / "oled.png"))
+    worker = DisplayWorker(device)
+    worker.start()
+    frames = [Image.new("1", (128, 64), 0), Image.new("1", (128, 64), 1)]
+    for frame in frames:
+        worker.show(frame)
+    worker.stop()
+    assert device.image.convert("1").tobytes() == frames[-1].tobytes()
+    with Image.open(tmp_path / "oled.png") as saved:
+        assert saved.convert("1").tobytes() == frames[-1].tobytes()
+    assert worker.frames_shown + worker.frames_skipped == 2
