@@ -87,7 +87,8 @@ class Controller:
                 return self._idle_if_idle()
             case LinkDown():
                 self.online = False
-                return self._idle_if_idle()
+                # No reply can come now: say "will sync" at once instead of after the timeout.
+                return self._expire(lambda _deadline: True) + self._idle_if_idle()
             case Acked():
                 return []  # the outbox publisher deals with acknowledgements
         raise TypeError(f"unexpected event {event!r}")
@@ -121,16 +122,20 @@ class Controller:
             actions.append(Signal("reward" if reply.status.reward_unlocked else "ok"))
         return actions
 
-    def _tick(self, now: float) -> list[Action]:
+    def _expire(self, due: Callable[[float], bool]) -> list[Action]:
+        """Give up waiting for the replies whose deadline is ``due``."""
         actions: list[Action] = []
         for event_id, deadline in list(self._awaiting.items()):
-            if now >= deadline:
+            if due(deadline):
                 del self._awaiting[event_id]
                 member_id = self._members.pop(event_id)
                 if event_id == self._showing_event:
-                    screen = Welcome(self._known.get(member_id), Sync.PENDING)
-                    actions.append(Show(screen))
-                    self.screen = screen
+                    self.screen = Welcome(self._known.get(member_id), Sync.PENDING)
+                    actions.append(Show(self.screen))
+        return actions
+
+    def _tick(self, now: float) -> list[Action]:
+        actions = self._expire(lambda deadline: now >= deadline)
         if self._screen_until is not None and now >= self._screen_until:
             self._screen_until = None
             self._showing_event = None

@@ -1,0 +1,90 @@
+"""Garbage in, a clear answer out — and the kiosk keeps serving the next customer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kiosk.config import OutboxSection
+from kiosk.screens import NotRecorded, Sync, UnknownCard, Welcome
+from kiosk.testing.harness import RunningKiosk, wait_for
+
+
+@pytest.fixture
+def publisher(mosquitto):
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-intruder")
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    yield client
+    client.loop_stop()
+    client.disconnect()
+
+
+def _synced(kiosk, name: str) -> bool:
+    screen = kiosk.app.screen
+    return (isinstance(screen, Welcome) and screen.sync is Sync.SYNCED
+            and screen.status.display_name == name)
+
+
+def test_an_unknown_card_is_refused_on_screen_and_nothing_is_sent(kiosk, backend, ledger):
+    kiosk.wait_online()
+    kiosk.show_card("https://example.com/not-a-member")
+    wait_for(lambda: isinstance(kiosk.app.screen, UnknownCard), what="the unknown-card screen")
+    assert kiosk.app.hardware.lights.current == "error"
+    kiosk.type_code("\x02LOY-ALICE01\x03")  # STX/ETX framing from a scanner is not the code
+    wait_for(lambda: _synced(kiosk, "Alice"), what="the member after")
+    assert kiosk.app.checkins_recorded == 1
+    assert [m for _, _, m, _ in ledger.visits(kiosk.app.device_id)] == ["LOY-ALICE01"]
+
+
+@pytest.mark.parametrize("payload", [
+    b"not json at all",
+    b'{"v": 99, "event_id": "x"}',
+    b'{"v": 1, "event_id": "x", "member_id": "LOY-X1234", "balance": "lots"}',
+    b"[1, 2, 3]",
+    b"\xff\xfe\x00",
+])
+def test_a_malformed_reply_is_ignored_and_the_next_scan_still_works(kiosk, backend, publisher,
+                                                                    payload):
+    kiosk.wait_online()
+    publisher.publish(kiosk.app.topics.reply, payload, qos=1).wait_for_publish(5)
+    wait_for(lambda: kiosk.app.link.bad_messages == 1, what="the bad reply noticed")
+    kiosk.show_card("LOY-BOB0002")
+    wait_for(lambda: _synced(kiosk, "Bob"), what="Bob's balance")
+    assert kiosk.app.link.alive()
+
+
+def test_the_backend_rejects_a_malformed_check_in_and_keeps_crediting(kiosk, backend, ledger,
+                                                                      publisher):
+    kiosk.wait_online()
+    publisher.publish("loyalty/test-shop/kiosk-test/evt/checkin", b'{"v":1,"seq":"one"}',
+                      qos=1).wait_for_publish(5)
+    wait_for(lambda: backend.rejected == 1, what="the rejection")
+    kiosk.show_card("LOY-CAROL03")
+    wait_for(lambda: ledger.balance("LOY-CAROL03") == 10, what="Carol credited")
+
+
+def test_a_full_outbox_refuses_the_visit_loudly_and_keeps_what_it_holds(kiosk_config, mosquitto,
+                                                                       backend, ledger):
+    config = replace(kiosk_config, outbox=OutboxSection(max_rows=1))
+    kiosk = RunningKiosk(config).start()
+    try:
+        kiosk.wait_online()
+        mosquitto.stop()
+        wait_for(lambda: not kiosk.app.controller.online, what="offline")
+        kiosk.type_code("LOY-ALICE01")
+        wait_for(lambda: kiosk.app.checkins_recorded == 1, what="Alice recorded")
+        kiosk.type_code("LOY-BOB0002")
+        wait_for(lambda: isinstance(kiosk.app.screen, NotRecorded), what="the refusal")
+        assert kiosk.app.screen == NotRecorded("outbox full")
+        assert kiosk.app.hardware.lights.current == "full"
+        assert kiosk.app.outbox.depth == 1
+        mosquitto.start()
+        kiosk.wait_drained(30)
+        wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="Alice delivered")
+        assert ledger.balance("LOY-BOB0002") == 0
+    finally:
+        kiosk.stop()

@@ -1,0 +1,105 @@
+"""The counter's decisions, tested directly: no threads, no broker, no hardware."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from kiosk.checkin import CheckIn
+from kiosk.controller import Controller, Timing
+from kiosk.events import (
+    CodeRead,
+    LinkDown,
+    LinkUp,
+    Record,
+    RecordFailed,
+    Remember,
+    Reply,
+    Show,
+    Signal,
+    Tick,
+)
+from kiosk.members import MemberCodes, MemberStatus
+from kiosk.screens import Idle, NotRecorded, Sync, UnknownCard, Welcome
+
+ALICE = "LOY-ALICE01"
+KNOWN = MemberStatus("Alice", 40, "Bronze", 10, 0.8)
+NEW = MemberStatus("Alice", 50, "Bronze", 50, 0.0, reward_unlocked="Free coffee")
+
+
+@pytest.fixture
+def controller():
+    ids = (f"evt-{n}" for n in itertools.count(1))
+    return Controller(MemberCodes(r"LOY-[A-Z0-9]{4,32}"), Timing(3.0, 6.0), "kiosk-1", "boot-1",
+                      known={ALICE: KNOWN}, new_event_id=lambda: next(ids))
+
+
+def _online(controller: Controller) -> Controller:
+    controller.handle(LinkUp(), 0.0)
+    return controller
+
+
+def test_a_member_code_is_recorded_before_the_customer_is_told(controller):
+    actions = _online(controller).handle(CodeRead(ALICE, "camera", 1000.5), 1.0)
+    assert actions == [
+        Record(CheckIn("evt-1", "kiosk-1", "boot-1", 1, 1000.5, ALICE, "camera")),
+        Show(Welcome(KNOWN, Sync.WAITING)),
+        Signal("ok"),
+    ]
+
+
+def test_an_unknown_card_records_nothing(controller):
+    actions = _online(controller).handle(CodeRead("https://example.com", "camera", 1.0), 1.0)
+    assert actions == [Show(UnknownCard()), Signal("error")]
+    assert controller.seq == 0
+
+
+def test_the_reply_shows_the_new_balance_and_celebrates_a_reward(controller):
+    _online(controller).handle(CodeRead(ALICE, "serial", 1.0), 1.0)
+    actions = controller.handle(Reply("evt-1", ALICE, NEW), 1.5)
+    assert actions == [Remember(ALICE, NEW), Show(Welcome(NEW, Sync.SYNCED)), Signal("reward")]
+
+
+def test_no_reply_in_time_shows_the_last_known_balance_pending_sync(controller):
+    _online(controller).handle(CodeRead(ALICE, "camera", 1.0), 1.0)
+    assert controller.handle(Tick(), 3.9) == []
+    assert controller.handle(Tick(), 4.0) == [Show(Welcome(KNOWN, Sync.PENDING))]
+
+
+def test_offline_the_visit_is_recorded_and_shown_as_pending_at_once(controller):
+    actions = controller.handle(CodeRead(ALICE, "camera", 1.0), 1.0)
+    assert isinstance(actions[0], Record)
+    assert actions[1] == Show(Welcome(KNOWN, Sync.PENDING))
+    assert controller.handle(Tick(), 5.0) == []  # nothing to time out
+
+
+def test_a_late_reply_updates_the_cache_but_not_the_next_customers_screen(controller):
+    _online(controller).handle(CodeRead(ALICE, "camera", 1.0), 1.0)
+    controller.handle(CodeRead("LOY-BOB0002", "camera", 2.0), 2.0)
+    actions = controller.handle(Reply("evt-1", ALICE, NEW), 2.5)
+    assert actions == [Remember(ALICE, NEW)]
+    assert controller.screen == Welcome(None, Sync.WAITING)  # Bob, never seen before
+
+
+def test_a_failed_commit_tells_the_customer_the_visit_was_not_recorded(controller):
+    actions = _online(controller).handle(CodeRead(ALICE, "camera", 1.0), 1.0)
+    record = actions[0]
+    assert controller.handle(RecordFailed(record.checkin, "outbox full"), 1.0) == [
+        Show(NotRecorded("outbox full")), Signal("full")]
+    assert controller.handle(Tick(), 5.0) == []  # no "pending" screen for a visit never stored
+
+
+def test_the_result_returns_to_idle_and_idle_follows_the_link(controller):
+    _online(controller).handle(CodeRead(ALICE, "camera", 1.0), 1.0)
+    # no reply can come now: "will sync" at once, and the result stays up
+    assert controller.handle(LinkDown("gone"), 2.0) == [Show(Welcome(KNOWN, Sync.PENDING))]
+    assert controller.handle(Tick(), 7.0) == [Show(Idle(online=False)), Signal("offline")]
+    assert controller.handle(LinkUp(), 8.0) == [Show(Idle(online=True)), Signal("off")]
+    assert controller.handle(LinkUp(), 8.1) == []
+
+
+def test_sequence_numbers_count_check_ins_of_this_boot(controller):
+    seqs = [controller.handle(CodeRead(f"LOY-MEMBER{n}", "camera", 1.0), 1.0)[0].checkin.seq
+            for n in range(3)]
+    assert seqs == [1, 2, 3]

@@ -1,0 +1,102 @@
+"""The outbox and member cache on a real SQLite file: order, bounds, full disks, corruption."""
+
+from __future__ import annotations
+
+import pytest
+
+from kiosk.cache import MemberCache
+from kiosk.db import open_db
+from kiosk.members import MemberStatus
+from kiosk.outbox import Outbox, OutboxError
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "state" / "kiosk.db"
+
+
+def test_rows_come_out_in_the_order_they_went_in_and_survive_a_reopen(db_path):
+    conn, moved = open_db(db_path)
+    assert moved is None
+    outbox = Outbox(conn, max_rows=100)
+    ids = [outbox.add(f"e{n}", f'{{"n":{n}}}'.encode()) for n in range(5)]
+    outbox.remove(ids[1])
+    conn.close()
+
+    conn, _ = open_db(db_path)
+    outbox = Outbox(conn, max_rows=100)
+    assert outbox.depth == 4
+    assert [payload for _, payload in outbox.after(0, 10)] == [
+        b'{"n":0}', b'{"n":2}', b'{"n":3}', b'{"n":4}']
+    assert [row for row, _ in outbox.after(ids[2], 10)] == ids[3:]
+    assert outbox.oldest_age() >= 0.0
+
+
+def test_the_database_is_durable_wal_with_full_sync(db_path):
+    conn, _ = open_db(db_path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_full_outbox_refuses_new_check_ins_and_keeps_the_old_ones(db_path):
+    conn, _ = open_db(db_path)
+    outbox = Outbox(conn, max_rows=2)
+    outbox.add("e1", b"{}")
+    outbox.add("e2", b"{}")
+    with pytest.raises(OutboxError, match="outbox full"):
+        outbox.add("e3", b"{}")
+    assert outbox.depth == 2
+    assert len(outbox.after(0, 10)) == 2
+
+
+def test_a_full_disk_is_a_clear_error_and_nothing_stored_is_damaged(db_path):
+    conn, _ = open_db(db_path)
+    outbox = Outbox(conn, max_rows=100_000)
+    outbox.add("e0", b"{}")
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")  # the SD card is now full
+    with pytest.raises(OutboxError, match="storage error: database or disk is full"):
+        for n in range(1, 1000):
+            outbox.add(f"e{n}", b"x" * 2000)
+    stored = outbox.depth
+    conn.close()
+    conn, _ = open_db(db_path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert Outbox(conn, max_rows=100).depth == stored >= 1
+
+
+def test_a_corrupt_database_is_moved_aside_and_a_fresh_one_started(db_path):
+    db_path.parent.mkdir(parents=True)
+    db_path.write_bytes(b"this is not a database" * 100)
+    conn, moved = open_db(db_path)
+    assert moved is not None and moved.startswith(f"{db_path}.corrupt-")
+    with open(moved, "rb") as kept:
+        assert kept.read().startswith(b"this is not a database")
+    assert Outbox(conn, max_rows=10).depth == 0
+
+
+def test_the_member_cache_survives_restarts_and_stays_bounded(db_path):
+    conn, _ = open_db(db_path)
+    cache = MemberCache(conn, max_members=3)
+    for n in range(5):
+        cache.put(f"LOY-M{n}", MemberStatus(f"M{n}", n * 10, "Bronze", 50, 0.0))
+    conn.close()
+    conn, _ = open_db(db_path)
+    known = MemberCache(conn, max_members=3).load()
+    assert sorted(known) == ["LOY-M2", "LOY-M3", "LOY-M4"]
+    assert known["LOY-M4"].balance == 40
+
+
+def test_cache_rows_from_another_version_are_skipped_not_fatal(db_path):
+    conn, _ = open_db(db_path)
+    conn.execute("INSERT INTO members VALUES ('LOY-OLD1', '{\"points\": 3}', 0)")
+    assert MemberCache(conn).load() == {}
+
+
+def test_the_same_event_is_never_stored_twice(db_path):
+    conn, _ = open_db(db_path)
+    outbox = Outbox(conn, max_rows=10)
+    outbox.add("e1", b"{}")
+    with pytest.raises(OutboxError, match="UNIQUE"):
+        outbox.add("e1", b"{}")
+    assert outbox.depth == 1
