@@ -12,7 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from drivers.lights import Lights
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +115,10 @@ class Hardware:
 
     sources: list[CodeSource]
     display: FrameSink | None
-    lights: object | None  # drivers.lights.Lights; typed loosely to keep imports light
+    lights: Lights | None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """Devices that are configured but could not be opened, each with the reason."""
 
     def close(self) -> None:
         """Release every device (pins, ptys, files) in reverse order of creation."""

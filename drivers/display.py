@@ -19,7 +19,7 @@ from drivers.specs import DisplaySpec
 log = logging.getLogger(__name__)
 
 
-def make_luma_device(spec: DisplaySpec) -> FrameSink:
+def make_luma_device(spec: DisplaySpec) -> Any:
     """Open the configured luma.oled device on its I2C or SPI bus."""
     try:
         from luma.core.interface import serial as luma_serial

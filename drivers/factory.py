@@ -7,14 +7,22 @@ simulated backend, whatever the config file says.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from drivers.base import Hardware
-from drivers.camera import CameraSource, Picamera2Frames
+from drivers.camera import CameraSource, FrameSource, Picamera2Frames
 from drivers.display import make_luma_device
 from drivers.serial_reader import SerialCodeSource
 from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
+
+if TYPE_CHECKING:
+    from drivers.sim import PtySerial, SimCamera
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,45 +35,58 @@ class HardwareSpec:
     lights: LightsSpec
 
 
+Part = TypeVar("Part", CameraSpec, SerialSpec, DisplaySpec, LightsSpec)
+
+
+def _sim(part: Part) -> Part:
+    return part if part.backend == "none" else replace(part, backend="sim")
+
+
 def simulated(spec: HardwareSpec) -> HardwareSpec:
     """The same settings with every fitted device switched to its simulated backend."""
-
-    def sim(part):  # type: ignore[no-untyped-def]
-        return part if part.backend == "none" else replace(part, backend="sim")
-
-    return HardwareSpec(sim(spec.camera), sim(spec.serial), sim(spec.display), sim(spec.lights))
+    return HardwareSpec(_sim(spec.camera), _sim(spec.serial), _sim(spec.display),
+                        _sim(spec.lights))
 
 
 @dataclass
 class SimHandles:
     """The simulated devices, for whoever plays the customer (demo, tests)."""
 
-    camera: object | None = None  # drivers.sim.SimCamera
-    serial: object | None = None  # drivers.sim.PtySerial
-    display: object | None = None  # the PngDummy luma device
-    pin_factory: object | None = None  # gpiozero MockFactory
+    camera: SimCamera | None = None
+    serial: PtySerial | None = None
+    display: Any = None  # luma dummy device that also saves PNGs (drivers.sim)
+    pin_factory: Any = None  # gpiozero MockFactory
 
 
 def make_hardware(spec: HardwareSpec) -> tuple[Hardware, SimHandles]:
-    """Open every configured device; a failure closes what was already opened."""
+    """Open every configured device.
+
+    A device that cannot be opened is left out and named in ``hardware.problems``:
+    a kiosk whose display died still takes check-ins on its camera, and says so.
+    """
     if os.environ.get("KIOSK_HARDWARE", "").lower() == "sim":
         spec = simulated(spec)
     hardware = Hardware(sources=[], display=None, lights=None)
     handles = SimHandles()
-    try:
-        _add_camera(spec.camera, hardware, handles)
-        _add_serial(spec.serial, hardware, handles)
-        _add_display(spec.display, hardware, handles)
-        _add_lights(spec.lights, hardware, handles)
-    except BaseException:
-        hardware.close()
-        raise
+    steps: list[tuple[str, str, Callable[[], None]]] = [
+        ("camera", spec.camera.backend, lambda: _add_camera(spec.camera, hardware, handles)),
+        ("serial", spec.serial.backend, lambda: _add_serial(spec.serial, hardware, handles)),
+        ("display", spec.display.backend, lambda: _add_display(spec.display, hardware, handles)),
+        ("lights", spec.lights.backend, lambda: _add_lights(spec.lights, hardware, handles)),
+    ]
+    for name, backend, add in steps:
+        try:
+            add()
+        except Exception as exc:  # each library has its own errors; all mean "not there"
+            hardware.problems.append(f"{name}: {exc}")
+            log.error("%s unavailable (%s backend): %s", name, backend, exc)
     return hardware, handles
 
 
 def _add_camera(spec: CameraSpec, hardware: Hardware, handles: SimHandles) -> None:
     if spec.backend == "none":
         return
+    frames: FrameSource
     if spec.backend == "sim":
         from drivers.sim import SimCamera
 
@@ -97,8 +118,8 @@ def _add_display(spec: DisplaySpec, hardware: Hardware, handles: SimHandles) -> 
         hardware.display = handles.display = make_dummy_display(
             spec.width, spec.height, spec.sim_png)
     else:
-        hardware.display = make_luma_device(spec)
-        hardware.closers.append(hardware.display.cleanup)  # type: ignore[attr-defined]
+        device = hardware.display = make_luma_device(spec)
+        hardware.closers.append(device.cleanup)  # luma: blank the panel, release the bus
 
 
 def _add_lights(spec: LightsSpec, hardware: Hardware, handles: SimHandles) -> None:

@@ -40,7 +40,7 @@ class QrDecoder:
         if held < size:
             raise DriverError(f"frame holds {held} bytes, {width}x{height} needs {size}")
         if isinstance(pixels, bytes):
-            pointer = ctypes.cast(pixels, ctypes.c_void_p)
+            pointer = ctypes.cast(ctypes.c_char_p(pixels), ctypes.c_void_p)  # no copy
         else:  # writable buffers (numpy arrays, bytearray): point into them, no copy
             pointer = ctypes.cast((ctypes.c_ubyte * size).from_buffer(pixels), ctypes.c_void_p)
         image = zb.zbar_image_create()

@@ -122,9 +122,16 @@ class App:
         if self.display:
             self.display.start()
         self._carry_out(self.controller.start(), time.monotonic())
+        for source in list(self.hardware.sources):
+            try:
+                source.start(self._on_code)
+            except Exception as exc:  # e.g. no camera on the ribbon cable
+                log.error("%s unavailable: %s", source.name, exc)
+                self.hardware.problems.append(f"{source.name}: {exc}")
+                self.hardware.sources.remove(source)
+        if self.hardware.problems:
+            self.link.set_state("degraded", "; ".join(self.hardware.problems))
         self.link.start()
-        for source in self.hardware.sources:
-            source.start(self._on_code)
         if self.outbox.depth:
             log.info("%d check-ins waiting in the outbox from before", self.outbox.depth)
         systemd.notify(f"READY=1\nSTATUS=device {self.device_id}, version {__version__}")
@@ -166,7 +173,7 @@ class App:
                         self.display.show(render(screen, self.display.size))
                 case Signal(pattern=pattern):
                     if self.hardware.lights is not None:
-                        self.hardware.lights.show(pattern)  # type: ignore[attr-defined]
+                        self.hardware.lights.show(pattern)
                 case Remember(member_id=member_id, status=status):
                     try:
                         self.cache.put(member_id, status)

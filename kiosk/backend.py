@@ -142,7 +142,7 @@ class LoyaltyBackend:
         client.on_disconnect = lambda *_: self.connected.clear()
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
-        client.reconnect_delay_set(0.5, 5)
+        client.reconnect_delay_set(1, 5)
         self._client = client
 
     def start(self) -> None:

@@ -50,14 +50,14 @@ def open_db(path: Path) -> tuple[sqlite3.Connection, str | None]:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     moved: str | None = None
+    conn = sqlite3.connect(":memory:")  # replaced below; keeps the type simple
     try:
         conn = connect(path, shared=True)
         verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        conn, verdict = None, str(exc)
+        verdict = str(exc)
     if verdict != "ok":
-        if conn is not None:
-            conn.close()
+        conn.close()
         moved = f"{path}.corrupt-{int(time.time())}"
         log.error("state database %s failed its check (%s); moved to %s, starting fresh",
                   path, verdict, moved)

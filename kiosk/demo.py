@@ -62,8 +62,7 @@ class _Demo:
         kiosk = RunningKiosk(sim_config(self.root / "kiosk", port, device_id="demo-kiosk",
                                         site="demo-shop"))
         if not self.quiet:
-            kiosk.app.sim.display.listeners.append(  # type: ignore[union-attr]
-                lambda image: self._frame(kiosk, image))
+            kiosk.app.sim.display.listeners.append(lambda image: self._frame(kiosk, image))
         shown = 0
         try:
             kiosk.start()
@@ -115,5 +114,5 @@ class _Demo:
 
     def _frame(self, kiosk: RunningKiosk, image: Image.Image) -> None:
         lights = kiosk.app.hardware.lights
-        state = lights.state() if lights is not None else {}  # type: ignore[attr-defined]
+        state = lights.state() if lights is not None else {}
         self.say(draw(image, state))

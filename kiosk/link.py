@@ -44,7 +44,8 @@ class Link:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=mqtt.MQTTv5)
         client.will_set(topics.status, protocol.OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
+        client.reconnect_delay_set(  # paho takes float seconds despite its int hints
+            settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
         if settings.username:
             client.username_pw_set(settings.username, settings.password or None)
         if settings.tls:
@@ -58,6 +59,18 @@ class Link:
         client.on_publish = self._on_publish
         self._client = client
         self._loop_thread: threading.Thread | None = None
+        self._state = ("ready", "")
+
+    def set_state(self, state: str, reason: str) -> None:
+        """The lifecycle state to report (retained), now if connected and after each connect."""
+        self._state = (state, reason)
+        if self._client.is_connected():
+            self._publish_state()
+
+    def _publish_state(self) -> None:
+        state, reason = self._state
+        self._client.publish(self.topics.state, protocol.encode_state(state, reason, __version__),
+                             qos=1, retain=True)
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -77,8 +90,7 @@ class Link:
     def stop(self, timeout: float = 2.0) -> None:
         """Say ``offline`` (retained) if connected, then disconnect and stop paho's thread."""
         if self._client.is_connected():
-            self._client.publish(self.topics.state, protocol.encode_state(
-                "offline", "shutdown", __version__), qos=1, retain=True)
+            self.set_state("offline", "shutdown")
             info = self._client.publish(self.topics.status, protocol.OFFLINE, qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout)
@@ -119,8 +131,7 @@ class Link:
             self.connects += 1
             client.subscribe(self.topics.reply, qos=1)
             client.publish(self.topics.status, protocol.ONLINE, qos=1, retain=True)
-            client.publish(self.topics.state, protocol.encode_state(
-                "ready", "", __version__), qos=1, retain=True)
+            self._publish_state()
             log.info("connected to %s:%d (session present: %s)", self._settings.host,
                      self._settings.port, flags.session_present)
             self._emit(LinkUp())

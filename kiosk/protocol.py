@@ -85,10 +85,10 @@ def mark_replayed(payload: bytes) -> bytes:
     return payload[:-1] + b',"replayed":true}'
 
 
-def decode_checkin(payload: bytes) -> tuple[CheckIn, bool]:
+def decode_checkin(payload: bytes | bytearray) -> tuple[CheckIn, bool]:
     """Parse a check-in (backend side); returns it and whether it was replayed."""
     body = _object(payload)
-    fields = {
+    fields: dict[str, type | tuple[type, ...]] = {
         "event_id": str, "device_id": str, "boot_id": str, "seq": int,
         "captured_at": (int, float), "member_id": str, "source": str,
     }
@@ -105,7 +105,7 @@ def encode_reply(event_id: str, member_id: str, status: MemberStatus) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def decode_reply(payload: bytes) -> tuple[str, str, MemberStatus]:
+def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
     """Parse a reply into ``(event_id, member_id, status)``."""
     body = _object(payload)
     status = MemberStatus(
@@ -131,7 +131,7 @@ def encode_state(state: str, reason: str, firmware: str) -> bytes:
 # --- helpers ----------------------------------------------------------------
 
 
-def _object(payload: bytes) -> dict[str, Any]:
+def _object(payload: bytes | bytearray) -> dict[str, Any]:
     try:
         body = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

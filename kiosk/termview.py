@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from PIL import Image
 
-_BLOCKS = {(0, 0): " ", (1, 0): "\u2580", (0, 1): "\u2584", (1, 1): "\u2588"}
+_BLOCKS = {(False, False): " ", (True, False): "\u2580", (False, True): "\u2584",
+           (True, True): "\u2588"}
 _LED = {True: "\u25cf", False: "\u25cb"}
 
 
 def frame_lines(image: Image.Image) -> list[str]:
     """The image (any mode, thresholded at half grey) as ``height/2`` lines of text."""
-    mono = image.convert("1")
-    width, height = mono.size
-    pixels = mono.load()
+    width, height = image.size
+    lit = image.convert("1").convert("L").tobytes()  # one byte per pixel: 0 or 255
     lines = []
     for y in range(0, height, 2):
-        row = []
-        for x in range(width):
-            top = 1 if pixels[x, y] else 0
-            bottom = 1 if y + 1 < height and pixels[x, y + 1] else 0
-            row.append(_BLOCKS[(top, bottom)])
-        lines.append("".join(row))
+        top = lit[y * width:(y + 1) * width]
+        bottom = lit[(y + 1) * width:(y + 2) * width] if y + 1 < height else bytes(width)
+        lines.append("".join(_BLOCKS[(t > 0, b > 0)] for t, b in zip(top, bottom, strict=True)))
     return lines
 
 

@@ -50,6 +50,7 @@ case "$command" in
     demo) exec .venv/bin/kiosk demo "$@" ;;
     test)
         .venv/bin/ruff check .
+        .venv/bin/mypy kiosk drivers
         exec .venv/bin/pytest "$@"
         ;;
     *) say "unknown command '$command' (use demo, test or setup)"; exit 2 ;;

@@ -64,11 +64,15 @@ class RunningKiosk:
 
     def show_card(self, text: str) -> None:
         """A customer holds a QR card with ``text`` in front of the camera."""
-        self.app.sim.camera.show(qr_card(text))  # type: ignore[union-attr]
+        if self.app.sim.camera is None:
+            raise RuntimeError("this kiosk has no simulated camera (camera.backend)")
+        self.app.sim.camera.show(qr_card(text))
 
     def type_code(self, text: str) -> None:
         """A customer scans ``text`` on the serial reader."""
-        self.app.sim.serial.type(text)  # type: ignore[union-attr]
+        if self.app.sim.serial is None:
+            raise RuntimeError("this kiosk has no simulated serial reader (serial.backend)")
+        self.app.sim.serial.type(text)
 
     def wait_online(self, timeout: float = 10.0) -> None:
         """Wait until the kiosk is connected to the broker."""
