@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -15,7 +13,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk.screens import Sync, Welcome
 from kiosk.testing.cards import qr_card
-from kiosk.testing.harness import wait_for
+from kiosk.testing.daemon import start_daemon
+from kiosk.testing.harness import sim_config, wait_for
 
 
 def _visits(ledger, device_id: str, count: int, what: str):
@@ -71,41 +70,6 @@ def test_checkin_survives_a_broker_killed_before_its_puback(kiosk, backend, ledg
 # --- the real daemon, as systemd runs it ----------------------------------------
 
 
-def _write_config(tmp_path: Path, port: int) -> Path:
-    state = tmp_path / "daemon"
-    path = tmp_path / "kiosk.toml"
-    path.write_text(f"""
-[kiosk]
-device_id = "daemon-1"
-site = "test-shop"
-state_dir = "{state}"
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-keepalive_s = 5
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-[camera]
-backend = "sim"
-spool_dir = "{state}/camera"
-hold_s = 0.4
-[serial]
-backend = "sim"
-sim_link = "{state}/serial"
-[display]
-backend = "sim"
-sim_png = "{state}/display.png"
-[lights]
-backend = "sim"
-""")
-    return path
-
-
-def _start_daemon(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "kiosk.cli", "run", "--config", str(config)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
 def _outbox_depth(state: Path) -> int:
     with sqlite3.connect(state / "kiosk.db") as conn:
         return conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
@@ -120,13 +84,13 @@ def _show_card_file(spool: Path, text: str) -> Path:
 
 @pytest.fixture
 def daemon_config(tmp_path, mosquitto):
-    return _write_config(tmp_path, mosquitto.port)
+    return sim_config(tmp_path / "daemon", mosquitto.port, device_id="daemon-1")
 
 
 def test_kill_9_after_commit_before_puback_is_delivered_after_restart(
         daemon_config, tmp_path, mosquitto, backend, ledger):
     state = tmp_path / "daemon"
-    daemon = _start_daemon(daemon_config)
+    daemon = start_daemon(daemon_config, tmp_path / "kiosk.toml")
     try:
         card = _show_card_file(state / "camera", "LOY-ALICE01")
         wait_for(lambda: len(ledger.visits("daemon-1")) == 1, timeout=20, what="first visit")
@@ -148,7 +112,7 @@ def test_kill_9_after_commit_before_puback_is_delivered_after_restart(
             daemon.wait()
 
     mosquitto.start()
-    daemon = _start_daemon(daemon_config)
+    daemon = start_daemon(daemon_config, tmp_path / "kiosk.toml")
     try:
         visits = _visits(ledger, "daemon-1", 2, "the check-in delivered after restart")
         assert visits[1][2] == "LOY-BOB0002"
@@ -159,8 +123,8 @@ def test_kill_9_after_commit_before_puback_is_delivered_after_restart(
         assert daemon.wait(15) == 0
 
 
-def test_sigterm_stops_cleanly_and_says_offline(daemon_config, mosquitto, backend):
-    daemon = _start_daemon(daemon_config)
+def test_sigterm_stops_cleanly_and_says_offline(daemon_config, tmp_path, mosquitto, backend):
+    daemon = start_daemon(daemon_config, tmp_path / "kiosk.toml")
     statuses: list[bytes] = []
     watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
     watcher.on_message = lambda _c, _u, message: statuses.append(message.payload)

@@ -1,0 +1,119 @@
+"""How the kiosk runs in a shop: systemd, degraded hardware, the simulated-hardware switch,
+and the demo a newcomer runs first."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+from dataclasses import replace
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from PIL import Image
+
+from drivers.factory import make_hardware
+from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
+from kiosk.config import Config
+from kiosk.demo import run_demo
+from kiosk.termview import draw, frame_lines
+from kiosk.testing.daemon import start_daemon, to_toml
+from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
+
+
+def test_kiosk_hardware_sim_switches_every_fitted_device_to_simulation(tmp_path, monkeypatch):
+    monkeypatch.setenv("KIOSK_HARDWARE", "sim")
+    config = Config(
+        camera=CameraSpec(spool_dir=str(tmp_path / "spool")),  # picamera2 in the file
+        serial=SerialSpec(backend="pyserial", sim_link=str(tmp_path / "serial")),
+        display=DisplaySpec(sim_png=str(tmp_path / "oled.png")),
+        lights=LightsSpec(backend="none"),
+    )
+    hardware, sim = make_hardware(config.hardware)
+    try:
+        assert hardware.problems == []
+        assert sim.camera is not None and sim.serial is not None and sim.display is not None
+        assert hardware.lights is None  # "none" stays none
+        assert (tmp_path / "serial").is_symlink()
+    finally:
+        hardware.close()
+
+
+@pytest.mark.filterwarnings("ignore::gpiozero.exc.PinFactoryFallback")
+def test_missing_hardware_degrades_the_kiosk_and_says_why(kiosk_config, mosquitto, backend,
+                                                          ledger):
+    # A real OLED on a machine with no I2C bus, and no GPIO chip for the LEDs.
+    config = replace(kiosk_config, display=DisplaySpec(backend="luma", i2c_port=7),
+                     lights=LightsSpec(backend="gpio"))
+    states: list[dict] = []
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
+    watcher.on_message = lambda _c, _u, message: states.append(json.loads(message.payload))
+    watcher.connect(mosquitto.host, mosquitto.port)
+    watcher.subscribe("loyalty/test-shop/kiosk-test/state", qos=1)
+    watcher.loop_start()
+    kiosk = RunningKiosk(config).start()
+    try:
+        state = wait_for(lambda: states and states[-1], what="the retained state")
+        assert state["state"] == "degraded"
+        assert "display:" in state["reason"] and "lights:" in state["reason"]
+        kiosk.wait_online()
+        kiosk.show_card("LOY-ALICE01")  # the camera still takes check-ins
+        wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="the check-in")
+    finally:
+        kiosk.stop()
+        watcher.loop_stop()
+
+
+def test_systemd_gets_ready_and_watchdog_pings(tmp_path, mosquitto, backend):
+    notify_path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(notify_path)
+    listener.settimeout(20)
+    env = {**os.environ, "NOTIFY_SOCKET": notify_path, "WATCHDOG_USEC": "400000"}
+    config = sim_config(tmp_path / "daemon", mosquitto.port, device_id="daemon-1")
+    daemon = start_daemon(config, tmp_path / "kiosk.toml", env=env)
+    try:
+        messages = []
+        while not any(m.startswith("WATCHDOG=1") for m in messages):
+            messages.append(listener.recv(4096).decode())
+        assert messages[0].startswith("READY=1\nSTATUS=device daemon-1")
+        daemon.send_signal(signal.SIGTERM)
+        while "STOPPING=1" not in messages:
+            messages.append(listener.recv(4096).decode())
+        assert daemon.wait(15) == 0
+    finally:
+        listener.close()
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+
+def test_the_terminal_shows_the_display_pixel_for_pixel_with_the_leds():
+    image = Image.new("1", (4, 4), 0)
+    for xy in [(0, 0), (1, 1), (2, 0), (2, 1)]:
+        image.putpixel(xy, 1)
+    assert frame_lines(image) == ["\u2580\u2584\u2588 ", "    "]
+    drawn = draw(image, {"green": True, "red": False})
+    assert drawn.splitlines()[1].endswith("green  \u25cf")
+    assert drawn.splitlines()[2].endswith("red    \u25cb")
+
+
+@pytest.mark.usefixtures("mosquitto")  # skips where mosquitto is not installed
+def test_the_demo_delivers_every_scan_and_says_so_last():
+    out = io.StringIO()
+    assert run_demo(3, out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[-1] == "demo: 3 scans, 3 check-ins delivered, 0 lost"
+    assert sum("\u2500" * 128 in line for line in lines) >= 6  # display frames were drawn
+
+
+def test_a_config_written_out_reads_back_equal(tmp_path):
+    from kiosk.config import load_config
+
+    config = sim_config(tmp_path, 1883, device_id="round-trip")
+    path = tmp_path / "kiosk.toml"
+    path.write_text(to_toml(config))
+    assert load_config(path) == config
