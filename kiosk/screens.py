@@ -92,13 +92,14 @@ def render(screen: Screen, size: tuple[int, int] = (128, 64)) -> Image.Image:
 def _welcome(draw: ImageDraw.ImageDraw, width: int, height: int,
              status: MemberStatus | None, sync: Sync) -> None:
     name = status.display_name if status and status.display_name else ""
-    draw.text((0, 0), f"Hi {name}!"[:21] if name else "Welcome!", font=_small(), fill=1)
+    greeting = _fit(draw, width, f"Hi {name}", _small(), "!") if name else "Welcome!"
+    draw.text((0, 0), greeting, font=_small(), fill=1)
     if status is None:
         _centered(draw, width, 16, "Thank you", _large())
     else:
         draw.text((0, 12), f"{status.balance:,} pts", font=_large(), fill=1)
-        draw.text((0, 33), f"{status.tier[:9]}  {status.points_to_next} to go"[:21],
-                  font=_small(), fill=1)
+        line = f"{status.tier[:10]}  {status.points_to_next:,} to go"
+        draw.text((0, 33), _fit(draw, width, line, _small()), font=_small(), fill=1)
         bar_top = 45
         draw.rectangle((0, bar_top, width - 1, bar_top + 4), outline=1, fill=0)
         filled = round((width - 3) * min(max(status.progress, 0.0), 1.0))
@@ -108,6 +109,14 @@ def _welcome(draw: ImageDraw.ImageDraw, width: int, height: int,
         _banner(draw, width, height, f"REWARD: {status.reward_unlocked}"[:21])
     else:
         _banner(draw, width, height, sync.value, inverted=False)
+
+
+def _fit(draw: ImageDraw.ImageDraw, width: int, text: str,
+         font: ImageFont.ImageFont | ImageFont.FreeTypeFont, suffix: str = "") -> str:
+    """``text + suffix``, shortened until it fits ``width`` (names are not ours to choose)."""
+    while text and draw.textlength(text + suffix, font=font) > width:
+        text = text[:-1]
+    return text + suffix
 
 
 def _centered(draw: ImageDraw.ImageDraw, width: int, top: int, text: str,

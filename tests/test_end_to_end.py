@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from PIL import ImageChops
-
 from kiosk.screens import Sync, Welcome, render
-from kiosk.testing.harness import wait_for
+from kiosk.testing.harness import same_pixels, wait_for
 
 
 def _synced_welcome(kiosk, name):
@@ -19,8 +17,7 @@ def _synced_welcome(kiosk, name):
 def _oled_shows(kiosk, screen) -> bool:
     """The simulated OLED holds exactly the pixels of ``screen``."""
     oled = kiosk.app.sim.display
-    return oled.image is not None and not ImageChops.difference(
-        oled.image.convert("1"), render(screen)).getbbox()
+    return oled.image is not None and same_pixels(oled.image, render(screen))
 
 
 def test_scans_reach_the_ledger_and_the_display_shows_the_balance(kiosk, backend, ledger):

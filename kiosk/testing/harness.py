@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
 from kiosk.app import App
 from kiosk.config import Config, CounterSection, KioskSection, MqttSection
@@ -31,6 +33,11 @@ def sim_config(state_dir: Path, broker_port: int, *, device_id: str = "kiosk-tes
         lights=LightsSpec(backend="sim", buzzer_pin=22),
     )
     return replace(config, **sections)
+
+
+def same_pixels(a: Image.Image, b: Image.Image) -> bool:
+    """True when two display frames light exactly the same pixels."""
+    return a.size == b.size and a.convert("1").tobytes() == b.convert("1").tobytes()
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
