@@ -14,25 +14,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from drivers.base import Hardware
-from drivers.camera import CameraSource, FrameSource, Picamera2Frames
-from drivers.display import make_luma_device
-from drivers.serial_reader import SerialCodeSource
-from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
+from drivers.specs import CameraSpec, DisplaySpec, HardwareSpec, LightsSpec, SerialSpec
 
 if TYPE_CHECKING:
+    from drivers.camera import FrameSource
     from drivers.sim import PtySerial, SimCamera
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class HardwareSpec:
-    """Every device's settings, as the application's config holds them."""
-
-    camera: CameraSpec
-    serial: SerialSpec
-    display: DisplaySpec
-    lights: LightsSpec
 
 
 Part = TypeVar("Part", CameraSpec, SerialSpec, DisplaySpec, LightsSpec)
@@ -83,9 +71,15 @@ def make_hardware(spec: HardwareSpec) -> tuple[Hardware, SimHandles]:
     return hardware, handles
 
 
+# Each backend is imported only when configured: a kiosk without a camera does not
+# need libzbar, and importing the factory stays cheap.
+
+
 def _add_camera(spec: CameraSpec, hardware: Hardware, handles: SimHandles) -> None:
     if spec.backend == "none":
         return
+    from drivers.camera import CameraSource, Picamera2Frames
+
     frames: FrameSource
     if spec.backend == "sim":
         from drivers.sim import SimCamera
@@ -99,6 +93,8 @@ def _add_camera(spec: CameraSpec, hardware: Hardware, handles: SimHandles) -> No
 def _add_serial(spec: SerialSpec, hardware: Hardware, handles: SimHandles) -> None:
     if spec.backend == "none":
         return
+    from drivers.serial_reader import SerialCodeSource
+
     port = None
     if spec.backend == "sim":
         from drivers.sim import PtySerial
@@ -118,6 +114,8 @@ def _add_display(spec: DisplaySpec, hardware: Hardware, handles: SimHandles) -> 
         hardware.display = handles.display = make_dummy_display(
             spec.width, spec.height, spec.sim_png)
     else:
+        from drivers.display import make_luma_device
+
         device = hardware.display = make_luma_device(spec)
         hardware.closers.append(device.cleanup)  # luma: blank the panel, release the bus
 

@@ -51,6 +51,8 @@ class SimCamera:
     def __init__(self, spec: CameraSpec) -> None:
         self._size = (spec.width, spec.height)
         self._hold_s = spec.hold_s
+        self._frame_s = 1.0 / spec.fps
+        self._next_frame = 0.0
         self.spool = Path(spec.spool_dir)
         self._shown: queue.SimpleQueue[Image.Image] = queue.SimpleQueue()
         self._current: Frame | None = None
@@ -68,8 +70,15 @@ class SimCamera:
         self.spool.mkdir(parents=True, exist_ok=True)
 
     def read(self) -> Frame | None:
-        """The frame in front of the camera now, or None when nothing is shown."""
+        """The frame in front of the camera now, or None when nothing is shown.
+
+        Like a sensor, it delivers at most ``fps`` frames a second.
+        """
         now = time.monotonic()
+        if now < self._next_frame:
+            time.sleep(self._next_frame - now)
+            now = time.monotonic()
+        self._next_frame = now + self._frame_s
         if self._current is not None and now < self._until:
             return self._current
         self._put_away()

@@ -107,3 +107,13 @@ class LightsSpec:
             _require(pin == 0 or 2 <= pin <= 27, key, "a BCM GPIO number 2 to 27 (0 = not fitted)")
         pins = [p for p in (self.green_pin, self.red_pin, self.buzzer_pin) if p]
         _require(len(set(pins)) == len(pins), "buzzer_pin", "a different GPIO pin for each light")
+
+
+@dataclass(frozen=True)
+class HardwareSpec:
+    """Every device's settings, as the application's config holds them."""
+
+    camera: CameraSpec
+    serial: SerialSpec
+    display: DisplaySpec
+    lights: LightsSpec

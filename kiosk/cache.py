@@ -13,13 +13,20 @@ from dataclasses import asdict
 
 from kiosk.members import MemberStatus
 
+PRUNE_EVERY = 100
+"""Trim the cache once per this many updates, not on every reply."""
+
 
 class MemberCache:
-    """Last known :class:`MemberStatus` per member id; at most ``max_members`` kept."""
+    """Last known :class:`MemberStatus` per member id; about ``max_members`` kept.
+
+    Between trims the table may hold up to ``PRUNE_EVERY`` members more.
+    """
 
     def __init__(self, conn: sqlite3.Connection, max_members: int = 5000) -> None:
         self._conn = conn
         self._max = max_members
+        self._updates = 0
 
     def load(self) -> dict[str, MemberStatus]:
         """Every cached member, for the controller to hold in memory."""
@@ -33,11 +40,17 @@ class MemberCache:
         return known
 
     def put(self, member_id: str, status: MemberStatus) -> None:
-        """Remember ``status``; forget the members seen longest ago beyond the bound."""
+        """Remember ``status``; now and then forget the members seen longest ago."""
         self._conn.execute(
             "INSERT OR REPLACE INTO members (member_id, status, updated_at) VALUES (?, ?, ?)",
             (member_id, json.dumps(asdict(status)), time.time()),
         )
+        self._updates += 1
+        if self._updates % PRUNE_EVERY == 0:
+            self.prune()
+
+    def prune(self) -> None:
+        """Keep only the ``max_members`` members seen most recently."""
         self._conn.execute(
             "DELETE FROM members WHERE member_id NOT IN "
             "(SELECT member_id FROM members ORDER BY updated_at DESC LIMIT ?)", (self._max,)

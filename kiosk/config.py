@@ -16,8 +16,7 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers.factory import HardwareSpec
-from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
+from drivers.specs import CameraSpec, DisplaySpec, HardwareSpec, LightsSpec, SerialSpec
 from kiosk import KioskError
 
 DEFAULT_PATH = "/etc/kiosk/kiosk.toml"

@@ -117,3 +117,13 @@ def test_a_config_written_out_reads_back_equal(tmp_path):
     path = tmp_path / "kiosk.toml"
     path.write_text(to_toml(config))
     assert load_config(path) == config
+
+
+def test_without_mosquitto_the_demo_runs_offline_and_loses_nothing(monkeypatch):
+    monkeypatch.setattr("kiosk.demo.find_mosquitto", lambda: None)
+    out = io.StringIO()
+    assert run_demo(2, quiet=True, out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert "OFFLINE" in lines[0]
+    assert lines[-2] == "demo: 2 check-ins are waiting in the outbox for the broker"
+    assert lines[-1] == "demo: 2 scans, 0 check-ins delivered, 0 lost"

@@ -80,6 +80,7 @@ def test_the_member_cache_survives_restarts_and_stays_bounded(db_path):
     cache = MemberCache(conn, max_members=3)
     for n in range(5):
         cache.put(f"LOY-M{n}", MemberStatus(f"M{n}", n * 10, "Bronze", 50, 0.0))
+    cache.prune()
     conn.close()
     conn, _ = open_db(db_path)
     known = MemberCache(conn, max_members=3).load()
