@@ -76,6 +76,10 @@ class App:
         self.publisher = Publisher(self.outbox, self.link, config.outbox.publish_window)
         self.hardware, self.sim = hardware or make_hardware(config.hardware)
         self.display = DisplayWorker(self.hardware.display) if self.hardware.display else None
+        self.problems = list(self.hardware.problems)
+        """What is not as configured, reported as the ``degraded`` state until a restart."""
+        if self.db_moved_to:
+            self.problems.append(f"database was corrupt, moved to {self.db_moved_to}")
 
     # --- producers (any thread) -------------------------------------------
 
@@ -127,10 +131,10 @@ class App:
                 source.start(self._on_code)
             except Exception as exc:  # e.g. no camera on the ribbon cable
                 log.error("%s unavailable: %s", source.name, exc)
-                self.hardware.problems.append(f"{source.name}: {exc}")
+                self.problems.append(f"{source.name}: {exc}")
                 self.hardware.sources.remove(source)
-        if self.hardware.problems:
-            self.link.set_state("degraded", "; ".join(self.hardware.problems))
+        if self.problems:
+            self.link.set_state("degraded", "; ".join(self.problems))
         self.link.start()
         if self.outbox.depth:
             log.info("%d check-ins waiting in the outbox from before", self.outbox.depth)

@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from drivers import DriverError
 from kiosk import KioskError, __version__
 from kiosk.config import ConfigError, config_path, load_config
 
@@ -59,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"kiosk: config error: {exc}", file=sys.stderr)
         return 2
-    except KioskError as exc:
-        print(f"kiosk: {exc}", file=sys.stderr)
+    except (KioskError, DriverError, OSError) as exc:  # e.g. state_dir not writable
+        print(f"kiosk: cannot start: {exc}", file=sys.stderr)
         return 1
     return 2
 

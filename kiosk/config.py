@@ -104,6 +104,10 @@ class MqttSection:
             raise ValueError("reconnect_max_s: expected at least reconnect_min_s, both above 0")
         if bool(self.cert_file) != bool(self.key_file):
             raise ValueError("key_file: expected cert_file and key_file together")
+        for key in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, key)
+            if self.tls and path and not Path(path).is_file():
+                raise ValueError(f"{key}: no such file {path}")
         if self.session_expiry_s < 0:
             raise ValueError("session_expiry_s: expected 0 s or more")
 

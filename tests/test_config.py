@@ -53,6 +53,8 @@ def test_values_are_read_and_integers_are_accepted_for_seconds(tmp_path):
     ('[members]\npattern = "LOY-[A-Z"\n', "members.pattern: expected a regular expression"),
     ("[lights]\ngreen_pin = 17\nred_pin = 17\n", "lights.buzzer_pin: expected a different"),
     ('[serial]\nterminator = ""\n', "serial.terminator: expected one or two characters"),
+    ('[mqtt]\ntls = true\nca_file = "/nonexistent/ca.pem"\n',
+     "mqtt.ca_file: no such file /nonexistent/ca.pem"),
     ("mqtt = 3\n", "mqtt: expected a table"),
     ("[mqtt\n", "not valid TOML"),
 ])

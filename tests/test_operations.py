@@ -127,3 +127,18 @@ def test_without_mosquitto_the_demo_runs_offline_and_loses_nothing(monkeypatch):
     assert "OFFLINE" in lines[0]
     assert lines[-2] == "demo: 2 check-ins are waiting in the outbox for the broker"
     assert lines[-1] == "demo: 2 scans, 0 check-ins delivered, 0 lost"
+
+
+def test_a_corrupt_database_is_replaced_and_reported(kiosk_config, mosquitto, backend, ledger):
+    state = kiosk_config.kiosk.state_dir
+    os.makedirs(state, exist_ok=True)
+    with open(os.path.join(state, "kiosk.db"), "wb") as db:
+        db.write(b"\x00garbage" * 512)
+    kiosk = RunningKiosk(kiosk_config).start()
+    try:
+        assert kiosk.app.problems and "database was corrupt" in kiosk.app.problems[0]
+        kiosk.wait_online()
+        kiosk.show_card("LOY-ALICE01")
+        wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="a check-in on the new db")
+    finally:
+        kiosk.stop()
