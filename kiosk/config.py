@@ -79,6 +79,7 @@ class MqttSection:
 
     host: str = "localhost"
     port: int = 1883
+    protocol: str = "5"
     topic_prefix: str = "loyalty"
     keepalive_s: int = 30
     username: str = ""
@@ -96,6 +97,8 @@ class MqttSection:
             raise ValueError("host: expected a host name or address")
         if not 1 <= self.port <= 65535:
             raise ValueError("port: expected a TCP port from 1 to 65535")
+        if self.protocol not in ("5", "3.1.1"):
+            raise ValueError('protocol: expected "5" or "3.1.1"')
         if not TOPIC_WORD.match(self.topic_prefix):
             raise ValueError("topic_prefix: expected 1-64 letters, digits, '_', '-' or '.'")
         if not 5 <= self.keepalive_s <= 3600:

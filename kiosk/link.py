@@ -41,8 +41,12 @@ class Link:
         self._emit = emit
         self.connects = 0
         self.bad_messages = 0
+        self._v5 = settings.protocol == "5"
+        # A persistent session either way: replies (and later staff commands) sent
+        # while the kiosk was away are kept by the broker and arrive on reconnect.
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5)
+                             protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
+                             clean_session=None if self._v5 else False)
         client.will_set(topics.status, protocol.OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(  # paho takes float seconds despite its int hints
             settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
@@ -76,14 +80,15 @@ class Link:
 
     def start(self) -> None:
         """Connect in the background; paho retries until the broker answers."""
-        properties = Properties(PacketTypes.CONNECT)
-        # A persistent session: replies and staff commands sent while the kiosk
-        # was offline are kept by the broker and arrive on reconnect.
-        properties.SessionExpiryInterval = self._settings.session_expiry_s
-        self._client.connect_async(
-            self._settings.host, self._settings.port, self._settings.keepalive_s,
-            clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY, properties=properties,
-        )
+        settings = self._settings
+        if self._v5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = settings.session_expiry_s
+            self._client.connect_async(settings.host, settings.port, settings.keepalive_s,
+                                       clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+                                       properties=properties)
+        else:
+            self._client.connect_async(settings.host, settings.port, settings.keepalive_s)
         self._client.loop_start()
         self._loop_thread = self._client._thread  # paho exposes no public handle for it
 

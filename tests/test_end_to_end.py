@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kiosk.screens import Sync, Welcome, render
-from kiosk.testing.harness import same_pixels, wait_for
+from kiosk.testing.harness import RunningKiosk, same_pixels, wait_for
 
 
 def _synced_welcome(kiosk, name):
@@ -30,6 +32,19 @@ def test_scans_reach_the_ledger_and_the_display_shows_the_balance(kiosk, backend
         wait_for(lambda s=screen: _oled_shows(kiosk, s), what="the balance on the OLED")
     kiosk.wait_drained()
     assert len(ledger.visits(kiosk.app.device_id)) == 3
+
+
+def test_the_kiosk_also_speaks_mqtt_3_1_1(kiosk_config, backend, ledger):
+    config = replace(kiosk_config, mqtt=replace(kiosk_config.mqtt, protocol="3.1.1"))
+    kiosk = RunningKiosk(config).start()
+    try:
+        kiosk.wait_online()
+        kiosk.show_card("LOY-DAVE004")
+        wait_for(lambda: _synced_welcome(kiosk, "Dave"), what="Dave's balance")
+        kiosk.wait_drained()
+    finally:
+        kiosk.stop()
+    assert ledger.balance("LOY-DAVE004") == 10
 
 
 def test_the_same_card_held_up_checks_in_once_but_two_customers_both_check_in(kiosk, backend,
