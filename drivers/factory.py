@@ -95,14 +95,15 @@ def _add_serial(spec: SerialSpec, hardware: Hardware, handles: SimHandles) -> No
         return
     from drivers.serial_reader import SerialCodeSource
 
-    port = None
     if spec.backend == "sim":
         from drivers.sim import PtySerial
 
         pty = handles.serial = PtySerial(spec)
         hardware.closers.append(pty.close)
-        port = pty.device
-    hardware.sources.append(SerialCodeSource(spec, port=port))
+        hardware.sources.append(SerialCodeSource(spec, port=pty.device,
+                                                 on_open=pty.reader_open.set))
+    else:
+        hardware.sources.append(SerialCodeSource(spec))
 
 
 def _add_display(spec: DisplaySpec, hardware: Hardware, handles: SimHandles) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import serial
 
@@ -25,9 +26,11 @@ MAX_LINE = 512
 class SerialCodeSource:
     """A :class:`~drivers.base.CodeSource` reading one code per line from a serial port."""
 
-    def __init__(self, spec: SerialSpec, port: str | None = None, name: str = "serial") -> None:
+    def __init__(self, spec: SerialSpec, port: str | None = None, name: str = "serial",
+                 on_open: Callable[[], None] | None = None) -> None:
         self.name = name
         self.port = port or spec.port
+        self._on_open = on_open
         self._baud = spec.baud
         self._terminator = spec.terminator.encode()
         self._cooldown = Cooldown(spec.cooldown_s)
@@ -56,6 +59,8 @@ class SerialCodeSource:
                 delay = min(delay * 2, 10.0)
                 continue
             delay = 0.2
+            if self._on_open is not None:
+                self._on_open()
             try:
                 self._read_lines(port, stopping, on_code)
             except (serial.SerialException, OSError) as exc:

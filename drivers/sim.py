@@ -147,6 +147,10 @@ class PtySerial:
     second pty's device side is linked at ``spec.sim_link`` for other
     programs to write to; a bridge thread copies what they type to the
     reader, as a USB scanner would send it.
+
+    pyserial flushes input when it opens a port, so the bridge holds what is
+    typed until the reader says it is open (``reader_open``): a code typed
+    while the kiosk starts is read, not lost.
     """
 
     def __init__(self, spec: SerialSpec) -> None:
@@ -160,15 +164,21 @@ class PtySerial:
         self.link.unlink(missing_ok=True)
         self.link.symlink_to(os.ttyname(self._typing_slave))
         self._terminator = spec.terminator
+        self.reader_open = threading.Event()
         self._bridge = Worker("kiosk-sim-serial", self._copy)
         self._bridge.start()
 
     def type(self, code: str) -> None:
-        """Send ``code`` and the terminator, as a scanner does after a read."""
-        os.write(self._reader_master, (code + self._terminator).encode())
+        """Send ``code`` and the terminator, as a scanner does after a read.
+
+        It goes in where other programs write, so it takes the same path.
+        """
+        os.write(self._typing_slave, (code + self._terminator).encode())
 
     def _copy(self, stopping: threading.Event) -> None:
         while not stopping.is_set():
+            if not self.reader_open.wait(0.2):
+                continue
             ready, _, _ = select.select([self._typing_master], [], [], 0.2)
             if ready:
                 try:

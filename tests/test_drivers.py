@@ -134,12 +134,26 @@ def test_cards_shown_in_code_are_read_in_order(camera):
 def serial_reader(tmp_path):
     spec = SerialSpec(backend="sim", sim_link=str(tmp_path / "serial"), cooldown_s=5.0)
     pty = PtySerial(spec)
-    source = SerialCodeSource(spec, port=pty.device)
+    source = SerialCodeSource(spec, port=pty.device, on_open=pty.reader_open.set)
     seen = Collector()
     source.start(seen)
     yield pty, seen
     source.stop()
     pty.close()
+
+
+def test_codes_typed_before_the_reader_opens_are_not_lost(tmp_path):
+    spec = SerialSpec(backend="sim", sim_link=str(tmp_path / "serial"))
+    pty = PtySerial(spec)
+    pty.type("LOY-EARLY01")
+    source = SerialCodeSource(spec, port=pty.device, on_open=pty.reader_open.set)
+    seen = Collector()
+    source.start(seen)
+    try:
+        wait_for(lambda: seen.codes == [("LOY-EARLY01", "serial")], what="the early code")
+    finally:
+        source.stop()
+        pty.close()
 
 
 def test_serial_codes_arrive_one_per_line_with_repeats_dropped(serial_reader):
@@ -164,7 +178,7 @@ def test_any_program_can_type_into_the_linked_path(serial_reader):
 
 def test_line_noise_without_terminator_is_dropped_and_reading_goes_on(serial_reader):
     pty, seen = serial_reader
-    os.write(pty._reader_master, b"\x00\xff" * 400)  # 800 bytes, no terminator
+    os.write(pty._typing_slave, b"\x00\xff" * 400)  # 800 bytes, no terminator
     pty.type("LOY-DAVE004")
     wait_for(lambda: seen.codes == [("LOY-DAVE004", "serial")], what="the code after noise")
 
@@ -172,15 +186,14 @@ def test_line_noise_without_terminator_is_dropped_and_reading_goes_on(serial_rea
 def test_a_reader_plugged_in_later_is_opened_when_it_appears(tmp_path):
     spec = SerialSpec(backend="sim", sim_link=str(tmp_path / "serial"))
     late_path = tmp_path / "ttyUSB-late"
-    source = SerialCodeSource(spec, port=str(late_path))
+    pty = PtySerial(spec)
+    source = SerialCodeSource(spec, port=str(late_path), on_open=pty.reader_open.set)
     seen = Collector()
     source.start(seen)
     try:
         time.sleep(0.5)  # the reader is retrying with back-off
-        pty = PtySerial(spec)
         late_path.symlink_to(pty.device)
-        time.sleep(1.0)  # the next retry opens it
-        pty.type("LOY-ERIN005")
+        pty.type("LOY-ERIN005")  # held until the reader has opened the port
         wait_for(lambda: seen.codes == [("LOY-ERIN005", "serial")], timeout=10,
                  what="the late reader's code")
         pty.close()

@@ -15,7 +15,9 @@ say() { printf 'dev.sh: %s\n' "$*" >&2; }
 system_packages() {
     local missing=()
     command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
-    ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0' || missing+=(libzbar0)
+    # ldconfig lives in /sbin, which is not on a normal user's PATH on Debian.
+    { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -q 'libzbar\.so\.0' \
+        || missing+=(libzbar0)
     python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
     [ ${#missing[@]} -eq 0 ] && return
     say "installing ${missing[*]} with apt-get"
