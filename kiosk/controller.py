@@ -29,7 +29,7 @@ from kiosk.events import (
     Tick,
 )
 from kiosk.members import MemberCodes, MemberStatus, redact
-from kiosk.screens import Idle, NotRecorded, Sync, UnknownCard, Welcome
+from kiosk.screens import Idle, NotRecorded, Screen, Sync, UnknownCard, Welcome
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,10 @@ class Controller:
         self._new_event_id = new_event_id
         self.online = False
         self.seq = 0
-        self.screen: Idle | Welcome | UnknownCard | NotRecorded = Idle(online=False)
+        self.screen: Screen = Idle(online=False)
         self._showing_event: str | None = None  # event whose result is on screen
         self._screen_until: float | None = None
-        self._awaiting: dict[str, float] = {}  # event_id -> reply deadline
-        self._members: dict[str, str] = {}  # event_id -> member_id, while awaiting
+        self._awaiting: dict[str, tuple[str, float]] = {}  # event_id -> (member_id, deadline)
 
     def start(self) -> list[Action]:
         """What to show at power-on."""
@@ -78,7 +77,6 @@ class Controller:
                 log.error("check-in %s of %s NOT recorded: %s",
                           checkin.event_id, redact(checkin.member_id), reason)
                 self._awaiting.pop(checkin.event_id, None)
-                self._members.pop(checkin.event_id, None)
                 return [self._result(NotRecorded(reason), now, None), Signal("full")]
             case Tick():
                 return self._tick(now)
@@ -107,14 +105,12 @@ class Controller:
         log.info("check-in %s of %s from %s", checkin.event_id, redact(member_id), event.source)
         sync = Sync.WAITING if self.online else Sync.PENDING
         if self.online:
-            self._awaiting[checkin.event_id] = now + self._timing.reply_timeout_s
-            self._members[checkin.event_id] = member_id
+            self._awaiting[checkin.event_id] = (member_id, now + self._timing.reply_timeout_s)
         screen = Welcome(self._known.get(member_id), sync)
         return [Record(checkin), self._result(screen, now, checkin.event_id), Signal("ok")]
 
     def _reply(self, reply: Reply, now: float) -> list[Action]:
         self._awaiting.pop(reply.event_id, None)
-        self._members.pop(reply.event_id, None)
         self._remember(reply.member_id, reply.status)
         actions: list[Action] = [Remember(reply.member_id, reply.status)]
         if reply.event_id == self._showing_event:
@@ -125,10 +121,9 @@ class Controller:
     def _expire(self, due: Callable[[float], bool]) -> list[Action]:
         """Give up waiting for the replies whose deadline is ``due``."""
         actions: list[Action] = []
-        for event_id, deadline in list(self._awaiting.items()):
+        for event_id, (member_id, deadline) in list(self._awaiting.items()):
             if due(deadline):
                 del self._awaiting[event_id]
-                member_id = self._members.pop(event_id)
                 if event_id == self._showing_event:
                     self.screen = Welcome(self._known.get(member_id), Sync.PENDING)
                     actions.append(Show(self.screen))
