@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from drivers import DriverError
@@ -34,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
                       help="exit after this many customers (default: run until Ctrl-C)")
     demo.add_argument("--quiet", action="store_true", help="print no display frames")
 
+    card = commands.add_parser("card", help="make a QR member card image (or show it to a "
+                                           "simulated kiosk's camera)")
+    card.add_argument("text", help="what the QR code holds, e.g. LOY-ALICE01")
+    where = card.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="write the PNG here")
+    where.add_argument("--spool", help="hold it in front of a simulated camera: its spool_dir")
+
     backend = commands.add_parser("backend", help="run the reference loyalty backend")
     backend.add_argument("--host", default="localhost")
     backend.add_argument("--port", type=int, default=1883)
@@ -55,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 _logging("WARNING")
                 return run_demo(args.scans, quiet=args.quiet)
+            case "card":
+                return _card(args.text, args.out, args.spool)
             case "backend":
                 return _backend(args)
     except ConfigError as exc:
@@ -87,6 +98,21 @@ def _run(path_arg: str | None) -> int:
     app = App(config)
     log.info("kiosk %s starting as %s", __version__, app.device_id)
     app.run(stop)
+    return 0
+
+
+def _card(text: str, out: str | None, spool: str | None) -> int:
+    from kiosk.testing.cards import qr_card
+
+    image = qr_card(text)
+    if spool:
+        folder = Path(spool)
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{os.getpid()}.png"  # the camera never reads a half-written file
+        image.save(partial)
+        partial.rename(folder / f"card-{time.time_ns()}.png")
+    elif out:
+        image.save(out)
     return 0
 
 

@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 from dataclasses import replace
 
 import paho.mqtt.client as mqtt
@@ -142,3 +144,13 @@ def test_a_corrupt_database_is_replaced_and_reported(kiosk_config, mosquitto, ba
         wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="a check-in on the new db")
     finally:
         kiosk.stop()
+
+
+def test_kiosk_card_shows_a_card_to_a_running_simulated_kiosk(kiosk, backend, ledger):
+    kiosk.wait_online()
+    spool = kiosk.config.camera.spool_dir
+    result = subprocess.run([sys.executable, "-m", "kiosk.cli", "card", "LOY-FRANK06",
+                             "--spool", spool], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: ledger.balance("LOY-FRANK06") == 10, what="the card's check-in")
+    wait_for(lambda: not os.listdir(spool), what="the card taken away")
