@@ -37,8 +37,7 @@ class Outbox:
         except sqlite3.Error as exc:  # disk full, read-only, I/O error
             raise OutboxError(f"storage error: {exc}") from exc
         self.depth += 1
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return int(cursor.lastrowid or 0)  # always set after an INSERT
 
     def after(self, row_id: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to ``limit`` rows with ids above ``row_id``, oldest first."""

@@ -111,12 +111,12 @@ class Mosquitto:
 
     def pause(self) -> None:
         """Freeze the broker: connections stay open but nothing is answered (no PUBACK)."""
-        if self.running:
-            assert self._process is not None
-            os.kill(self._process.pid, signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
 
     def resume(self) -> None:
         """Thaw a frozen broker."""
-        if self.running:
-            assert self._process is not None
-            os.kill(self._process.pid, signal.SIGCONT)
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
+        if self._process is not None and self._process.poll() is None:
+            os.kill(self._process.pid, signum)
