@@ -35,7 +35,6 @@ class SerialCodeSource:
         self._terminator = spec.terminator.encode()
         self._cooldown = Cooldown(spec.cooldown_s)
         self._worker: Worker | None = None
-        self.reopens = 0
 
     def start(self, on_code: OnCode) -> None:
         """Start the reader thread; the port is opened (and re-opened) there."""
@@ -64,7 +63,6 @@ class SerialCodeSource:
             try:
                 self._read_lines(port, stopping, on_code)
             except (serial.SerialException, OSError) as exc:
-                self.reopens += 1
                 log.warning("%s: %s lost (%s); reopening", self.name, self.port, exc)
                 stopping.wait(delay)
             finally:

@@ -59,7 +59,6 @@ class SimCamera:
         self._until = 0.0
         self._current_file: Path | None = None
         self._next_poll = 0.0
-        self.images_shown = 0
 
     def show(self, image: Image.Image) -> None:
         """Hold ``image`` in front of the camera (after any image already waiting)."""
@@ -92,7 +91,6 @@ class SimCamera:
                              (self._size[1] - image.height) // 2))
         self._current = (canvas.tobytes(), *self._size)
         self._until = now + self._hold_s
-        self.images_shown += 1
         return self._current
 
     def _put_away(self) -> None:

@@ -202,4 +202,8 @@ class App:
             self.display.stop()
         self.hardware.close()
         self._db.close()
-        log.info("stopped; %d check-ins waiting in the outbox", self.outbox.depth)
+        log.info("stopped: %d check-ins recorded, %d delivered, %d refused by the broker, "
+                 "%d waiting in the outbox; %d connects, %d malformed messages, "
+                 "%d events dropped", self.checkins_recorded, self.publisher.delivered,
+                 self.publisher.refused, self.outbox.depth, self.link.connects,
+                 self.link.bad_messages, self.events_dropped)

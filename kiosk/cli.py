@@ -128,6 +128,8 @@ def _backend(args: argparse.Namespace) -> int:
     stop.wait()
     service.stop()
     ledger.close()
+    log.info("stopped: %d check-ins received, %d duplicates, %d rejected",
+             service.received, service.duplicates, service.rejected)
     return 0
 
 
