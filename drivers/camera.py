@@ -56,7 +56,12 @@ class CameraSource:
         decoder = QrDecoder()  # zbar scanners are not shared between threads
         try:
             while not stopping.is_set():
-                frame = self.frames.read()
+                try:
+                    frame = self.frames.read()
+                except Exception:  # a sensor hiccup must not end the camera for good
+                    log.exception("%s: no frame; retrying in 1 s", self.name)
+                    stopping.wait(1.0)
+                    continue
                 if frame is None:
                     stopping.wait(self._idle_wait)
                     continue

@@ -62,9 +62,12 @@ class SerialCodeSource:
                 self._on_open()
             try:
                 self._read_lines(port, stopping, on_code)
-            except (serial.SerialException, OSError) as exc:
+            except (serial.SerialException, OSError) as exc:  # unplugged
                 log.warning("%s: %s lost (%s); reopening", self.name, self.port, exc)
                 stopping.wait(delay)
+            except Exception:  # whatever else happens, the reader comes back
+                log.exception("%s: reader failed; reopening %s", self.name, self.port)
+                stopping.wait(1.0)
             finally:
                 port.close()
 

@@ -127,11 +127,11 @@ class SimCamera:
             with Image.open(path) as image:
                 image.load()
                 return image
-        except (OSError, SyntaxError) as exc:
-            age = time.time() - path.stat().st_mtime
-            if age > GIVE_UP_S:
-                log.warning("camera spool: cannot read %s (%s); removed", path.name, exc)
-                path.unlink(missing_ok=True)
+        except Exception as exc:  # truncated, corrupt, a decompression bomb: not a card
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - path.stat().st_mtime > GIVE_UP_S:
+                    log.warning("camera spool: cannot read %s (%s); removed", path.name, exc)
+                    path.unlink()
             return None
 
     def close(self) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import random
+import struct
 import threading
 import time
+import zlib
 
 import pytest
 from PIL import Image
@@ -258,3 +260,23 @@ def test_display_worker_shows_the_newest_frame_and_saves_it(tmp_path):
     with Image.open(tmp_path / "oled.png") as saved:
         assert saved.convert("1").tobytes() == frames[-1].tobytes()
     assert worker.frames_shown + worker.frames_skipped == 2
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A PNG header for an image far too large to open (a decompression bomb)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + header
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(header)) + chunk
+            + struct.pack(">I", zlib.crc32(chunk)))
+
+
+def test_broken_and_hostile_image_files_do_not_stop_the_camera(camera):
+    frames, seen = camera
+    (frames.spool / "a-bomb.png").write_bytes(_png_claiming(60000, 60000))
+    (frames.spool / "b-truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    partial = frames.spool / ".card.png"
+    qr_card("LOY-ALICE01").save(partial)
+    partial.rename(frames.spool / "c-card.png")
+    wait_for(lambda: seen.codes == [("LOY-ALICE01", "camera")], what="the good card")
+    wait_for(lambda: not (frames.spool / "a-bomb.png").exists(), what="the bomb thrown away")
+    assert not (frames.spool / "b-truncated.png").exists()
