@@ -93,6 +93,8 @@ class RunningKiosk:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the kiosk as SIGTERM would, and wait for it."""
         self._stop.set()
+        if self._thread.ident is None:  # never started
+            return
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise TimeoutError("kiosk did not stop")
