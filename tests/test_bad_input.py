@@ -33,7 +33,7 @@ def test_an_unknown_card_is_refused_on_screen_and_nothing_is_sent(kiosk, backend
     kiosk.wait_online()
     kiosk.show_card("https://example.com/not-a-member")
     wait_for(lambda: isinstance(kiosk.app.screen, UnknownCard), what="the unknown-card screen")
-    assert kiosk.app.hardware.lights.current == "error"
+    wait_for(lambda: kiosk.app.hardware.lights.current == "error", what="the red blinks")
     kiosk.type_code("\x02LOY-ALICE01\x03")  # STX/ETX framing from a scanner is not the code
     wait_for(lambda: _synced(kiosk, "Alice"), what="the member after")
     assert kiosk.app.checkins_recorded == 1
@@ -80,7 +80,7 @@ def test_a_full_outbox_refuses_the_visit_loudly_and_keeps_what_it_holds(kiosk_co
         kiosk.type_code("LOY-BOB0002")
         wait_for(lambda: isinstance(kiosk.app.screen, NotRecorded), what="the refusal")
         assert kiosk.app.screen == NotRecorded("outbox full")
-        assert kiosk.app.hardware.lights.current == "full"
+        wait_for(lambda: kiosk.app.hardware.lights.current == "full", what="the steady red")
         assert kiosk.app.outbox.depth == 1
         mosquitto.start()
         kiosk.wait_drained(30)

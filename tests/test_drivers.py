@@ -218,8 +218,9 @@ def lights():
 
 def test_ok_lights_green_only(lights):
     lamps, factory = lights
-    lamps.show("ok")
-    assert lamps.state() == {"green": True, "red": False, "buzzer": False}
+    lamps.show("ok")  # gpiozero blinks on a background thread
+    wait_for(lambda: lamps.state() == {"green": True, "red": False, "buzzer": False},
+             what="green on")
     assert factory.pin(17).state and not factory.pin(27).state
 
 

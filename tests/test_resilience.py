@@ -38,8 +38,8 @@ def test_checkins_survive_broker_restart_in_order_and_once(kiosk, backend, ledge
     offline_members = ["LOY-BOB0002", "LOY-CAROL03", "LOY-DAVE004", "LOY-ERIN005"]
     for count, member in enumerate(offline_members, start=2):
         _scan(kiosk, member, count)
-    screen = kiosk.app.screen
-    assert isinstance(screen, Welcome) and screen.sync is Sync.PENDING
+    wait_for(lambda: isinstance(screen := kiosk.app.screen, Welcome)
+             and screen.sync is Sync.PENDING, what="'will sync' on screen")
     assert kiosk.app.outbox.depth == 4
 
     mosquitto.start()
