@@ -77,8 +77,12 @@ class _Demo:
                 kiosk.show_card(member)
                 self._wait_result(kiosk, shown)
                 time.sleep(PAUSE_S)
-            if broker:
+            if ledger:
                 self._wait(kiosk.wait_drained)
+                # a PUBACK means the broker has it; give the backend time to credit it too
+                self._wait(lambda: wait_for(
+                    lambda: len(ledger.visits(kiosk.app.device_id)) >= kiosk.app.checkins_recorded,
+                    10, "the backend to credit every visit"))
         except KeyboardInterrupt:
             self.say("\ndemo: interrupted")
         finally:
