@@ -108,6 +108,7 @@ def encode_reply(event_id: str, member_id: str, status: MemberStatus) -> bytes:
 def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
     """Parse a reply into ``(event_id, member_id, status)``."""
     body = _object(payload)
+    event_id, member_id = _field(body, "event_id", str), _field(body, "member_id", str)
     status = MemberStatus(
         display_name=_field(body, "display_name", str),
         balance=_field(body, "balance", int),
@@ -116,7 +117,7 @@ def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
         progress=float(_field(body, "progress", (int, float))),
         reward_unlocked=_field(body, "reward_unlocked", str, ""),
     )
-    return _field(body, "event_id", str), _field(body, "member_id", str), status
+    return event_id, member_id, status
 
 
 # --- state ------------------------------------------------------------------
