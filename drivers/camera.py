@@ -45,6 +45,7 @@ class CameraSource:
         self._idle_wait = 1.0 / spec.fps
         self._cooldown = Cooldown(spec.cooldown_s)
         self._worker: Worker | None = None
+        self.frames_decoded = 0
 
     def start(self, on_code: OnCode) -> None:
         """Open the frame source and start the capture thread."""
@@ -70,6 +71,7 @@ class CameraSource:
                 except DriverError as exc:
                     log.warning("%s: frame skipped: %s", self.name, exc)
                     continue
+                self.frames_decoded += 1
                 for code in codes:
                     if self._cooldown.accept(code):
                         on_code(code, self.name, time.time())

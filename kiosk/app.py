@@ -38,11 +38,12 @@ from kiosk.events import (
     Tick,
 )
 from kiosk.identity import default_device_id
-from kiosk.link import Link
+from kiosk.link import Link, LinkError
 from kiosk.members import MemberCodes
 from kiosk.outbox import Outbox, OutboxError
 from kiosk.publisher import Publisher
 from kiosk.screens import Screen, render
+from kiosk.telemetry import Rate, cpu_temperature
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,10 @@ class App:
         self.boot_id = uuid.uuid4().hex[:12]
         self.events: queue.Queue[Event] = queue.Queue(QUEUE_SIZE)
         self.events_dropped = 0
+        self.scans = 0
         self.checkins_recorded = 0
+        self._started_at = time.monotonic()
+        self._decode_rate = Rate()
         self.screen: Screen | None = None
         self._ready = threading.Event()
 
@@ -103,7 +107,8 @@ class App:
         """Run until ``stop`` is set, then shut down in order. Call from one thread only."""
         self._start()
         watchdog = systemd.watchdog_interval()
-        next_tick = next_watchdog = time.monotonic()
+        health_every = self.config.telemetry.interval_s
+        next_tick = next_watchdog = next_health = time.monotonic()
         try:
             while not stop.is_set():
                 try:
@@ -119,6 +124,9 @@ class App:
                 if watchdog and now >= next_watchdog and self.link.alive():
                     next_watchdog = now + watchdog
                     systemd.notify("WATCHDOG=1")
+                if health_every and now >= next_health and self.link.connected:
+                    next_health = now + health_every
+                    self._report_health()
         finally:
             self._shutdown()
 
@@ -148,8 +156,27 @@ class App:
         except Exception:
             log.exception("failed to handle %s", type(event).__name__)
 
+    def _report_health(self) -> None:
+        frames = sum(getattr(source, "frames_decoded", 0) for source in self.hardware.sources)
+        health = protocol.Health(
+            uptime_s=round(time.monotonic() - self._started_at, 1),
+            state="degraded" if self.problems else "ready", problems=self.problems,
+            outbox_depth=self.outbox.depth, outbox_oldest_s=round(self.outbox.oldest_age(), 1),
+            scans=self.scans, checkins=self.checkins_recorded,
+            delivered=self.publisher.delivered, refused=self.publisher.refused,
+            decode_fps=self._decode_rate.update(frames), connects=self.link.connects,
+            bad_messages=self.link.bad_messages, events_dropped=self.events_dropped,
+            cpu_temp_c=cpu_temperature(),
+        )
+        try:
+            self.link.publish(self.topics.health, protocol.encode_health(health), qos=0)
+        except LinkError as exc:
+            log.warning("health report not sent: %s", exc)
+
     def _dispatch(self, event: Event) -> None:
         now = time.monotonic()
+        if isinstance(event, CodeRead):
+            self.scans += 1
         self._carry_out(self.controller.handle(event, now), now)
         match event:
             case Acked(mid=mid, ok=ok, reason=reason):

@@ -130,6 +130,17 @@ class OutboxSection:
 
 
 @dataclass(frozen=True)
+class TelemetrySection:
+    """Health reports for staff on ``tele/health``."""
+
+    interval_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.interval_s != 0 and not 1 <= self.interval_s <= 3600:
+            raise ValueError("interval_s: expected 1 to 3600 s, or 0 for no health reports")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one kiosk."""
 
@@ -138,6 +149,7 @@ class Config:
     counter: CounterSection = field(default_factory=CounterSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     outbox: OutboxSection = field(default_factory=OutboxSection)
+    telemetry: TelemetrySection = field(default_factory=TelemetrySection)
     camera: CameraSpec = field(default_factory=CameraSpec)
     serial: SerialSpec = field(default_factory=SerialSpec)
     display: DisplaySpec = field(default_factory=DisplaySpec)

@@ -57,6 +57,11 @@ class Topics:
         """The backend's answers to this kiosk's check-ins."""
         return f"{self.root}/reply"
 
+    @property
+    def health(self) -> str:
+        """Periodic health report, QoS 0."""
+        return f"{self.root}/tele/health"
+
 
 def checkins_of_all_kiosks(prefix: str) -> str:
     """The subscription a backend uses to hear every kiosk of every site."""
@@ -126,6 +131,35 @@ def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
 def encode_state(state: str, reason: str, firmware: str) -> bytes:
     """Retained lifecycle state: ``init|ready|degraded|offline`` and why."""
     body = {"v": VERSION, "state": state, "reason": reason, "firmware": firmware}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+# --- health -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Health:
+    """What staff see of a running kiosk, every ``telemetry.interval_s``."""
+
+    uptime_s: float
+    state: str
+    problems: list[str]
+    outbox_depth: int
+    outbox_oldest_s: float
+    scans: int
+    checkins: int
+    delivered: int
+    refused: int
+    decode_fps: float
+    connects: int
+    bad_messages: int
+    events_dropped: int
+    cpu_temp_c: float | None
+
+
+def encode_health(health: Health) -> bytes:
+    """The health report as sent."""
+    body = {"v": VERSION, **asdict(health)}
     return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from drivers.factory import make_hardware
 from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
-from kiosk.config import Config
+from kiosk.config import Config, TelemetrySection
 from kiosk.demo import run_demo
 from kiosk.termview import draw, frame_lines
 from kiosk.testing.daemon import start_daemon, to_toml
@@ -154,3 +154,37 @@ def test_kiosk_card_shows_a_card_to_a_running_simulated_kiosk(kiosk, backend, le
     assert result.returncode == 0, result.stderr
     wait_for(lambda: ledger.balance("LOY-FRANK06") == 10, what="the card's check-in")
     wait_for(lambda: not os.listdir(spool), what="the card taken away")
+
+
+def test_staff_see_health_reports(kiosk_config, mosquitto, backend, ledger):
+    config = replace(kiosk_config, telemetry=TelemetrySection(interval_s=1.0))
+    reports: list[dict] = []
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
+    watcher.on_message = lambda _c, _u, message: reports.append(json.loads(message.payload))
+    watcher.connect(mosquitto.host, mosquitto.port)
+    watcher.subscribe("loyalty/test-shop/kiosk-test/tele/health")
+    watcher.loop_start()
+    kiosk = RunningKiosk(config).start()
+    try:
+        kiosk.wait_online()
+        kiosk.show_card("LOY-ALICE01")
+        kiosk.type_code("not a member")
+        wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="the check-in")
+        report = wait_for(lambda: reports and reports[-1]["scans"] == 2 and reports[-1],
+                          what="a report after both scans")
+    finally:
+        kiosk.stop()
+        watcher.loop_stop()
+    assert report["checkins"] == 1 and report["delivered"] == 1
+    assert report["outbox_depth"] == 0 and report["state"] == "ready"
+    assert report["decode_fps"] > 0  # the simulated camera decodes at its frame rate
+    assert report["connects"] == 1 and report["events_dropped"] == 0
+
+
+def test_cpu_temperature_is_read_from_the_thermal_zone(tmp_path):
+    from kiosk.telemetry import cpu_temperature
+
+    zone = tmp_path / "temp"
+    zone.write_text("48250\n")
+    assert cpu_temperature(zone) == 48.2
+    assert cpu_temperature(tmp_path / "missing") is None

@@ -51,7 +51,8 @@ def test_malformed_replies_say_what_is_wrong(payload, message):
 
 def test_the_document_names_exactly_the_kiosks_topics(spec):
     topics = protocol.Topics("{prefix}", "{site}", "{device_id}")
-    assert set(spec["channels"]) == {topics.status, topics.state, topics.checkin, topics.reply}
+    assert set(spec["channels"]) == {topics.status, topics.state, topics.checkin, topics.reply,
+                                     topics.health}
 
 
 @pytest.mark.parametrize(("schema", "payload"), [
@@ -59,6 +60,10 @@ def test_the_document_names_exactly_the_kiosks_topics(spec):
     ("Reply", protocol.encode_reply(CHECKIN.event_id, CHECKIN.member_id,
                                     MemberStatus("A", 1, "B", 2, 0.5, "Free coffee"))),
     ("State", protocol.encode_state("degraded", "display: gone", "0.1.0")),
+    ("Health", protocol.encode_health(protocol.Health(
+        uptime_s=1.0, state="ready", problems=[], outbox_depth=0, outbox_oldest_s=0.0, scans=1,
+        checkins=1, delivered=1, refused=0, decode_fps=9.8, connects=1, bad_messages=0,
+        events_dropped=0, cpu_temp_c=None))),
 ])
 def test_the_document_describes_every_field_the_code_sends(spec, schema, payload):
     described = spec["components"]["schemas"][schema]
