@@ -170,14 +170,15 @@ def test_staff_see_health_reports(kiosk_config, mosquitto, backend, ledger):
         kiosk.show_card("LOY-ALICE01")
         kiosk.type_code("not a member")
         wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="the check-in")
-        report = wait_for(lambda: reports and reports[-1]["scans"] == 2 and reports[-1],
+        report = wait_for(lambda: next((r for r in reports if r["scans"] == 2), None),
                           what="a report after both scans")
     finally:
         kiosk.stop()
         watcher.loop_stop()
     assert report["checkins"] == 1 and report["delivered"] == 1
     assert report["outbox_depth"] == 0 and report["state"] == "ready"
-    assert report["decode_fps"] > 0  # the simulated camera decodes at its frame rate
+    # the simulated camera decodes at its frame rate while the card is held up
+    assert any(r["decode_fps"] > 0 for r in reports)
     assert report["connects"] == 1 and report["events_dropped"] == 0
 
 
