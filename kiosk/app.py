@@ -38,7 +38,7 @@ from kiosk.events import (
     Tick,
 )
 from kiosk.identity import default_device_id
-from kiosk.link import Link, LinkError
+from kiosk.link import Link
 from kiosk.members import MemberCodes
 from kiosk.outbox import Outbox, OutboxError
 from kiosk.publisher import Publisher
@@ -126,7 +126,10 @@ class App:
                     systemd.notify("WATCHDOG=1")
                 if health_every and now >= next_health and self.link.connected:
                     next_health = now + health_every
-                    self._report_health()
+                    try:
+                        self._report_health()
+                    except Exception:  # a report is not worth stopping the counter for
+                        log.exception("health report failed")
         finally:
             self._shutdown()
 
@@ -168,10 +171,7 @@ class App:
             bad_messages=self.link.bad_messages, events_dropped=self.events_dropped,
             cpu_temp_c=cpu_temperature(),
         )
-        try:
-            self.link.publish(self.topics.health, protocol.encode_health(health), qos=0)
-        except LinkError as exc:
-            log.warning("health report not sent: %s", exc)
+        self.link.publish(self.topics.health, protocol.encode_health(health), qos=0)
 
     def _dispatch(self, event: Event) -> None:
         now = time.monotonic()
