@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -209,8 +208,6 @@ def _typed(kind: Any, value: Any, key: str) -> Any:
         return build(kind, value, key)  # type: ignore[arg-type]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if isinstance(kind, types.UnionType):
-        kind = tuple(typing.get_args(kind))
     if isinstance(value, bool) and kind is not bool:
         raise ValueError(f"{key}: expected {_name(kind)}, got {value!r}")
     if not isinstance(value, kind):

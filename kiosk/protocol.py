@@ -82,7 +82,7 @@ def reply_topic_for(checkin_topic: str) -> str:
 def encode_checkin(checkin: CheckIn) -> bytes:
     """The check-in as stored in the outbox and sent: compact JSON, fields in fixed order."""
     body = {"v": VERSION, **asdict(checkin)}
-    return json.dumps(body, separators=(",", ":")).encode()
+    return _dump(body)
 
 
 def mark_replayed(payload: bytes) -> bytes:
@@ -107,7 +107,7 @@ def decode_checkin(payload: bytes | bytearray) -> tuple[CheckIn, bool]:
 def encode_reply(event_id: str, member_id: str, status: MemberStatus) -> bytes:
     """The backend's answer to one check-in."""
     body = {"v": VERSION, "event_id": event_id, "member_id": member_id, **asdict(status)}
-    return json.dumps(body, separators=(",", ":")).encode()
+    return _dump(body)
 
 
 def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
@@ -131,7 +131,7 @@ def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
 def encode_state(state: str, reason: str, firmware: str) -> bytes:
     """Retained lifecycle state: ``init|ready|degraded|offline`` and why."""
     body = {"v": VERSION, "state": state, "reason": reason, "firmware": firmware}
-    return json.dumps(body, separators=(",", ":")).encode()
+    return _dump(body)
 
 
 # --- health -----------------------------------------------------------------
@@ -160,7 +160,7 @@ class Health:
 def encode_health(health: Health) -> bytes:
     """The health report as sent."""
     body = {"v": VERSION, **asdict(health)}
-    return json.dumps(body, separators=(",", ":")).encode()
+    return _dump(body)
 
 
 # --- helpers ----------------------------------------------------------------
@@ -176,6 +176,11 @@ def _object(payload: bytes | bytearray) -> dict[str, Any]:
     if body.get("v") != VERSION:
         raise ProtocolError(f"unsupported schema version {body.get('v')!r} (expected {VERSION})")
     return body
+
+
+def _dump(body: dict[str, Any]) -> bytes:
+    """Compact JSON, fields in the order given: what every payload looks like on the wire."""
+    return json.dumps(body, separators=(",", ":")).encode()
 
 
 _REQUIRED = object()

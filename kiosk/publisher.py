@@ -51,7 +51,9 @@ class Publisher:
                 return
             self._retry_at = None
         room = self._window - len(self._in_flight)
-        if room <= 0:
+        # Rows in the outbox are either in flight or not sent yet: nothing to read when
+        # all are in flight (the usual case on every tick).
+        if room <= 0 or self._outbox.depth <= len(self._in_flight):
             return
         for row_id, payload in self._outbox.after(self._sent_up_to, room):
             live = row_id in self._live

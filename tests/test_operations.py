@@ -12,9 +12,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 from PIL import Image
 
 from drivers.factory import make_hardware
@@ -50,23 +48,17 @@ def test_missing_hardware_degrades_the_kiosk_and_says_why(kiosk_config, mosquitt
     # A real OLED on a machine with no I2C bus, and no GPIO chip for the LEDs.
     config = replace(kiosk_config, display=DisplaySpec(backend="luma", i2c_port=7),
                      lights=LightsSpec(backend="gpio"))
-    states: list[dict] = []
-    watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
-    watcher.on_message = lambda _c, _u, message: states.append(json.loads(message.payload))
-    watcher.connect(mosquitto.host, mosquitto.port)
-    watcher.subscribe("loyalty/test-shop/kiosk-test/state", qos=1)
-    watcher.loop_start()
-    kiosk = RunningKiosk(config).start()
-    try:
-        state = wait_for(lambda: states and states[-1], what="the retained state")
-        assert state["state"] == "degraded"
-        assert "display:" in state["reason"] and "lights:" in state["reason"]
-        kiosk.wait_online()
-        kiosk.show_card("LOY-ALICE01")  # the camera still takes check-ins
-        wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="the check-in")
-    finally:
-        kiosk.stop()
-        watcher.loop_stop()
+    with mosquitto.listen("loyalty/test-shop/kiosk-test/state") as states:
+        kiosk = RunningKiosk(config).start()
+        try:
+            state = json.loads(wait_for(lambda: states and states[-1], what="the retained state"))
+            assert state["state"] == "degraded"
+            assert "display:" in state["reason"] and "lights:" in state["reason"]
+            kiosk.wait_online()
+            kiosk.show_card("LOY-ALICE01")  # the camera still takes check-ins
+            wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="the check-in")
+        finally:
+            kiosk.stop()
 
 
 def test_systemd_gets_ready_and_watchdog_pings(tmp_path, mosquitto, backend):
@@ -158,24 +150,19 @@ def test_kiosk_card_shows_a_card_to_a_running_simulated_kiosk(kiosk, backend, le
 
 def test_staff_see_health_reports(kiosk_config, mosquitto, backend, ledger):
     config = replace(kiosk_config, telemetry=TelemetrySection(interval_s=1.0))
-    reports: list[dict] = []
-    watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
-    watcher.on_message = lambda _c, _u, message: reports.append(json.loads(message.payload))
-    watcher.connect(mosquitto.host, mosquitto.port)
-    watcher.subscribe("loyalty/test-shop/kiosk-test/tele/health")
-    watcher.loop_start()
-    kiosk = RunningKiosk(config).start()
-    try:
-        kiosk.wait_online()
-        kiosk.show_card("LOY-ALICE01")
-        kiosk.type_code("not a member")
-        wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="the check-in")
-        report = wait_for(lambda: next((r for r in reports
-                                        if r["scans"] == 2 and r["delivered"] == 1), None),
-                          what="a report after both scans and the PUBACK")
-    finally:
-        kiosk.stop()
-        watcher.loop_stop()
+    with mosquitto.listen("loyalty/test-shop/kiosk-test/tele/health") as payloads:
+        kiosk = RunningKiosk(config).start()
+        try:
+            kiosk.wait_online()
+            kiosk.show_card("LOY-ALICE01")
+            kiosk.type_code("not a member")
+            wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="the check-in")
+            report = wait_for(lambda: next((r for r in map(json.loads, payloads)
+                                            if r["scans"] == 2 and r["delivered"] == 1), None),
+                              what="a report after both scans and the PUBACK")
+        finally:
+            kiosk.stop()
+    reports = [json.loads(payload) for payload in payloads]
     assert report["checkins"] == 1
     assert report["outbox_depth"] == 0 and report["state"] == "ready"
     # the simulated camera decodes at its frame rate while the card is held up

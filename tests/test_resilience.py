@@ -7,9 +7,7 @@ import signal
 import sqlite3
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk.screens import Sync, Welcome
 from kiosk.testing.cards import qr_card
@@ -137,19 +135,13 @@ def test_kill_9_after_commit_before_puback_is_delivered_after_restart(
 
 def test_sigterm_stops_cleanly_and_says_offline(daemon_config, tmp_path, mosquitto, backend):
     daemon = start_daemon(daemon_config, tmp_path / "kiosk.toml")
-    statuses: list[bytes] = []
-    watcher = mqtt.Client(CallbackAPIVersion.VERSION2)
-    watcher.on_message = lambda _c, _u, message: statuses.append(message.payload)
-    watcher.connect(mosquitto.host, mosquitto.port)
-    watcher.subscribe("loyalty/test-shop/daemon-1/status", qos=1)
-    watcher.loop_start()
     try:
-        wait_for(lambda: statuses and statuses[-1] == b"online", timeout=20, what="online")
-        os.kill(daemon.pid, signal.SIGTERM)
-        assert daemon.wait(15) == 0
-        wait_for(lambda: statuses[-1] == b"offline", what="retained offline status")
+        with mosquitto.listen("loyalty/test-shop/daemon-1/status") as statuses:
+            wait_for(lambda: statuses and statuses[-1] == b"online", timeout=20, what="online")
+            os.kill(daemon.pid, signal.SIGTERM)
+            assert daemon.wait(15) == 0
+            wait_for(lambda: statuses[-1] == b"offline", what="retained offline status")
     finally:
-        watcher.loop_stop()
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()

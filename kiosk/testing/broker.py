@@ -13,7 +13,11 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk import KioskError
 
@@ -116,6 +120,22 @@ class Mosquitto:
     def resume(self) -> None:
         """Thaw a frozen broker."""
         self._signal(signal.SIGCONT)
+
+    @contextlib.contextmanager
+    def listen(self, topic: str) -> Iterator[list[bytes]]:
+        """Collect every payload published on ``topic`` (retained ones too) inside the block."""
+        payloads: list[bytes] = []
+        client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        client.on_message = lambda _client, _userdata, message: payloads.append(
+            bytes(message.payload))
+        client.connect(self.host, self.port)
+        client.subscribe(topic, qos=1)
+        client.loop_start()
+        try:
+            yield payloads
+        finally:
+            client.loop_stop()
+            client.disconnect()
 
     def _signal(self, signum: int) -> None:
         if self._process is not None and self._process.poll() is None:
