@@ -134,6 +134,12 @@ def encode_state(state: str, reason: str, firmware: str) -> bytes:
     return _dump(body)
 
 
+def decode_state(payload: bytes | bytearray) -> tuple[str, str]:
+    """Parse a retained state into ``(state, reason)``, as ``kiosk status`` reads it."""
+    body = _object(payload)
+    return _field(body, "state", str), _field(body, "reason", str, "")
+
+
 # --- health -----------------------------------------------------------------
 
 
