@@ -44,6 +44,7 @@ from kiosk.outbox import Outbox, OutboxError
 from kiosk.publisher import Publisher
 from kiosk.screens import Screen, render
 from kiosk.telemetry import Rate, cpu_temperature
+from kiosk.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +117,9 @@ class App:
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set, then shut down in order. Call from one thread only."""
         self._start()
-        watchdog = systemd.watchdog_interval()
+        watchdog = Watchdog(systemd.watchdog_interval(), {"MQTT network thread": self.link.alive})
         health_every = self.config.telemetry.interval_s
-        next_tick = next_watchdog = next_health = time.monotonic()
+        next_tick = next_health = time.monotonic()
         try:
             while not stop.is_set():
                 try:
@@ -131,9 +132,7 @@ class App:
                     self._dispatch_safely(Tick())
                 if event is not None:
                     self._dispatch_safely(event)
-                if watchdog and now >= next_watchdog and self.link.alive():
-                    next_watchdog = now + watchdog
-                    systemd.notify("WATCHDOG=1")
+                watchdog.feed(now)  # from this loop: a stuck controller stops the pings
                 if health_every and now >= next_health and self.link.connected:
                     next_health = now + health_every
                     try:
