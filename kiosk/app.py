@@ -170,9 +170,11 @@ class App:
 
     def _report_health(self) -> None:
         frames = sum(getattr(source, "frames_decoded", 0) for source in self.hardware.sources)
+        fault = self.display.fault if self.display else None  # a panel failing right now
+        problems = [*self.problems, fault] if fault else self.problems
         health = protocol.Health(
             uptime_s=round(time.monotonic() - self._started_at, 1),
-            state="degraded" if self.problems else "ready", problems=self.problems,
+            state="degraded" if problems else "ready", problems=problems,
             outbox_depth=self.outbox.depth, outbox_oldest_s=round(self.outbox.oldest_age(), 1),
             scans=self.scans, checkins=self.checkins_recorded,
             delivered=self.publisher.delivered, refused=self.publisher.refused,
