@@ -26,8 +26,6 @@ from kiosk.config import MqttSection, config_path, load_config
 from kiosk.identity import default_device_id
 from kiosk.protocol import ProtocolError
 
-MAX_REASON = 300
-
 
 def retained(settings: MqttSection, topics: protocol.Topics,
              timeout: float = 3.0) -> dict[str, bytes] | str:
@@ -108,8 +106,8 @@ def _broker_view(settings: MqttSection, topics: protocol.Topics, out: TextIO) ->
         except ProtocolError as exc:
             print(f"state    unreadable: {exc}", file=out)
             return False
-        print(f"state    {state}" + (f": {reason[:MAX_REASON]}" if reason else ""), file=out)
+        print(f"state    {state}" + (f": {reason}" if reason else ""), file=out)
         if state != "ready":
-            print(f"problem  {reason[:MAX_REASON] or state}", file=out)
+            print(f"problem  {reason or state}", file=out)
             return False
     return online
