@@ -63,11 +63,18 @@ class RecordFailed:
 
 
 @dataclass(frozen=True)
+class ScansLost:
+    """Scans arrived faster than they could be taken; ``count`` were not recorded."""
+
+    count: int
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passes: timeouts and screen changes."""
 
 
-Event = CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | Tick
+Event = CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | ScansLost | Tick
 
 # --- actions ----------------------------------------------------------------
 

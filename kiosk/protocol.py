@@ -148,12 +148,15 @@ class Health:
     outbox_oldest_s: float
     scans: int
     checkins: int
+    visits_refused: int
+    scans_lost: int
     delivered: int
     refused: int
     decode_fps: float
     connects: int
     bad_messages: int
     events_dropped: int
+    link_drops: int
     cpu_temp_c: float | None
 
 
