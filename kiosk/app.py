@@ -48,6 +48,7 @@ from kiosk.publisher import Publisher
 from kiosk.screens import Screen, render
 from kiosk.statedir import StateLock
 from kiosk.telemetry import Rate, cpu_temperature
+from kiosk.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,9 @@ class App:
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set, then shut down in order. Call from one thread only."""
         self._start()
-        watchdog = systemd.watchdog_interval()
+        watchdog = Watchdog(systemd.watchdog_interval(), {"MQTT network thread": self.link.alive})
         health_every = self.config.telemetry.interval_s
-        next_tick = next_watchdog = next_health = time.monotonic()
+        next_tick = next_health = time.monotonic()
         try:
             while not stop.is_set():
                 event = self.inbox.get(TICK_S)
@@ -142,6 +143,7 @@ class App:
                     self._dispatch_safely(Tick())
                     self.link.supervise(now)
                     self._check_storage(now)
+                    self._check_display()
                 if isinstance(event, CodeRead):  # a rush is committed in one transaction
                     self._dispatch_safely(event, *self.inbox.pending_scans())
                 elif event is not None:
@@ -152,9 +154,7 @@ class App:
                     self._dispatch_safely(ScansLost(lost))
                 if not len(self.inbox) or self.publisher.pending_deletes >= FLUSH_AT:
                     self._flush()
-                if watchdog and now >= next_watchdog and self.link.alive():
-                    next_watchdog = now + watchdog
-                    systemd.notify("WATCHDOG=1")
+                watchdog.feed(now)  # from this loop: a stuck controller stops the pings
                 if health_every and now >= next_health and self.link.connected:
                     next_health = now + health_every
                     try:
@@ -196,6 +196,14 @@ class App:
             log.error("acknowledged check-ins not deleted yet (will retry): %s", exc)
             self.problems.set("storage", f"storage: {exc}")
             self._next_storage_check = time.monotonic() + STORAGE_CHECK_S
+
+    def _check_display(self) -> None:
+        """A panel failing right now (the display worker keeps reopening it) is a problem."""
+        fault = self.display.fault if self.display else None
+        if fault:
+            self.problems.set("display", fault)
+        else:
+            self.problems.clear("display")
 
     def _check_storage(self, now: float) -> None:
         """While storage is in trouble, now and then try whether it works again."""

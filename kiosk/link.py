@@ -26,6 +26,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -82,11 +83,11 @@ class Link:
                            keyfile=settings.key_file or None,
                            cert_reqs=ssl.CERT_REQUIRED)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         client.on_pre_connect = self._on_pre_connect
-        client.on_connect_fail = self._on_connect_fail
         client.connect_timeout = settings.connect_timeout_s  # the TCP (and TLS) part of it
         client.max_inflight_messages_set(window)  # MQTT 5 brokers may lower it (Receive Maximum)
         self._client = client
@@ -195,9 +196,6 @@ class Link:
     def _on_pre_connect(self, _client: mqtt.Client, _userdata: Any) -> None:
         self._attempt_at = time.monotonic()
 
-    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        self._attempt_at = None  # the attempt is over; paho tries again after its back-off
-
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any,
                     reason_code: Any, _properties: Any) -> None:
         try:
@@ -216,6 +214,16 @@ class Link:
             self._emit(LinkUp())
         except Exception:
             log.exception("on_connect failed")
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        # paho 2.2 (client.py, loop_forever) calls this from inside its `except OSError`
+        # around reconnect() and passes no reason: the exception being handled is it.
+        try:
+            self._attempt_at = None  # the attempt is over; paho tries again after its back-off
+            log.warning("cannot reach the broker at %s:%d: %s", self._settings.host,
+                        self._settings.port, sys.exc_info()[1] or "no reason given")
+        except Exception:
+            log.exception("on_connect_fail failed")
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
                        reason_code: Any, _properties: Any) -> None:
