@@ -22,7 +22,7 @@ from kiosk import __version__, protocol, systemd
 from kiosk.cache import MemberCache
 from kiosk.checkin import CheckIn
 from kiosk.config import Config
-from kiosk.controller import Controller, Timing
+from kiosk.controller import RECENT_CHECKINS, Controller, Timing
 from kiosk.db import open_db
 from kiosk.events import (
     Acked,
@@ -94,6 +94,7 @@ class App:
             self.device_id, self.boot_id, self.cache.load(),
             recent=self.outbox.recent_scans(time.time() - counter.cooldown_s),
         )
+        self._expect_stored_replies()
         self.topics = protocol.Topics(config.mqtt.topic_prefix, config.kiosk.site, self.device_id)
         self.link = Link(config.mqtt, self.topics, self.device_id, self._emit,
                          window=config.outbox.publish_window)
@@ -112,6 +113,15 @@ class App:
     def scans_not_taken(self) -> int:
         """Scans that arrived faster than they could be taken (shown and counted)."""
         return self.inbox.dropped_scans
+
+    def _expect_stored_replies(self) -> None:
+        """Check-ins stored before a restart are sent now: their replies are ours too."""
+        for _row_id, payload in self.outbox.after(0, RECENT_CHECKINS):
+            try:
+                checkin, _replayed = protocol.decode_checkin(payload)
+            except protocol.ProtocolError:  # stored by another version; it is still sent
+                continue
+            self.controller.expect_reply(checkin.event_id, checkin.member_id)
 
     # --- producers (any thread) -------------------------------------------
 
@@ -231,8 +241,9 @@ class App:
             visits_refused=self.visits_refused, scans_lost=self.inbox.dropped_scans,
             delivered=self.publisher.delivered, refused=self.publisher.refused,
             decode_fps=self._decode_rate.update(frames), connects=self.link.connects,
-            bad_messages=self.link.bad_messages, events_dropped=self.inbox.dropped_messages,
-            link_drops=self.link.drops,
+            bad_messages=self.link.bad_messages,
+            replies_refused=self.controller.replies_refused,
+            events_dropped=self.inbox.dropped_messages, link_drops=self.link.drops,
             cpu_temp_c=cpu_temperature(),
         )
         self.link.publish(self.topics.health, protocol.encode_health(health), qos=0)

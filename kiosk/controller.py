@@ -9,6 +9,7 @@ fails, the runner feeds back ``RecordFailed`` and the rest is not shown.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,9 @@ from kiosk.members import MemberCodes, MemberStatus, redact
 from kiosk.screens import Idle, NotRecorded, Screen, Sync, UnknownCard, Welcome
 
 log = logging.getLogger(__name__)
+
+RECENT_CHECKINS = 1000
+"""Check-ins whose replies are still accepted: late replies and replays of offline visits."""
 
 
 @dataclass(frozen=True)
@@ -64,11 +68,24 @@ class Controller:
         self._showing_event: str | None = None  # event whose result is on screen
         self._screen_until: float | None = None
         self._awaiting: dict[str, tuple[str, float]] = {}  # event_id -> (member_id, deadline)
-        self._recent = recent if recent is not None else {}  # member_id -> unix time checked in
+        self._checked_in = recent if recent is not None else {}  # member_id -> unix time
+        self._recent: OrderedDict[str, str] = OrderedDict()  # event_id -> member_id, newest last
+        self.replies_refused = 0
+        """Replies for no check-in of ours, or naming another member: forged or misrouted."""
 
     def start(self) -> list[Action]:
         """What to show at power-on."""
         return [Show(self.screen), Signal("offline")]
+
+    def expect_reply(self, event_id: str, member_id: str) -> None:
+        """Accept a reply for this check-in (also one recorded before a restart).
+
+        Only the newest ``RECENT_CHECKINS`` are remembered, so the map stays small.
+        """
+        self._recent[event_id] = member_id
+        self._recent.move_to_end(event_id)
+        if len(self._recent) > RECENT_CHECKINS:
+            self._recent.popitem(last=False)
 
     def handle(self, event: Event, now: float) -> list[Action]:
         """React to one event; ``now`` is monotonic time in seconds."""
@@ -81,7 +98,7 @@ class Controller:
                 log.error("check-in %s of %s NOT recorded: %s",
                           checkin.event_id, redact(checkin.member_id), reason)
                 self._awaiting.pop(checkin.event_id, None)
-                self._recent.pop(checkin.member_id, None)
+                self._checked_in.pop(checkin.member_id, None)
                 return [self._result(NotRecorded(reason), now, None), Signal("full")]
             case ScansLost(count=count):
                 log.error("%d scans arrived faster than they could be taken; not recorded", count)
@@ -105,13 +122,13 @@ class Controller:
         if member_id is None:
             log.info("unknown card from %s (%d chars)", event.source, len(event.code))
             return [self._result(UnknownCard(), now, None), Signal("error")]
-        last = self._recent.get(member_id)
+        last = self._checked_in.get(member_id)
         if last is not None and 0 <= event.seen_at - last < self._timing.cooldown_s:
             log.info("%s checked in %.0f s ago; not again", redact(member_id),
                      event.seen_at - last)
             return [self._result(Welcome(self._known.get(member_id), Sync.ALREADY), now, None),
                     Signal("ok")]
-        self._note_recent(member_id, event.seen_at)
+        self._note_checked_in(member_id, event.seen_at)
         self.seq += 1
         checkin = CheckIn(
             event_id=self._new_event_id(), device_id=self._device_id, boot_id=self._boot_id,
@@ -119,6 +136,7 @@ class Controller:
             source=event.source,
         )
         log.info("check-in %s of %s from %s", checkin.event_id, redact(member_id), event.source)
+        self.expect_reply(checkin.event_id, member_id)
         sync = Sync.WAITING if self.online else Sync.PENDING
         if self.online:
             self._awaiting[checkin.event_id] = (member_id, now + self._timing.reply_timeout_s)
@@ -126,6 +144,15 @@ class Controller:
         return [Record(checkin), self._result(screen, now, checkin.event_id), Signal("ok")]
 
     def _reply(self, reply: Reply, now: float) -> list[Action]:
+        # Anyone who can publish on our reply topic could otherwise greet the customer
+        # as someone else or rewrite a member's cached balance.
+        expected = self._recent.get(reply.event_id)
+        if expected != reply.member_id:
+            self.replies_refused += 1
+            log.warning("refused a reply for %s: %s", reply.event_id[:64],
+                        "not a check-in of this kiosk" if expected is None
+                        else f"it names {redact(reply.member_id)}, not {redact(expected)}")
+            return []
         self._awaiting.pop(reply.event_id, None)
         self._remember(reply.member_id, reply.status)
         actions: list[Action] = [Remember(reply.member_id, reply.status)]
@@ -167,14 +194,14 @@ class Controller:
         self.screen = Idle(self.online)
         return [Show(self.screen), Signal("off" if self.online else "offline")]
 
-    def _note_recent(self, member_id: str, seen_at: float) -> None:
+    def _note_checked_in(self, member_id: str, seen_at: float) -> None:
         if not self._timing.cooldown_s:
             return
-        self._recent[member_id] = seen_at
-        if len(self._recent) > self._max_known:  # forget those whose cooldown has passed
-            for old, at in list(self._recent.items()):
+        self._checked_in[member_id] = seen_at
+        if len(self._checked_in) > self._max_known:  # forget those whose cooldown has passed
+            for old, at in list(self._checked_in.items()):
                 if seen_at - at >= self._timing.cooldown_s:
-                    del self._recent[old]
+                    del self._checked_in[old]
 
     def _remember(self, member_id: str, status: MemberStatus) -> None:
         self._known.pop(member_id, None)
