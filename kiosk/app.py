@@ -28,6 +28,7 @@ from kiosk.events import (
     Acked,
     Action,
     CodeRead,
+    DeviceProblem,
     Event,
     LinkUp,
     Record,
@@ -132,6 +133,9 @@ class App:
     def _on_code(self, code: str, source: str, seen_at: float) -> None:
         self._emit(CodeRead(code, source, seen_at))
 
+    def _on_problem(self, device: str, reason: str) -> None:
+        self._emit(DeviceProblem(device, reason))
+
     # --- the controller thread --------------------------------------------
 
     def wait_ready(self, timeout: float) -> bool:
@@ -180,7 +184,7 @@ class App:
         self._carry_out([self.controller.start()], time.monotonic())
         for source in list(self.hardware.sources):
             try:
-                source.start(self._on_code)
+                source.start(self._on_code, self._on_problem)
             except Exception as exc:  # e.g. no camera on the ribbon cable
                 log.error("%s unavailable: %s", source.name, exc)
                 self.problems.set(source.name, f"{source.name}: {exc}")
@@ -252,6 +256,12 @@ class App:
         now = time.monotonic()
         groups = []
         for event in events:
+            if isinstance(event, DeviceProblem):  # a device failed or recovered while running
+                if event.reason:
+                    self.problems.set(event.device, f"{event.device}: {event.reason}")
+                else:
+                    self.problems.clear(event.device)
+                continue
             if isinstance(event, CodeRead):
                 self.scans_seen += 1
             groups.append(self.controller.handle(event, now))

@@ -70,11 +70,20 @@ class ScansLost:
 
 
 @dataclass(frozen=True)
+class DeviceProblem:
+    """A device failed (``reason``) or works again (``reason == ""``); reported by its driver."""
+
+    device: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passes: timeouts and screen changes."""
 
 
-Event = CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | ScansLost | Tick
+Event = (CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | ScansLost | DeviceProblem
+         | Tick)
 
 # --- actions ----------------------------------------------------------------
 

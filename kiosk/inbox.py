@@ -1,9 +1,10 @@
 """The controller thread's inbox: one lane per kind of producer, so no flood starves another.
 
-- **link** events (PUBACKs, connect, disconnect) are never dropped: a lost
-  PUBACK would hold a publish-window slot forever. The lane needs no bound of
-  its own: acknowledgements are bounded by the publish window and connection
-  events by paho's reconnect back-off.
+- **link** events (PUBACKs, connect, disconnect) and device problems are never
+  dropped: a lost PUBACK would hold a publish-window slot forever, a lost
+  device report would leave the retained state wrong. The lane needs no bound
+  of its own: acknowledgements are bounded by the publish window, connection
+  events by paho's reconnect back-off and device reports by the drivers'.
 - **scans** are bounded; a scan that does not fit is counted so that the
   controller can tell the customer to scan again (never silent).
 - **messages** (replies, staff messages) are bounded and counted when dropped:
@@ -19,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from kiosk.events import Acked, CodeRead, Event, LinkDown, LinkUp
+from kiosk.events import Acked, CodeRead, DeviceProblem, Event, LinkDown, LinkUp
 
 SCAN_LANE = 64
 """Scans waiting at once; a person cannot outrun it, a jammed reader can."""
@@ -42,7 +43,7 @@ class Inbox:
 
     def put(self, event: Event) -> bool:
         """Queue ``event`` without blocking; False when its lane was full (and it was counted)."""
-        if isinstance(event, Acked | LinkUp | LinkDown):
+        if isinstance(event, Acked | LinkUp | LinkDown | DeviceProblem):
             lane = self._link
         elif isinstance(event, CodeRead):
             lane = self._scans
