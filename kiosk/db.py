@@ -15,6 +15,7 @@ discarded.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -95,9 +96,10 @@ def open_db(path: Path) -> tuple[sqlite3.Connection, str | None]:
     by the controller thread, so it is opened ``shared``.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        _create_private(path)
     except OSError as exc:
-        raise StorageError(f"cannot create state directory {path.parent}: {exc.strerror}") from None
+        raise StorageError(f"cannot create state database {path}: {exc.strerror}") from None
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
@@ -140,12 +142,20 @@ def _replace_corrupt(path: Path, verdict: str) -> tuple[sqlite3.Connection, str]
         old = Path(f"{path}{suffix}")
         if old.exists():
             old.rename(f"{moved}{suffix}")
+    _create_private(path)
     conn = connect(path, shared=True)
     conn.executescript(SCHEMA)
     saved = _salvage(Path(moved), conn)
     log.error("state database %s failed its check (%s); moved to %s, started fresh with "
               "%d waiting check-ins salvaged", path, verdict, moved, saved)
     return conn, moved
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file only its owner and group may read: it holds member
+    data. SQLite gives ``-wal`` and ``-shm`` the database file's own mode."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))
 
 
 def _salvage(corrupt: Path, into: sqlite3.Connection) -> int:
