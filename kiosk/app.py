@@ -42,8 +42,9 @@ from kiosk.link import Link
 from kiosk.members import MemberCodes
 from kiosk.outbox import Outbox, OutboxError
 from kiosk.publisher import Publisher
-from kiosk.screens import Screen, render
+from kiosk.screens import Screen
 from kiosk.telemetry import Rate, cpu_temperature
+from kiosk.ui.presenter import Presenter
 from kiosk.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,8 @@ class App:
         self.publisher = Publisher(self.outbox, self.link, config.outbox.publish_window)
         self.hardware, self.sim = hardware or make_hardware(config.hardware)
         self.display = DisplayWorker(self.hardware.display) if self.hardware.display else None
+        self.presenter = Presenter(self.display, config.ui, config.display.kind,
+                                   config.display.contrast)
         self.problems = list(self.hardware.problems)
         """What is not as configured, reported as the ``degraded`` state until a restart."""
         if self.db_moved_to:
@@ -184,6 +187,8 @@ class App:
                 self.publisher.acked(mid, ok, reason)
             case LinkUp() | Tick():
                 self.publisher.pump()
+        if isinstance(event, Tick):
+            self.presenter.tick(now)
 
     def _carry_out(self, actions: list[Action], now: float) -> None:
         for action in actions:
@@ -201,8 +206,7 @@ class App:
                     self.publisher.stored(row_id, online=self.controller.online)
                 case Show(screen=screen):
                     self.screen = screen
-                    if self.display:
-                        self.display.show(render(screen, self.display.size))
+                    self.presenter.show(screen, now)
                 case Signal(pattern=pattern):
                     if self.hardware.lights is not None:
                         self.hardware.lights.show(pattern)

@@ -34,7 +34,9 @@ class MemberCache:
         known = {}
         for member_id, text in rows:
             try:
-                known[member_id] = MemberStatus(**json.loads(text))
+                fields = json.loads(text)
+                fields["badges"] = tuple(fields.get("badges", ()))
+                known[member_id] = MemberStatus(**fields)
             except (TypeError, ValueError):
                 continue  # written by another version: it will be refreshed on the next visit
         return known
@@ -43,7 +45,7 @@ class MemberCache:
         """Remember ``status``; now and then forget the members seen longest ago."""
         self._conn.execute(
             "INSERT OR REPLACE INTO members (member_id, status, updated_at) VALUES (?, ?, ?)",
-            (member_id, json.dumps(asdict(status)), time.time()),
+            (member_id, json.dumps(asdict(status.standing())), time.time()),
         )
         self._updates += 1
         if self._updates % PRUNE_EVERY == 0:
