@@ -22,12 +22,13 @@ from drivers.factory import SimHandles, make_hardware
 from kiosk import __version__, protocol, systemd
 from kiosk.cache import MemberCache
 from kiosk.config import Config
-from kiosk.controller import Controller, Timing
+from kiosk.controller import RECENT_CHECKINS, Controller, Timing
 from kiosk.db import open_db
 from kiosk.events import (
     Acked,
     Action,
     CodeRead,
+    DeviceProblem,
     Event,
     LinkUp,
     Record,
@@ -77,6 +78,7 @@ class App:
             Timing(config.counter.reply_timeout_s, config.counter.result_screen_s),
             self.device_id, self.boot_id, self.cache.load(),
         )
+        self._expect_stored_replies()
         self.topics = protocol.Topics(config.mqtt.topic_prefix, config.kiosk.site, self.device_id)
         self.link = Link(config.mqtt, self.topics, self.device_id, self._emit)
         self.publisher = Publisher(self.outbox, self.link, config.outbox.publish_window)
@@ -89,6 +91,15 @@ class App:
         if self.db_moved_to:
             self.problems.append(f"database was corrupt, moved to {self.db_moved_to}")
 
+    def _expect_stored_replies(self) -> None:
+        """Check-ins stored before a restart are sent now: their replies are ours too."""
+        for _row_id, payload in self.outbox.after(0, RECENT_CHECKINS):
+            try:
+                checkin, _replayed = protocol.decode_checkin(payload)
+            except protocol.ProtocolError:  # stored by another version; it is still sent
+                continue
+            self.controller.expect_reply(checkin.event_id, checkin.member_id)
+
     # --- producers (any thread) -------------------------------------------
 
     def _emit(self, event: Event) -> None:
@@ -100,6 +111,9 @@ class App:
 
     def _on_code(self, code: str, source: str, seen_at: float) -> None:
         self._emit(CodeRead(code, source, seen_at))
+
+    def _on_problem(self, device: str, reason: str) -> None:
+        self._emit(DeviceProblem(device, reason))
 
     # --- the controller thread --------------------------------------------
 
@@ -141,7 +155,7 @@ class App:
         self._carry_out(self.controller.start(), time.monotonic())
         for source in list(self.hardware.sources):
             try:
-                source.start(self._on_code)
+                source.start(self._on_code, self._on_problem)
             except Exception as exc:  # e.g. no camera on the ribbon cable
                 log.error("%s unavailable: %s", source.name, exc)
                 self.problems.append(f"{source.name}: {exc}")
@@ -172,13 +186,20 @@ class App:
             scans=self.scans, checkins=self.checkins_recorded,
             delivered=self.publisher.delivered, refused=self.publisher.refused,
             decode_fps=self._decode_rate.update(frames), connects=self.link.connects,
-            bad_messages=self.link.bad_messages, events_dropped=self.events_dropped,
+            bad_messages=self.link.bad_messages,
+            replies_refused=self.controller.replies_refused, events_dropped=self.events_dropped,
             cpu_temp_c=cpu_temperature(),
         )
         self.link.publish(self.topics.health, protocol.encode_health(health), qos=0)
 
     def _dispatch(self, event: Event) -> None:
         now = time.monotonic()
+        if isinstance(event, DeviceProblem):  # a device failed or recovered while running
+            self.problems = [p for p in self.problems if not p.startswith(f"{event.device}: ")]
+            if event.reason:
+                self.problems.append(f"{event.device}: {event.reason}")
+            self.link.set_state("degraded" if self.problems else "ready", "; ".join(self.problems))
+            return
         if isinstance(event, CodeRead):
             self.scans += 1
         self._carry_out(self.controller.handle(event, now), now)

@@ -2,7 +2,9 @@
 
 Root: ``<prefix>/<site>/<device_id>/``. Payloads are JSON objects carrying a
 ``v`` schema version; a reader rejects what it cannot understand with
-:class:`ProtocolError` instead of guessing.
+:class:`ProtocolError` instead of guessing. Every incoming payload is read
+through :mod:`kiosk.wire` with the limits named here: its size before
+parsing, nesting, every string's length and every number's range.
 """
 
 from __future__ import annotations
@@ -11,17 +13,30 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kiosk import KioskError
 from kiosk.checkin import CheckIn
 from kiosk.members import MemberStatus
+from kiosk.wire import Fields, Limits, ProtocolError, load_object
 
 VERSION = 1
 ONLINE = b"online"
 OFFLINE = b"offline"
 
 
-class ProtocolError(KioskError, ValueError):
-    """A message does not follow the schema; the text says which field is wrong."""
+REPLY_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
+"""A real reply is about 250 bytes of flat JSON."""
+CHECKIN_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
+"""A real check-in is about 250 bytes of flat JSON."""
+MAX_ID = 64
+"""Characters in an ``event_id``, ``boot_id`` or ``device_id``."""
+MAX_MEMBER_ID = 128
+MAX_NAME = 40
+"""Characters in a member's display name (the screen shows far fewer)."""
+MAX_LABEL = 32
+"""Characters in a tier, a reward or a check-in's source."""
+MAX_POINTS = 1_000_000_000
+MAX_SEQ = 2**63 - 1
+MAX_TIME = 1e11
+"""Seconds since the epoch: the year 5138."""
 
 
 @dataclass(frozen=True)
@@ -92,13 +107,14 @@ def mark_replayed(payload: bytes) -> bytes:
 
 def decode_checkin(payload: bytes | bytearray) -> tuple[CheckIn, bool]:
     """Parse a check-in (backend side); returns it and whether it was replayed."""
-    body = _object(payload)
-    fields: dict[str, type | tuple[type, ...]] = {
-        "event_id": str, "device_id": str, "boot_id": str, "seq": int,
-        "captured_at": (int, float), "member_id": str, "source": str,
-    }
-    values = {name: _field(body, name, kind) for name, kind in fields.items()}
-    return CheckIn(**values), bool(body.get("replayed", False))
+    body = decode_object(payload, CHECKIN_LIMITS)
+    checkin = CheckIn(
+        event_id=body.text("event_id", MAX_ID), device_id=body.text("device_id", MAX_ID),
+        boot_id=body.text("boot_id", MAX_ID), seq=body.integer("seq", 0, MAX_SEQ),
+        captured_at=body.number("captured_at", 0, MAX_TIME),
+        member_id=body.text("member_id", MAX_MEMBER_ID), source=body.text("source", MAX_LABEL),
+    )
+    return checkin, body.flag("replayed", False)
 
 
 # --- reply ------------------------------------------------------------------
@@ -111,16 +127,16 @@ def encode_reply(event_id: str, member_id: str, status: MemberStatus) -> bytes:
 
 
 def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
-    """Parse a reply into ``(event_id, member_id, status)``."""
-    body = _object(payload)
-    event_id, member_id = _field(body, "event_id", str), _field(body, "member_id", str)
+    """Parse a reply into ``(event_id, member_id, status)``, every field within its limits."""
+    body = decode_object(payload, REPLY_LIMITS)
+    event_id, member_id = body.text("event_id", MAX_ID), body.text("member_id", MAX_MEMBER_ID)
     status = MemberStatus(
-        display_name=_field(body, "display_name", str),
-        balance=_field(body, "balance", int),
-        tier=_field(body, "tier", str),
-        points_to_next=_field(body, "points_to_next", int),
-        progress=float(_field(body, "progress", (int, float))),
-        reward_unlocked=_field(body, "reward_unlocked", str, ""),
+        display_name=body.text("display_name", MAX_NAME),
+        balance=body.integer("balance", 0, MAX_POINTS),
+        tier=body.text("tier", MAX_LABEL),
+        points_to_next=body.integer("points_to_next", 0, MAX_POINTS),
+        progress=body.number("progress", 0.0, 1.0),
+        reward_unlocked=body.text("reward_unlocked", MAX_LABEL, ""),
     )
     return event_id, member_id, status
 
@@ -153,6 +169,7 @@ class Health:
     decode_fps: float
     connects: int
     bad_messages: int
+    replies_refused: int
     events_dropped: int
     cpu_temp_c: float | None
 
@@ -166,33 +183,18 @@ def encode_health(health: Health) -> bytes:
 # --- helpers ----------------------------------------------------------------
 
 
-def _object(payload: bytes | bytearray) -> dict[str, Any]:
-    try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ProtocolError("expected a JSON object")
-    if body.get("v") != VERSION:
-        raise ProtocolError(f"unsupported schema version {body.get('v')!r} (expected {VERSION})")
-    return body
+def decode_object(payload: bytes | bytearray, limits: Limits) -> Fields:
+    """The first step for every payload that comes in: a bounded JSON object of our version.
+
+    Raises :class:`ProtocolError` (count it, drop the message) for anything else.
+    """
+    body = load_object(payload, limits)
+    version = body.get("v")
+    if type(version) is not int or version != VERSION:
+        raise ProtocolError(f"unsupported schema version {version!r} (expected {VERSION})")
+    return Fields(body)
 
 
 def _dump(body: dict[str, Any]) -> bytes:
     """Compact JSON, fields in the order given: what every payload looks like on the wire."""
     return json.dumps(body, separators=(",", ":")).encode()
-
-
-_REQUIRED = object()
-
-
-def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...],
-           default: Any = _REQUIRED) -> Any:
-    if name not in body:
-        if default is _REQUIRED:
-            raise ProtocolError(f"missing field {name!r}")
-        return default
-    value = body[name]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ProtocolError(f"field {name!r} has the wrong type ({type(value).__name__})")
-    return value
