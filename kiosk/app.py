@@ -85,7 +85,7 @@ class App:
         self.hardware, self.sim = hardware or make_hardware(config.hardware)
         self.display = DisplayWorker(self.hardware.display) if self.hardware.display else None
         self.presenter = Presenter(self.display, config.ui, config.display.kind,
-                                   config.display.contrast)
+                                   config.display.contrast, config.counter.result_screen_s)
         self.problems = list(self.hardware.problems)
         """What is not as configured, reported as the ``degraded`` state until a restart."""
         if self.db_moved_to:

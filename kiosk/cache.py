@@ -34,9 +34,7 @@ class MemberCache:
         known = {}
         for member_id, text in rows:
             try:
-                fields = json.loads(text)
-                fields["badges"] = tuple(fields.get("badges", ()))
-                known[member_id] = MemberStatus(**fields)
+                known[member_id] = MemberStatus(**json.loads(text))
             except (TypeError, ValueError):
                 continue  # written by another version: it will be refreshed on the next visit
         return known

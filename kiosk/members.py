@@ -26,12 +26,12 @@ class MemberStatus:
     """The name of the reward ``points_to_next`` leads to; empty when the backend does not say."""
     points_earned: int = 0
     tier_changed: bool = False
-    badges: tuple[str, ...] = ()
-    """Badges earned with this visit."""
+    badge: str = ""
+    """A badge earned with this visit."""
 
     def standing(self) -> MemberStatus:
         """The lasting part, without what happened on this visit (for the member cache)."""
-        return replace(self, reward_unlocked="", points_earned=0, tier_changed=False, badges=())
+        return replace(self, reward_unlocked="", points_earned=0, tier_changed=False, badge="")
 
 
 class MemberCodes:

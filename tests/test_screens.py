@@ -146,7 +146,7 @@ def test_a_200000_character_name_renders_with_bounded_measuring(monkeypatch):
     monkeypatch.setattr(Font, "getlength", counting)
     huge = "Ğ" * 200_000
     status = MemberStatus(huge, 5, huge, 5, 0.5, reward_unlocked=huge, next_reward=huge,
-                          points_earned=10, badges=(huge,))
+                          points_earned=10, badge=huge)
     for screen in (Welcome(status, Sync.SYNCED), Welcome(status, Sync.PENDING),
                    RewardUnlocked(status), PointsEarned(status),
                    StaffInfo(huge, huge, huge, 1)):

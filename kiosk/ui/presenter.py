@@ -43,8 +43,9 @@ class Presenter:
     """The display as the controller thread sees it."""
 
     def __init__(self, display: Display | None, settings: UiSection, kind: str,
-                 contrast: int = 255) -> None:
+                 contrast: int = 255, result_s: float = 6.0) -> None:
         self._display = display
+        self._story_s = result_s / 2
         self._settings = settings
         self._contrast = contrast
         self.layout: Layout = layout_for(display.size if display else (128, 64), kind)
@@ -64,7 +65,7 @@ class Presenter:
 
     def show(self, screen: Screen, now: float) -> None:
         """Start showing ``screen`` (and its story) now."""
-        self._moments = story(screen)
+        self._moments = story(screen, self._story_s)
         self._idle_since = now if isinstance(screen, Idle) else None
         self._shift = 0
         if self._dimmed and self._idle_since is None:
@@ -77,10 +78,14 @@ class Presenter:
         if not self._moments:
             return
         moment = self._moments[0]
-        if moment.seconds is not None and now - self._since >= moment.seconds \
-                and len(self._moments) > 1:
-            self._moments.pop(0)
-            self._start_moment(now)
+        if moment.seconds is not None and now - self._since >= moment.seconds:
+            while len(self._moments) > 1 and moment.seconds is not None \
+                    and now - self._since >= moment.seconds:
+                self._since += moment.seconds  # on time, however late the tick
+                self._moments.pop(0)
+                moment = self._moments[0]
+            self._frame = 0
+            self._draw()
             return
         changed = False
         if moment.frame_s is not None:
@@ -96,6 +101,7 @@ class Presenter:
         self._since = now
         self._frame = 0
         self._draw()
+
 
     def _protect(self, idle_s: float) -> bool:
         """Shift the idle screen now and then, and dim it after a while; True if it moved."""

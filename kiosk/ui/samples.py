@@ -24,13 +24,13 @@ from kiosk.ui.layouts import Layout, layout_for
 
 ALICE = MemberStatus("Alice", 1230, "Gold", 20, 0.6, reward_unlocked="Free coffee",
                      next_reward="Free coffee", points_earned=10, tier_changed=True,
-                     badges=("Early bird",))
+                     badge="Early bird")
 WORST = MemberStatus("Maximiliana-Josephine Özdemir-Çağlayan von Habsburg", 999_999_999,
                      "Platinum+", 123_456_789, 0.999,
                      reward_unlocked="Large oat-milk cappuccino with an extra shot",
                      next_reward="Large oat-milk cappuccino with an extra shot",
                      points_earned=123_456, tier_changed=True,
-                     badges=("Twelve visits in twelve consecutive days",))
+                     badge="Twelve visits in twelve consecutive days")
 STORE = "Kahve Dükkanı İstanbul"
 
 SCREENS: dict[str, Screen] = {
