@@ -26,6 +26,9 @@ REPLY_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
 """A real reply is about 250 bytes of flat JSON."""
 CHECKIN_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
 """A real check-in is about 250 bytes of flat JSON."""
+STATE_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=1024)
+"""A retained state: a lifecycle word, the reason, the firmware version."""
+MAX_REASON = 1024
 MAX_ID = 64
 """Characters in an ``event_id``, ``boot_id`` or ``device_id``."""
 MAX_MEMBER_ID = 128
@@ -154,6 +157,12 @@ def encode_state(state: str, reason: str, firmware: str) -> bytes:
     return _dump(body)
 
 
+def decode_state(payload: bytes | bytearray) -> tuple[str, str]:
+    """Parse a retained state into ``(state, reason)``, as ``kiosk status`` reads it."""
+    body = decode_object(payload, STATE_LIMITS)
+    return body.text("state", MAX_LABEL), body.text("reason", MAX_REASON, "")
+
+
 # --- health -----------------------------------------------------------------
 
 
@@ -168,6 +177,8 @@ class Health:
     outbox_oldest_s: float
     scans: int
     checkins: int
+    visits_refused: int
+    scans_lost: int
     delivered: int
     refused: int
     decode_fps: float
@@ -175,6 +186,7 @@ class Health:
     bad_messages: int
     replies_refused: int
     events_dropped: int
+    link_drops: int
     cpu_temp_c: float | None
 
 

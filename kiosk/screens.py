@@ -24,6 +24,8 @@ class Sync(enum.Enum):
     """The backend answered: the status is fresh."""
     PENDING = "pending"
     """Stored; it will be sent (offline, or no answer in time). The status is the last known."""
+    ALREADY = "already"
+    """Checked in a moment ago (cooldown): nothing new was recorded."""
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,6 @@ class Welcome:
 @dataclass(frozen=True)
 class UnknownCard:
     """The code is not a member code: nothing was recorded or sent."""
-
-
-@dataclass(frozen=True)
-class AlreadyCheckedIn:
-    """The member checked in a moment ago (cooldown): nothing new was recorded."""
-
-    status: MemberStatus | None
 
 
 @dataclass(frozen=True)
@@ -121,5 +116,5 @@ class BadgeEarned:
     badge: str
 
 
-Screen = (Idle | Welcome | UnknownCard | AlreadyCheckedIn | NotRecorded | OutOfService
+Screen = (Idle | Welcome | UnknownCard | NotRecorded | OutOfService
           | StaffInfo | PointsEarned | RewardUnlocked | TierUpgrade | BadgeEarned)

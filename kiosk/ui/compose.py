@@ -10,7 +10,6 @@ import math
 
 from kiosk.members import MemberStatus
 from kiosk.screens import (
-    AlreadyCheckedIn,
     BadgeEarned,
     Idle,
     NotRecorded,
@@ -51,12 +50,6 @@ def compose(screen: Screen, t: Messages, store: str = "", frame: int = 0) -> Pag
         case UnknownCard():
             return Page([Text(t("unknown_title"), "title", "bad"),
                          Text(t("unknown_hint"), "small", drop=1)])
-        case AlreadyCheckedIn(status=status):
-            blocks: list[Block] = [Text(t("already_title"), "title")]
-            if status is not None:
-                blocks.append(Text(t("points", points=status.balance), "body", drop=2))
-            blocks.append(Text(t("already_hint"), "small", drop=1))
-            return Page(blocks)
         case NotRecorded(reason=reason):
             return Page([Text(t("sorry"), "title", "bad", drop=2),
                          Text(t("not_recorded"), "body", "bad"),
@@ -90,8 +83,13 @@ def compose(screen: Screen, t: Messages, store: str = "", frame: int = 0) -> Pag
 
 
 def _welcome(status: MemberStatus | None, sync: Sync, t: Messages) -> Page:
+    if sync is Sync.ALREADY:
+        blocks: list[Block] = [Text(t("already_title"), "title")]
+        if status is not None:
+            blocks.append(Text(t("points", points=status.balance), "body", drop=2))
+        return Page([*blocks, Text(t("already_hint"), "small", drop=1)])
     if status is None:
-        blocks: list[Block] = [Text(t("welcome"), "title"), Text(t("thanks"), "big", drop=1)]
+        blocks = [Text(t("welcome"), "title"), Text(t("thanks"), "big", drop=1)]
         if sync is Sync.PENDING:
             return Page([blocks[0], Text(t("pending"), "small")])
         return Page(blocks, banner=Text(t(sync.value), "small"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from kiosk.members import MemberStatus
 from kiosk.screens import (
-    AlreadyCheckedIn,
     BadgeEarned,
     Fault,
     Idle,
@@ -47,7 +46,7 @@ SCREENS: dict[str, Screen] = {
     "tier-upgrade": TierUpgrade(ALICE),
     "badge-earned": BadgeEarned(ALICE, "Early bird"),
     "unknown-card": UnknownCard(),
-    "already-checked-in": AlreadyCheckedIn(ALICE),
+    "already-checked-in": Welcome(ALICE, Sync.ALREADY),
     "not-recorded": NotRecorded("outbox full"),
     "out-of-service-full": OutOfService(Fault.OUTBOX_FULL, "5000 visits waiting"),
     "out-of-service-hardware": OutOfService(Fault.HARDWARE, "camera: not found"),
