@@ -9,8 +9,10 @@ real backend replaces it by speaking the same protocol.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,11 +141,25 @@ class Ledger:
             self._conn.close()
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """The broker's CA and this backend's client certificate (``tools/make-certs``)."""
+
+    ca_file: str
+    cert_file: str = ""
+    key_file: str = ""
+
+
 class LoyaltyBackend:
-    """Connects the ledger to the broker: check-ins in, replies out."""
+    """Connects the ledger to the broker: check-ins in, replies out.
+
+    A check-in whose ``device_id`` is not the kiosk of the topic it came on is
+    refused: behind the broker's ACL only that kiosk can write there, so a
+    kiosk cannot check visits in under another kiosk's name.
+    """
 
     def __init__(self, host: str, port: int, ledger: Ledger, prefix: str = "loyalty",
-                 client_id: str = "loyalty-backend") -> None:
+                 client_id: str = "loyalty-backend", tls: TlsFiles | None = None) -> None:
         self.ledger = ledger
         self._prefix = prefix
         self._host, self._port = host, port
@@ -158,6 +174,9 @@ class LoyaltyBackend:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(1, 5)
+        if tls:  # paho checks the broker's certificate and host name
+            client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file or None,
+                           keyfile=tls.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
         self._client = client
 
     def start(self) -> None:
@@ -188,6 +207,10 @@ class LoyaltyBackend:
     def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         try:
             checkin, replayed = protocol.decode_checkin(message.payload)
+            sender = protocol.device_of(message.topic)
+            if checkin.device_id != sender:
+                raise protocol.ProtocolError(
+                    f"device_id {checkin.device_id!r} is not the kiosk {sender!r} that sent it")
             status, new = self.ledger.credit(checkin, replayed)
             self.received += 1
             self.duplicates += not new

@@ -88,10 +88,19 @@ def checkins_of_all_kiosks(prefix: str) -> str:
 
 def reply_topic_for(checkin_topic: str) -> str:
     """Where the backend answers a check-in that arrived on ``checkin_topic``."""
+    return f"{_checkin_root(checkin_topic)}/reply"
+
+
+def device_of(checkin_topic: str) -> str:
+    """The kiosk whose topic a check-in came on: the only one the broker lets write there."""
+    return _checkin_root(checkin_topic).rsplit("/", 1)[-1]
+
+
+def _checkin_root(checkin_topic: str) -> str:
     root = checkin_topic.removesuffix("/evt/checkin")
     if root == checkin_topic:
         raise ProtocolError(f"not a check-in topic: {checkin_topic}")
-    return f"{root}/reply"
+    return root
 
 
 # --- check-in ---------------------------------------------------------------
