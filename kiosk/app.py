@@ -73,7 +73,8 @@ class App:
         self.outbox = Outbox(self._db, config.outbox.max_rows)
         self.cache = MemberCache(self._db)
         self.controller = Controller(
-            MemberCodes(config.members.pattern),
+            MemberCodes(config.members.pattern, config.members.card_issuers,
+                        config.members.tag_ids),
             Timing(config.counter.reply_timeout_s, config.counter.result_screen_s),
             self.device_id, self.boot_id, self.cache.load(),
         )

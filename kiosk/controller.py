@@ -29,7 +29,7 @@ from kiosk.events import (
     Signal,
     Tick,
 )
-from kiosk.members import MemberCodes, MemberStatus, redact
+from kiosk.members import MemberCodes, MemberStatus, Refused, redact
 from kiosk.screens import Idle, NotRecorded, Screen, Sync, UnknownCard, Welcome
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,11 @@ class Controller:
         raise TypeError(f"unexpected event {event!r}")
 
     def _code_read(self, event: CodeRead, now: float) -> list[Action]:
-        member_id = self._codes.parse(event.code)
-        if member_id is None:
-            log.info("unknown card from %s (%d chars)", event.source, len(event.code))
-            return [self._result(UnknownCard(), now, None), Signal("error")]
+        member_id = self._codes.parse(event.code, event.source)
+        if isinstance(member_id, Refused):
+            log.info("refused a code from %s: %s (%s, %d chars)", event.source,
+                     member_id.reason, redact(event.code), len(event.code))
+            return [self._result(UnknownCard(member_id.reason), now, None), Signal("error")]
         self.seq += 1
         checkin = CheckIn(
             event_id=self._new_event_id(), device_id=self._device_id, boot_id=self._boot_id,

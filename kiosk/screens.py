@@ -41,7 +41,9 @@ class Welcome:
 
 @dataclass(frozen=True)
 class UnknownCard:
-    """The code is not a member code: nothing was recorded or sent."""
+    """The code is not a member code: nothing was recorded or sent. ``reason`` says what it is."""
+
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,10 +79,12 @@ def render(screen: Screen, size: tuple[int, int] = (128, 64)) -> Image.Image:
                 _banner(draw, width, height, "offline: visits saved")
         case Welcome(status=status, sync=sync):
             _welcome(draw, width, height, status, sync)
-        case UnknownCard():
+        case UnknownCard(reason=reason):
             _centered(draw, width, 6, "Unknown card", _large())
             _centered(draw, width, 32, "Please show your", _small())
             _centered(draw, width, 44, "member QR code", _small())
+            if reason:
+                _banner(draw, width, height, reason[:24])
         case NotRecorded(reason=reason):
             _centered(draw, width, 2, "Sorry!", _large())
             _centered(draw, width, 24, "Visit NOT recorded", _small())
