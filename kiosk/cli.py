@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import importlib
 import logging
 import os
 import signal
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
                       help="exit after this many customers (default: run until Ctrl-C)")
     demo.add_argument("--quiet", action="store_true", help="print no display frames")
 
+    for name, text in (("doctor", "check everything the kiosk needs; a fix for each problem"),
+                       ("status", "online or not, outbox, last check-in, problems")):
+        commands.add_parser(name, help=text).add_argument("--config", help="as for run")
+
     card = commands.add_parser("card", help="make a QR member card (signed with --key), a "
                                            "printable sheet of them, or show one to a "
                                            "simulated kiosk's camera")
@@ -56,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     backend.add_argument("--port", type=int, default=1883)
     backend.add_argument("--db", default="ledger.db", help="ledger SQLite file")
     backend.add_argument("--prefix", default="loyalty", help="topic prefix")
+    backend.add_argument("--ca-file", help="connect with TLS, checking the broker against "
+                                           "this CA (and its host name)")
+    backend.add_argument("--cert-file", default="", help="client certificate (with --ca-file)")
+    backend.add_argument("--key-file", default="", help="its private key")
 
     args = parser.parse_args(argv)
     try:
@@ -72,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 _logging("WARNING")
                 return run_demo(args.scans, quiet=args.quiet)
+            case "doctor" | "status":
+                return importlib.import_module(f"kiosk.{args.command}").main(args.config)
             case "card":
                 return _card(args, card)
             case "card-key":
@@ -144,12 +155,13 @@ def _card(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _backend(args: argparse.Namespace) -> int:
-    from kiosk.backend import Ledger, LoyaltyBackend
+    from kiosk.backend import Ledger, LoyaltyBackend, TlsFiles
 
     _logging("INFO")
     stop = _stop_on_signals()
     ledger = Ledger(Path(args.db))
-    service = LoyaltyBackend(args.host, args.port, ledger, prefix=args.prefix)
+    tls = TlsFiles(args.ca_file, args.cert_file, args.key_file) if args.ca_file else None
+    service = LoyaltyBackend(args.host, args.port, ledger, prefix=args.prefix, tls=tls)
     service.start()
     log.info("reference backend on %s:%d, ledger %s", args.host, args.port, args.db)
     stop.wait()

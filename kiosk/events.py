@@ -63,6 +63,13 @@ class RecordFailed:
 
 
 @dataclass(frozen=True)
+class ScansLost:
+    """Scans arrived faster than they could be taken; ``count`` were not recorded."""
+
+    count: int
+
+
+@dataclass(frozen=True)
 class DeviceProblem:
     """A device failed (``reason``) or works again (``reason == ""``); reported by its driver."""
 
@@ -75,7 +82,8 @@ class Tick:
     """Time passes: timeouts and screen changes."""
 
 
-Event = CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | DeviceProblem | Tick
+Event = (CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | ScansLost | DeviceProblem
+         | Tick)
 
 # --- actions ----------------------------------------------------------------
 

@@ -26,6 +26,9 @@ REPLY_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
 """A real reply is about 250 bytes of flat JSON."""
 CHECKIN_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
 """A real check-in is about 250 bytes of flat JSON."""
+STATE_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=1024)
+"""A retained state: a lifecycle word, the reason, the firmware version."""
+MAX_REASON = 1024
 MAX_ID = 64
 """Characters in an ``event_id``, ``boot_id`` or ``device_id``."""
 MAX_MEMBER_ID = 128
@@ -85,10 +88,19 @@ def checkins_of_all_kiosks(prefix: str) -> str:
 
 def reply_topic_for(checkin_topic: str) -> str:
     """Where the backend answers a check-in that arrived on ``checkin_topic``."""
+    return f"{_checkin_root(checkin_topic)}/reply"
+
+
+def device_of(checkin_topic: str) -> str:
+    """The kiosk whose topic a check-in came on: the only one the broker lets write there."""
+    return _checkin_root(checkin_topic).rsplit("/", 1)[-1]
+
+
+def _checkin_root(checkin_topic: str) -> str:
     root = checkin_topic.removesuffix("/evt/checkin")
     if root == checkin_topic:
         raise ProtocolError(f"not a check-in topic: {checkin_topic}")
-    return f"{root}/reply"
+    return root
 
 
 # --- check-in ---------------------------------------------------------------
@@ -137,6 +149,10 @@ def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
         points_to_next=body.integer("points_to_next", 0, MAX_POINTS),
         progress=body.number("progress", 0.0, 1.0),
         reward_unlocked=body.text("reward_unlocked", MAX_LABEL, ""),
+        next_reward=body.text("next_reward", MAX_LABEL, ""),
+        points_earned=body.integer("points_earned", 0, MAX_POINTS, 0),
+        tier_changed=body.flag("tier_changed", False),
+        badge=body.text("badge", MAX_LABEL, ""),
     )
     return event_id, member_id, status
 
@@ -148,6 +164,12 @@ def encode_state(state: str, reason: str, firmware: str) -> bytes:
     """Retained lifecycle state: ``init|ready|degraded|offline`` and why."""
     body = {"v": VERSION, "state": state, "reason": reason, "firmware": firmware}
     return _dump(body)
+
+
+def decode_state(payload: bytes | bytearray) -> tuple[str, str]:
+    """Parse a retained state into ``(state, reason)``, as ``kiosk status`` reads it."""
+    body = decode_object(payload, STATE_LIMITS)
+    return body.text("state", MAX_LABEL), body.text("reason", MAX_REASON, "")
 
 
 # --- health -----------------------------------------------------------------
@@ -164,6 +186,8 @@ class Health:
     outbox_oldest_s: float
     scans: int
     checkins: int
+    visits_refused: int
+    scans_lost: int
     delivered: int
     refused: int
     decode_fps: float
@@ -171,6 +195,7 @@ class Health:
     bad_messages: int
     replies_refused: int
     events_dropped: int
+    link_drops: int
     cpu_temp_c: float | None
 
 
