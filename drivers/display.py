@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import Any
 
-from drivers import DriverUnavailable
+from drivers import DriverError, DriverUnavailable
 from drivers.base import FrameSink, Worker
 from drivers.specs import DisplaySpec
 
@@ -44,6 +44,7 @@ class DisplayWorker:
         self._newest: Any = None
         self._ready = threading.Event()
         self._worker = Worker("kiosk-display", self._run)
+        self._contrast: int | None = None
         self.frames_shown = 0
         self.frames_skipped = 0
 
@@ -64,12 +65,30 @@ class DisplayWorker:
             self._newest = image
         self._ready.set()
 
+    def set_contrast(self, level: int) -> None:
+        """Set the panel's brightness (0-255) from the display thread, like a frame.
+
+        luma.core 2.x ``device.contrast`` (luma/core/device.py) sends SETCONTRAST
+        over the bus; every luma.oled driver and ``dummy`` have it.
+        """
+        if not 0 <= level <= 255:
+            raise DriverError(f"contrast {level} is not 0-255")
+        with self._lock:
+            self._contrast = level
+        self._ready.set()
+
     def _run(self, stopping: threading.Event) -> None:
         while True:
             self._ready.wait(0.5)
             with self._lock:
                 image, self._newest = self._newest, None
+                contrast, self._contrast = self._contrast, None
                 self._ready.clear()
+            if contrast is not None:
+                try:
+                    self.device.contrast(contrast)  # type: ignore[attr-defined]
+                except Exception:
+                    log.exception("display contrast not set")
             if image is not None:
                 try:
                     self.device.display(image)

@@ -14,7 +14,10 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+
+from PIL import Image
 
 from drivers.base import Hardware
 from drivers.display import DisplayWorker
@@ -35,12 +38,16 @@ from kiosk.events import (
     Remember,
     Show,
     Signal,
+    StaffMessage,
     Tick,
 )
 from kiosk.identity import default_device_id
-from kiosk.link import Link
+from kiosk.link import Link, LinkError
 from kiosk.members import MemberCodes
 from kiosk.outbox import Outbox, OutboxError
+from kiosk.provisioning import overlay
+from kiosk.provisioning.desk import StaffDesk
+from kiosk.provisioning.shadow import Shadow
 from kiosk.publisher import Publisher
 from kiosk.screens import Screen, render
 from kiosk.telemetry import Rate, cpu_temperature
@@ -49,17 +56,24 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.2
 QUEUE_SIZE = 1000
+STAFF_SHARE = 50
+"""Staff messages waiting at most on the event queue: a flood of them cannot crowd out
+codes, replies or PUBACKs (the rest are dropped and counted)."""
 
 
 class App:
     """One kiosk: hardware, controller, outbox, cache and MQTT link."""
 
     def __init__(self, config: Config, hardware: tuple[Hardware, SimHandles] | None = None):
-        self.config = config
+        base = config
+        start = overlay.startup(base)  # the local file, with staff's config over it
+        self.config = config = start.config
         self.device_id = config.kiosk.device_id or default_device_id()
         self.boot_id = uuid.uuid4().hex[:12]
         self.events: queue.Queue[Event] = queue.Queue(QUEUE_SIZE)
         self.events_dropped = 0
+        self._staff_slots = threading.Semaphore(STAFF_SHARE)
+        self.restart_requested: str | None = None
         self.scans = 0
         self.checkins_recorded = 0
         self._started_at = time.monotonic()
@@ -70,14 +84,17 @@ class App:
         self._db, self.db_moved_to = open_db(Path(config.kiosk.state_dir) / "kiosk.db")
         self.outbox = Outbox(self._db, config.outbox.max_rows)
         self.cache = MemberCache(self._db)
+        self._known = self.cache.load()  # shared with the controller; flush-cache empties it
         self.controller = Controller(
             MemberCodes(config.members.pattern),
             Timing(config.counter.reply_timeout_s, config.counter.result_screen_s),
-            self.device_id, self.boot_id, self.cache.load(),
+            self.device_id, self.boot_id, self._known,
         )
         self.topics = protocol.Topics(config.mqtt.topic_prefix, config.kiosk.site, self.device_id)
         self.link = Link(config.mqtt, self.topics, self.device_id, self._emit)
         self.publisher = Publisher(self.outbox, self.link, config.outbox.publish_window)
+        shadow = Shadow(base, start, self.topics, self._publish_staff, self.request_restart)
+        self.staff = StaffDesk(self, config, self._db, self.topics, self._publish_staff, shadow)
         self.hardware, self.sim = hardware or make_hardware(config.hardware)
         self.display = DisplayWorker(self.hardware.display) if self.hardware.display else None
         self.problems = list(self.hardware.problems)
@@ -88,9 +105,15 @@ class App:
     # --- producers (any thread) -------------------------------------------
 
     def _emit(self, event: Event) -> None:
+        if isinstance(event, StaffMessage) and not self._staff_slots.acquire(blocking=False):
+            self.events_dropped += 1
+            log.error("too many staff messages waiting; dropped one on %s", event.topic)
+            return
         try:
             self.events.put_nowait(event)
         except queue.Full:
+            if isinstance(event, StaffMessage):
+                self._staff_slots.release()
             self.events_dropped += 1
             log.error("event queue full; dropped %s", type(event).__name__)
 
@@ -110,7 +133,7 @@ class App:
         health_every = self.config.telemetry.interval_s
         next_tick = next_watchdog = next_health = time.monotonic()
         try:
-            while not stop.is_set():
+            while not stop.is_set() and self.restart_requested is None:
                 try:
                     event: Event | None = self.events.get(timeout=TICK_S)
                 except queue.Empty:
@@ -159,9 +182,10 @@ class App:
         except Exception:
             log.exception("failed to handle %s", type(event).__name__)
 
-    def _report_health(self) -> None:
+    def health(self) -> protocol.Health:
+        """How this kiosk is doing, as staff see it on ``tele/health``."""
         frames = sum(getattr(source, "frames_decoded", 0) for source in self.hardware.sources)
-        health = protocol.Health(
+        return protocol.Health(
             uptime_s=round(time.monotonic() - self._started_at, 1),
             state="degraded" if self.problems else "ready", problems=self.problems,
             outbox_depth=self.outbox.depth, outbox_oldest_s=round(self.outbox.oldest_age(), 1),
@@ -171,17 +195,27 @@ class App:
             bad_messages=self.link.bad_messages, events_dropped=self.events_dropped,
             cpu_temp_c=cpu_temperature(),
         )
-        self.link.publish(self.topics.health, protocol.encode_health(health), qos=0)
+
+    def _report_health(self) -> None:
+        self.link.publish(self.topics.health, protocol.encode_health(self.health()), qos=0)
 
     def _dispatch(self, event: Event) -> None:
         now = time.monotonic()
+        if isinstance(event, StaffMessage):
+            self._staff_slots.release()
+            self.staff.handle(event)  # checked and carried out by kiosk.provisioning
+            return
         if isinstance(event, CodeRead):
             self.scans += 1
         self._carry_out(self.controller.handle(event, now), now)
         match event:
             case Acked(mid=mid, ok=ok, reason=reason):
                 self.publisher.acked(mid, ok, reason)
-            case LinkUp() | Tick():
+            case LinkUp():
+                self.staff.link_up()
+                self.publisher.pump()
+            case Tick():
+                self.staff.tick(now)
                 self.publisher.pump()
 
     def _carry_out(self, actions: list[Action], now: float) -> None:
@@ -213,6 +247,50 @@ class App:
                 case _:
                     raise TypeError(f"unknown action {action!r}")
 
+    # --- what staff commands use (kiosk.provisioning.commands.Parts) ---------
+
+    def _publish_staff(self, topic: str, payload: bytes, retain: bool) -> None:
+        try:
+            self.link.publish(topic, payload, qos=1, retain=retain)
+        except LinkError as exc:
+            log.warning("staff answer not sent: %s", exc)
+
+    def signal(self, pattern: str) -> bool:
+        """Run a light pattern; False when no lights are fitted."""
+        if self.hardware.lights is None:
+            return False
+        self.hardware.lights.show(pattern)
+        return True
+
+    def display_size(self) -> tuple[int, int] | None:
+        """The display's size, or None when there is none."""
+        return self.display.size if self.display else None
+
+    def show_frame(self, image: Image.Image | None) -> None:
+        """Show ``image`` (None: the customer's screen again)."""
+        if self.display:
+            if image is None and self.screen is not None:
+                image = render(self.screen, self.display.size)
+            if image is not None:
+                self.display.show(image)
+
+    def set_contrast(self, level: int) -> bool:
+        """The display's brightness, 0-255; False when there is no display."""
+        if not self.display:
+            return False
+        self.display.set_contrast(level)
+        return True
+
+    def flush_member_cache(self) -> int:
+        """Forget every cached member status (what the kiosk shows when offline)."""
+        self._known.clear()
+        return self.cache.clear()
+
+    def request_restart(self, reason: str) -> None:
+        """Leave :meth:`run` after this event; :func:`serve` starts the kiosk again."""
+        log.info("restarting: %s", reason)
+        self.restart_requested = reason
+
     def _shutdown(self) -> None:
         log.info("stopping")
         systemd.notify("STOPPING=1")
@@ -234,3 +312,15 @@ class App:
                  "%d events dropped", self.checkins_recorded, self.publisher.delivered,
                  self.publisher.refused, self.outbox.depth, self.link.connects,
                  self.link.bad_messages, self.events_dropped)
+
+
+def serve(config: Config, stop: threading.Event,
+          started: Callable[[App], None] = lambda _app: None) -> None:
+    """Run kiosks built from ``config`` until ``stop``: a restart (a command, or staff's
+    new config) stops the parts in order and builds them again from the files."""
+    while not stop.is_set():
+        app = App(config)
+        started(app)
+        app.run(stop)
+        if app.restart_requested is None:
+            return

@@ -63,11 +63,20 @@ class RecordFailed:
 
 
 @dataclass(frozen=True)
+class StaffMessage:
+    """A message on a staff topic (command or desired config), not yet checked at all."""
+
+    topic: str
+    payload: bytes
+    retained: bool
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passes: timeouts and screen changes."""
 
 
-Event = CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | Tick
+Event = CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | StaffMessage | Tick
 
 # --- actions ----------------------------------------------------------------
 

@@ -18,6 +18,9 @@ from kiosk.members import MemberStatus
 VERSION = 1
 ONLINE = b"online"
 OFFLINE = b"offline"
+ALL = "_all"
+"""The site or device level of a group topic: ``<prefix>/<site>/_all/cmd/<name>`` is a
+site's kiosks, ``<prefix>/_all/_all/cmd/<name>`` the fleet's."""
 
 
 class ProtocolError(KioskError, ValueError):
@@ -61,6 +64,63 @@ class Topics:
     def health(self) -> str:
         """Periodic health report, QoS 0."""
         return f"{self.root}/tele/health"
+
+    @property
+    def config_desired(self) -> str:
+        """Staff's signed desired config (retained)."""
+        return f"{self.root}/config/desired"
+
+    @property
+    def config_reported(self) -> str:
+        """The config in force, secrets removed, and the last rejection (retained)."""
+        return f"{self.root}/config/reported"
+
+    @property
+    def enroll(self) -> str:
+        """An unprovisioned kiosk's enrollment request (retained until it is enrolled)."""
+        return f"{self.root}/enroll"
+
+    def command(self, name: str) -> str:
+        """A signed staff command for this kiosk (never retained)."""
+        return f"{self.root}/cmd/{name}"
+
+    def command_result(self, name: str) -> str:
+        """This kiosk's answer to a command, group commands included."""
+        return f"{self.root}/cmd/{name}/result"
+
+    @property
+    def staff_subscriptions(self) -> list[str]:
+        """What a kiosk subscribes to for staff: its own orders, its site's and the fleet's."""
+        return [self.config_desired, self.command("+"), command_topic(self.prefix, self.site),
+                command_topic(self.prefix)]
+
+    def staff_order(self, topic: str) -> tuple[str, str] | None:
+        """``(kind, name)`` of a staff topic of this kiosk (``("cmd", "ping")``), else None."""
+        if topic == self.config_desired:
+            return "config", "config"
+        for root in (self.root, f"{self.prefix}/{self.site}/{ALL}", f"{self.prefix}/{ALL}/{ALL}"):
+            name = topic.removeprefix(f"{root}/cmd/")
+            if name != topic and name and "/" not in name:
+                return ("enroll" if name == "enroll" else "cmd"), name
+        return None
+
+
+def command_topic(prefix: str, site: str = ALL, device_id: str = ALL, name: str = "+") -> str:
+    """A command topic: one kiosk's, a site's (``device_id`` ``_all``) or the fleet's."""
+    return f"{prefix}/{site}/{device_id}/cmd/{name}"
+
+
+def every_kiosk(prefix: str, leaf: str) -> str:
+    """The subscription staff use to hear ``leaf`` (``status``, ``config/reported`` …) of all."""
+    return f"{prefix}/+/+/{leaf}"
+
+
+def kiosk_of(topic: str) -> tuple[str, str] | None:
+    """``(site, device_id)`` of a topic under a kiosk's root, else None."""
+    parts = topic.split("/")
+    if len(parts) < 4 or ALL in parts[1:3]:
+        return None
+    return parts[1], parts[2]
 
 
 def checkins_of_all_kiosks(prefix: str) -> str:
@@ -132,6 +192,56 @@ def encode_state(state: str, reason: str, firmware: str) -> bytes:
     """Retained lifecycle state: ``init|ready|degraded|offline`` and why."""
     body = {"v": VERSION, "state": state, "reason": reason, "firmware": firmware}
     return _dump(body)
+
+
+# --- staff: command results, reported config, enrollment requests --------------
+
+
+def encode_result(cmd_id: str, ok: bool, error: str = "",
+                  data: dict[str, Any] | None = None) -> bytes:
+    """A kiosk's answer to a command: ``status`` ``ok`` or ``error`` and why."""
+    body = {"v": VERSION, "cmd_id": cmd_id, "status": "ok" if ok else "error",
+            "error": error, "data": data or {}}
+    return _dump(body)
+
+
+def decode_result(payload: bytes | bytearray) -> dict[str, Any]:
+    """Parse a command result (staff side)."""
+    body = _object(payload)
+    for name, kind in (("cmd_id", str), ("status", str), ("error", str), ("data", dict)):
+        _field(body, name, kind)
+    return body
+
+
+def encode_reported(version: int, cmd_id: str, config: dict[str, Any],
+                    rejected: dict[str, Any] | None) -> bytes:
+    """The config in force (``version`` 0: the local file alone) and the last rejection."""
+    body = {"v": VERSION, "version": version, "cmd_id": cmd_id, "config": config,
+            "rejected": rejected}
+    return _dump(body)
+
+
+def decode_reported(payload: bytes | bytearray) -> dict[str, Any]:
+    """Parse a reported config (staff side)."""
+    body = _object(payload)
+    for name, kind in (("version", int), ("cmd_id", str), ("config", dict)):
+        _field(body, name, kind)
+    if body.get("rejected") is not None:
+        _field(body, "rejected", dict)
+    return body
+
+
+def encode_enroll_request(device_id: str, site: str, firmware: str) -> bytes:
+    """An unprovisioned kiosk asking to be enrolled (the pairing code is only on its screen)."""
+    return _dump({"v": VERSION, "device_id": device_id, "site": site, "firmware": firmware})
+
+
+def decode_enroll_request(payload: bytes | bytearray) -> dict[str, Any]:
+    """Parse an enrollment request (staff side)."""
+    body = _object(payload)
+    for name in ("device_id", "site", "firmware"):
+        _field(body, name, str)
+    return body
 
 
 # --- health -----------------------------------------------------------------
