@@ -112,13 +112,13 @@ def _add_display(spec: DisplaySpec, hardware: Hardware, handles: SimHandles) -> 
     if spec.backend == "sim":
         from drivers.sim import make_dummy_display
 
-        hardware.display = handles.display = make_dummy_display(
-            spec.width, spec.height, spec.sim_png)
-    else:
-        from drivers.display import make_luma_device
+        hardware.display = handles.display = make_dummy_display(spec)
+        return
+    from drivers.display import LumaPanel
 
-        device = hardware.display = make_luma_device(spec)
-        hardware.closers.append(device.cleanup)  # luma: blank the panel, release the bus
+    panel = hardware.display = LumaPanel(spec)
+    hardware.closers.append(panel.cleanup)  # luma: blank the panel, release the bus
+    panel.open()  # a missing panel is reported now, and the display thread keeps retrying
 
 
 def _add_lights(spec: LightsSpec, hardware: Hardware, handles: SimHandles) -> None:

@@ -11,7 +11,8 @@ Any program, in any language, can drive a running simulated kiosk:
   with ``.`` and rename, so a half-written file is never read.
 * **serial** — write a code and the terminator to the link path, e.g.
   ``printf 'LOY-ALICE01\\r' > /run/kiosk/serial``.
-* **display** — every frame is saved (atomically) as a PNG.
+* **display** — every frame is saved (atomically) as a PNG, in the configured
+  panel's size, mode and rotation.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from PIL import Image
 
 from drivers.base import Worker
 from drivers.camera import Frame
-from drivers.specs import CameraSpec, SerialSpec
+from drivers.specs import CameraSpec, DisplaySpec, SerialSpec
 
 log = logging.getLogger(__name__)
 
@@ -197,30 +198,76 @@ class PtySerial:
                 os.close(fd)
 
 
-def make_dummy_display(width: int, height: int, png_path: str | None) -> Any:
-    """luma's ``dummy`` device that also saves each frame as a PNG and tells listeners."""
+def make_dummy_display(spec: DisplaySpec) -> Any:
+    """luma's ``dummy`` device in the configured panel's size, mode and rotation.
+
+    It also saves each frame as a PNG (as drawn, i.e. as the customer sees it)
+    and tells ``listeners``. Like the real panels it refuses a frame of the
+    wrong size (luma.core 2.6.0 ``device.dummy.display`` asserts it).
+    """
     from luma.core.device import dummy
 
     class PngDummy(dummy):
         """A dummy OLED whose frames can be watched (``listeners``) and seen on disk."""
 
         def __init__(self) -> None:
-            super().__init__(width=width, height=height, mode="1")
+            super().__init__(width=spec.width, height=spec.height, rotate=spec.rotate,
+                             mode=spec.mode)
             self.listeners: list[Callable[[Image.Image], None]] = []
-            self.png_path = Path(png_path) if png_path else None
+            self.frame: Image.Image | None = None
+            self.png_path = Path(spec.sim_png) if spec.sim_png else None
             if self.png_path:
                 self.png_path.parent.mkdir(parents=True, exist_ok=True)
 
         def display(self, image: Image.Image) -> None:
             super().display(image)
+            self.frame = image.copy()
             if self.png_path:
-                partial = self.png_path.with_name("." + self.png_path.name)
-                self.image.save(partial, format="PNG")
-                os.replace(partial, self.png_path)
+                write_atomically(self.png_path, lambda path: image.save(path, format="PNG"))
             for listener in self.listeners:
-                listener(self.image)
+                listener(self.frame)
 
     return PngDummy()
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` through a hidden temporary file, so a reader never sees half of it."""
+    partial = path.with_name("." + path.name)
+    write(partial)
+    os.replace(partial, path)
+
+
+class CaptureBus:
+    """A luma serial interface that keeps the bytes a panel would receive.
+
+    luma.oled's own tests pass a recording ``Mock`` as ``serial_interface``
+    (``tests/test_ssd1306.py``); this is the same seam with the bytes kept:
+    luma's device classes call ``command(*bytes)``, ``data(list_of_bytes)`` and
+    ``cleanup()`` (luma.core 2.6.0 ``interface/serial.py``, class ``i2c``).
+    """
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[int, ...]] = []
+        self.frames: list[bytes] = []
+        """Each ``data()`` call's bytes, in order."""
+        self.closed = False
+
+    def command(self, *cmd: int) -> None:
+        """Record one command sequence."""
+        self.commands.append(tuple(cmd))
+
+    def data(self, data: list[int]) -> None:
+        """Record one block of pixel data."""
+        self.frames.append(bytes(data))
+
+    def cleanup(self) -> None:
+        """Remember that the bus was released."""
+        self.closed = True
+
+    def reset(self) -> None:
+        """Forget everything recorded so far (e.g. the panel's start-up sequence)."""
+        self.commands.clear()
+        self.frames.clear()
 
 
 def make_mock_pin_factory() -> Any:

@@ -62,6 +62,26 @@ class SerialSpec:
         _require(self.cooldown_s >= 0, "cooldown_s", "a time of 0 s or more")
 
 
+DISPLAY_DRIVERS: dict[str, str] = {
+    # Checked against luma.oled 3.16.0, luma/oled/device/__init__.py, color.py, greyscale.py:
+    # the monochrome classes call ``capabilities(..., mode="1")``; the greyscale ones take
+    # ``mode`` (default "RGB") and the colour ones fix it to "RGB"; every ``display()``
+    # asserts ``image.mode == self.mode`` and ``image.size == self.size``.
+    "ch1115": "mono", "sh1106": "mono", "sh1107": "mono", "ssd1305": "mono",
+    "ssd1306": "mono", "ssd1309": "mono", "ssd1315": "mono", "ssd1316": "mono",
+    "ssd1322": "greyscale", "ssd1322_nhd": "greyscale", "ssd1325": "greyscale",
+    "ssd1327": "greyscale", "ssd1362": "greyscale", "ssd1363": "greyscale",
+    "ssd1331": "colour", "ssd1351": "colour",
+}
+"""Every luma.oled panel the kiosk drives, and what kind of pixels it has.
+
+Left out: ``ws0010``/``winstar_weh`` (character displays on a parallel bus, not I2C/SPI)."""
+
+SPI_SPEEDS_HZ = tuple(int(mhz * 1_000_000) for mhz in (0.5, 1, 2, 4, 8, 16, 20, 24, 28, 32, 36,
+                                                        40, 44, 48, 50, 52))
+"""The bus speeds luma.core 2.6.0 accepts (``interface/serial.py``, ``spi.__init__``)."""
+
+
 @dataclass(frozen=True)
 class DisplaySpec:
     """The OLED. ``sim`` is luma's dummy device, saving each frame to ``sim_png``."""
@@ -73,22 +93,41 @@ class DisplaySpec:
     i2c_address: int = 0x3C
     spi_port: int = 0
     spi_device: int = 0
+    spi_speed_hz: int = 8_000_000
     gpio_dc: int = 24
     gpio_rst: int = 25
     width: int = 128
     height: int = 64
     rotate: int = 0
+    contrast: int = 255
     sim_png: str = "/run/kiosk/display.png"
 
     def __post_init__(self) -> None:
         _one_of("backend", self.backend, ("luma", "sim", "none"))
-        _one_of("driver", self.driver, ("ssd1306", "ssd1309", "sh1106", "sh1107", "ssd1322",
-                                        "ssd1325", "ssd1327", "ssd1331", "ssd1351"))
+        _one_of("driver", self.driver, tuple(DISPLAY_DRIVERS))
         _one_of("interface", self.interface, ("i2c", "spi"))
         _require(0x03 <= self.i2c_address <= 0x77, "i2c_address", "a 7-bit address 0x03 to 0x77")
+        _require(self.spi_speed_hz in SPI_SPEEDS_HZ, "spi_speed_hz",
+                 "one of luma's SPI speeds, e.g. 8000000 (0.5 to 52 MHz)")
         _require(self.rotate in (0, 1, 2, 3), "rotate", "0, 1, 2 or 3 (quarter turns)")
         _require(32 <= self.width <= 512, "width", "32 to 512 pixels")
         _require(16 <= self.height <= 256, "height", "16 to 256 pixels")
+        _require(0 <= self.contrast <= 255, "contrast", "0 to 255")
+
+    @property
+    def kind(self) -> str:
+        """``mono``, ``greyscale`` or ``colour``: what the panel can show."""
+        return DISPLAY_DRIVERS[self.driver]
+
+    @property
+    def mode(self) -> str:
+        """The PIL image mode the panel's luma class asserts on every frame."""
+        return "1" if self.kind == "mono" else "RGB"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) as drawn: luma swaps them for a quarter turn (``mixin.capabilities``)."""
+        return (self.width, self.height) if self.rotate % 2 == 0 else (self.height, self.width)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from drivers.factory import SimHandles, make_hardware
 from kiosk import __version__, protocol, systemd
 from kiosk.cache import MemberCache
 from kiosk.config import Config
-from kiosk.controller import Controller, Timing
+from kiosk.controller import RECENT_CHECKINS, Controller, Timing
 from kiosk.db import open_db
 from kiosk.events import (
     Acked,
@@ -51,6 +51,7 @@ from kiosk.provisioning.shadow import Shadow
 from kiosk.publisher import Publisher
 from kiosk.screens import Screen, render
 from kiosk.telemetry import Rate, cpu_temperature
+from kiosk.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class App:
             Timing(config.counter.reply_timeout_s, config.counter.result_screen_s),
             self.device_id, self.boot_id, self._known,
         )
+        self._expect_stored_replies()
         self.topics = protocol.Topics(config.mqtt.topic_prefix, config.kiosk.site, self.device_id)
         self.link = Link(config.mqtt, self.topics, self.device_id, self._emit)
         self.publisher = Publisher(self.outbox, self.link, config.outbox.publish_window)
@@ -101,6 +103,15 @@ class App:
         """What is not as configured, reported as the ``degraded`` state until a restart."""
         if self.db_moved_to:
             self.problems.append(f"database was corrupt, moved to {self.db_moved_to}")
+
+    def _expect_stored_replies(self) -> None:
+        """Check-ins stored before a restart are sent now: their replies are ours too."""
+        for _row_id, payload in self.outbox.after(0, RECENT_CHECKINS):
+            try:
+                checkin, _replayed = protocol.decode_checkin(payload)
+            except protocol.ProtocolError:  # stored by another version; it is still sent
+                continue
+            self.controller.expect_reply(checkin.event_id, checkin.member_id)
 
     # --- producers (any thread) -------------------------------------------
 
@@ -129,9 +140,9 @@ class App:
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set, then shut down in order. Call from one thread only."""
         self._start()
-        watchdog = systemd.watchdog_interval()
+        watchdog = Watchdog(systemd.watchdog_interval(), {"MQTT network thread": self.link.alive})
         health_every = self.config.telemetry.interval_s
-        next_tick = next_watchdog = next_health = time.monotonic()
+        next_tick = next_health = time.monotonic()
         try:
             while not stop.is_set() and self.restart_requested is None:
                 try:
@@ -144,9 +155,7 @@ class App:
                     self._dispatch_safely(Tick())
                 if event is not None:
                     self._dispatch_safely(event)
-                if watchdog and now >= next_watchdog and self.link.alive():
-                    next_watchdog = now + watchdog
-                    systemd.notify("WATCHDOG=1")
+                watchdog.feed(now)  # from this loop: a stuck controller stops the pings
                 if health_every and now >= next_health and self.link.connected:
                     next_health = now + health_every
                     try:
@@ -185,14 +194,17 @@ class App:
     def health(self) -> protocol.Health:
         """How this kiosk is doing, as staff see it on ``tele/health``."""
         frames = sum(getattr(source, "frames_decoded", 0) for source in self.hardware.sources)
+        fault = self.display.fault if self.display else None  # a panel failing right now
+        problems = [*self.problems, fault] if fault else self.problems
         return protocol.Health(
             uptime_s=round(time.monotonic() - self._started_at, 1),
-            state="degraded" if self.problems else "ready", problems=self.problems,
+            state="degraded" if problems else "ready", problems=problems,
             outbox_depth=self.outbox.depth, outbox_oldest_s=round(self.outbox.oldest_age(), 1),
             scans=self.scans, checkins=self.checkins_recorded,
             delivered=self.publisher.delivered, refused=self.publisher.refused,
             decode_fps=self._decode_rate.update(frames), connects=self.link.connects,
-            bad_messages=self.link.bad_messages, events_dropped=self.events_dropped,
+            bad_messages=self.link.bad_messages,
+            replies_refused=self.controller.replies_refused, events_dropped=self.events_dropped,
             cpu_temp_c=cpu_temperature(),
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from drivers import DriverError
 from kiosk import KioskError, __version__
-from kiosk.config import ConfigError, config_path, load_config
+from kiosk.config import ConfigError, MembersSection, config_path, load_config
 
 log = logging.getLogger("kiosk")
 
@@ -77,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("PIL").setLevel(logging.WARNING)
+def _logging(level: str, member_pattern: str = MembersSection.pattern) -> None:
+    from kiosk import logs
+
+    logs.setup(level, member_pattern)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -93,7 +95,9 @@ def _run(path_arg: str | None) -> int:
     from kiosk.app import App, serve
 
     config = load_config(config_path(path_arg))
-    _logging(config.kiosk.log_level)
+    os.umask(0o027)  # kiosk.db and everything else the daemon writes: not world-readable
+    faulthandler.enable()  # a watchdog abort (SIGABRT) prints where every thread was
+    _logging(config.kiosk.log_level, config.members.pattern)
     stop = _stop_on_signals()
 
     def started(app: App) -> None:

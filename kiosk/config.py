@@ -41,6 +41,7 @@ class KioskSection:
             raise ValueError("device_id: expected 1-64 letters, digits, '_', '-' or '.'")
         if not TOPIC_WORD.match(self.site):
             raise ValueError("site: expected 1-64 letters, digits, '_', '-' or '.'")
+        object.__setattr__(self, "log_level", self.log_level.upper())  # "info" is fine too
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("log_level: expected DEBUG, INFO, WARNING or ERROR")
 

@@ -9,6 +9,7 @@ fails, the runner feeds back ``RecordFailed`` and the rest is not shown.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -32,6 +33,9 @@ from kiosk.members import MemberCodes, MemberStatus, redact
 from kiosk.screens import Idle, NotRecorded, Screen, Sync, UnknownCard, Welcome
 
 log = logging.getLogger(__name__)
+
+RECENT_CHECKINS = 1000
+"""Check-ins whose replies are still accepted: late replies and replays of offline visits."""
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,23 @@ class Controller:
         self._showing_event: str | None = None  # event whose result is on screen
         self._screen_until: float | None = None
         self._awaiting: dict[str, tuple[str, float]] = {}  # event_id -> (member_id, deadline)
+        self._recent: OrderedDict[str, str] = OrderedDict()  # event_id -> member_id, newest last
+        self.replies_refused = 0
+        """Replies for no check-in of ours, or naming another member: forged or misrouted."""
 
     def start(self) -> list[Action]:
         """What to show at power-on."""
         return [Show(self.screen), Signal("offline")]
+
+    def expect_reply(self, event_id: str, member_id: str) -> None:
+        """Accept a reply for this check-in (also one recorded before a restart).
+
+        Only the newest ``RECENT_CHECKINS`` are remembered, so the map stays small.
+        """
+        self._recent[event_id] = member_id
+        self._recent.move_to_end(event_id)
+        if len(self._recent) > RECENT_CHECKINS:
+            self._recent.popitem(last=False)
 
     def handle(self, event: Event, now: float) -> list[Action]:
         """React to one event; ``now`` is monotonic time in seconds."""
@@ -103,6 +120,7 @@ class Controller:
             source=event.source,
         )
         log.info("check-in %s of %s from %s", checkin.event_id, redact(member_id), event.source)
+        self.expect_reply(checkin.event_id, member_id)
         sync = Sync.WAITING if self.online else Sync.PENDING
         if self.online:
             self._awaiting[checkin.event_id] = (member_id, now + self._timing.reply_timeout_s)
@@ -110,6 +128,15 @@ class Controller:
         return [Record(checkin), self._result(screen, now, checkin.event_id), Signal("ok")]
 
     def _reply(self, reply: Reply, now: float) -> list[Action]:
+        # Anyone who can publish on our reply topic could otherwise greet the customer
+        # as someone else or rewrite a member's cached balance.
+        expected = self._recent.get(reply.event_id)
+        if expected != reply.member_id:
+            self.replies_refused += 1
+            log.warning("refused a reply for %s: %s", reply.event_id[:64],
+                        "not a check-in of this kiosk" if expected is None
+                        else f"it names {redact(reply.member_id)}, not {redact(expected)}")
+            return []
         self._awaiting.pop(reply.event_id, None)
         self._remember(reply.member_id, reply.status)
         actions: list[Action] = [Remember(reply.member_id, reply.status)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -58,6 +59,7 @@ class Link:
                            keyfile=settings.key_file or None,
                            cert_reqs=ssl.CERT_REQUIRED)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
@@ -144,6 +146,15 @@ class Link:
             self._emit(LinkUp())
         except Exception:
             log.exception("on_connect failed")
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        # paho 2.2 (client.py, loop_forever) calls this from inside its `except OSError`
+        # around reconnect() and passes no reason: the exception being handled is it.
+        try:
+            log.warning("cannot reach the broker at %s:%d: %s", self._settings.host,
+                        self._settings.port, sys.exc_info()[1] or "no reason given")
+        except Exception:
+            log.exception("on_connect_fail failed")
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
                        reason_code: Any, _properties: Any) -> None:

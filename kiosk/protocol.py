@@ -2,7 +2,9 @@
 
 Root: ``<prefix>/<site>/<device_id>/``. Payloads are JSON objects carrying a
 ``v`` schema version; a reader rejects what it cannot understand with
-:class:`ProtocolError` instead of guessing.
+:class:`ProtocolError` instead of guessing. Every incoming payload is read
+through :mod:`kiosk.wire` with the limits named here: its size before
+parsing, nesting, every string's length and every number's range.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kiosk import KioskError
 from kiosk.checkin import CheckIn
 from kiosk.members import MemberStatus
+from kiosk.wire import Fields, Limits, ProtocolError, load_object
 
 VERSION = 1
 ONLINE = b"online"
@@ -23,8 +25,25 @@ ALL = "_all"
 site's kiosks, ``<prefix>/_all/_all/cmd/<name>`` the fleet's."""
 
 
-class ProtocolError(KioskError, ValueError):
-    """A message does not follow the schema; the text says which field is wrong."""
+REPLY_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
+"""A real reply is about 250 bytes of flat JSON."""
+CHECKIN_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
+"""A real check-in is about 250 bytes of flat JSON."""
+MAX_ID = 64
+"""Characters in an ``event_id``, ``boot_id`` or ``device_id``."""
+MAX_MEMBER_ID = 128
+MAX_NAME = 40
+"""Characters in a member's display name (the screen shows far fewer)."""
+MAX_LABEL = 32
+"""Characters in a tier, a reward or a check-in's source."""
+MAX_POINTS = 1_000_000_000
+MAX_SEQ = 2**63 - 1
+MAX_TIME = 1e11
+"""Seconds since the epoch: the year 5138."""
+STAFF_VIEW_LIMITS = Limits(max_bytes=64 * 1024, max_depth=8, max_string=4096)
+"""What staff tools read from kiosks (a reported config is the largest, a few KiB)."""
+MAX_REASON = 600
+"""Characters in a refusal's reason."""
 
 
 @dataclass(frozen=True)
@@ -152,13 +171,14 @@ def mark_replayed(payload: bytes) -> bytes:
 
 def decode_checkin(payload: bytes | bytearray) -> tuple[CheckIn, bool]:
     """Parse a check-in (backend side); returns it and whether it was replayed."""
-    body = _object(payload)
-    fields: dict[str, type | tuple[type, ...]] = {
-        "event_id": str, "device_id": str, "boot_id": str, "seq": int,
-        "captured_at": (int, float), "member_id": str, "source": str,
-    }
-    values = {name: _field(body, name, kind) for name, kind in fields.items()}
-    return CheckIn(**values), bool(body.get("replayed", False))
+    body = decode_object(payload, CHECKIN_LIMITS)
+    checkin = CheckIn(
+        event_id=body.text("event_id", MAX_ID), device_id=body.text("device_id", MAX_ID),
+        boot_id=body.text("boot_id", MAX_ID), seq=body.integer("seq", 0, MAX_SEQ),
+        captured_at=body.number("captured_at", 0, MAX_TIME),
+        member_id=body.text("member_id", MAX_MEMBER_ID), source=body.text("source", MAX_LABEL),
+    )
+    return checkin, body.flag("replayed", False)
 
 
 # --- reply ------------------------------------------------------------------
@@ -171,16 +191,16 @@ def encode_reply(event_id: str, member_id: str, status: MemberStatus) -> bytes:
 
 
 def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
-    """Parse a reply into ``(event_id, member_id, status)``."""
-    body = _object(payload)
-    event_id, member_id = _field(body, "event_id", str), _field(body, "member_id", str)
+    """Parse a reply into ``(event_id, member_id, status)``, every field within its limits."""
+    body = decode_object(payload, REPLY_LIMITS)
+    event_id, member_id = body.text("event_id", MAX_ID), body.text("member_id", MAX_MEMBER_ID)
     status = MemberStatus(
-        display_name=_field(body, "display_name", str),
-        balance=_field(body, "balance", int),
-        tier=_field(body, "tier", str),
-        points_to_next=_field(body, "points_to_next", int),
-        progress=float(_field(body, "progress", (int, float))),
-        reward_unlocked=_field(body, "reward_unlocked", str, ""),
+        display_name=body.text("display_name", MAX_NAME),
+        balance=body.integer("balance", 0, MAX_POINTS),
+        tier=body.text("tier", MAX_LABEL),
+        points_to_next=body.integer("points_to_next", 0, MAX_POINTS),
+        progress=body.number("progress", 0.0, 1.0),
+        reward_unlocked=body.text("reward_unlocked", MAX_LABEL, ""),
     )
     return event_id, member_id, status
 
@@ -207,10 +227,12 @@ def encode_result(cmd_id: str, ok: bool, error: str = "",
 
 def decode_result(payload: bytes | bytearray) -> dict[str, Any]:
     """Parse a command result (staff side)."""
-    body = _object(payload)
-    for name, kind in (("cmd_id", str), ("status", str), ("error", str), ("data", dict)):
-        _field(body, name, kind)
-    return body
+    body = decode_object(payload, STAFF_VIEW_LIMITS)
+    body.text("cmd_id", MAX_ID)
+    body.text("status", 8)
+    body.text("error", MAX_REASON)
+    _table(body, "data")
+    return body.body
 
 
 def encode_reported(version: int, cmd_id: str, config: dict[str, Any],
@@ -223,12 +245,13 @@ def encode_reported(version: int, cmd_id: str, config: dict[str, Any],
 
 def decode_reported(payload: bytes | bytearray) -> dict[str, Any]:
     """Parse a reported config (staff side)."""
-    body = _object(payload)
-    for name, kind in (("version", int), ("cmd_id", str), ("config", dict)):
-        _field(body, name, kind)
-    if body.get("rejected") is not None:
-        _field(body, "rejected", dict)
-    return body
+    body = decode_object(payload, STAFF_VIEW_LIMITS)
+    body.integer("version", 0, MAX_SEQ)
+    body.text("cmd_id", MAX_ID)
+    _table(body, "config")
+    if body.body.get("rejected") is not None:
+        _table(body, "rejected")
+    return body.body
 
 
 def encode_enroll_request(device_id: str, site: str, firmware: str) -> bytes:
@@ -238,10 +261,17 @@ def encode_enroll_request(device_id: str, site: str, firmware: str) -> bytes:
 
 def decode_enroll_request(payload: bytes | bytearray) -> dict[str, Any]:
     """Parse an enrollment request (staff side)."""
-    body = _object(payload)
+    body = decode_object(payload, STAFF_VIEW_LIMITS)
     for name in ("device_id", "site", "firmware"):
-        _field(body, name, str)
-    return body
+        body.text(name, MAX_ID)
+    return body.body
+
+
+def _table(body: Fields, name: str) -> dict[str, Any]:
+    value = body.body.get(name)
+    if not isinstance(value, dict):
+        raise ProtocolError(f"field {name!r} is missing or not an object")
+    return value
 
 
 # --- health -----------------------------------------------------------------
@@ -263,6 +293,7 @@ class Health:
     decode_fps: float
     connects: int
     bad_messages: int
+    replies_refused: int
     events_dropped: int
     cpu_temp_c: float | None
 
@@ -276,33 +307,18 @@ def encode_health(health: Health) -> bytes:
 # --- helpers ----------------------------------------------------------------
 
 
-def _object(payload: bytes | bytearray) -> dict[str, Any]:
-    try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"not JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise ProtocolError("expected a JSON object")
-    if body.get("v") != VERSION:
-        raise ProtocolError(f"unsupported schema version {body.get('v')!r} (expected {VERSION})")
-    return body
+def decode_object(payload: bytes | bytearray, limits: Limits) -> Fields:
+    """The first step for every payload that comes in: a bounded JSON object of our version.
+
+    Raises :class:`ProtocolError` (count it, drop the message) for anything else.
+    """
+    body = load_object(payload, limits)
+    version = body.get("v")
+    if type(version) is not int or version != VERSION:
+        raise ProtocolError(f"unsupported schema version {version!r} (expected {VERSION})")
+    return Fields(body)
 
 
 def _dump(body: dict[str, Any]) -> bytes:
     """Compact JSON, fields in the order given: what every payload looks like on the wire."""
     return json.dumps(body, separators=(",", ":")).encode()
-
-
-_REQUIRED = object()
-
-
-def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...],
-           default: Any = _REQUIRED) -> Any:
-    if name not in body:
-        if default is _REQUIRED:
-            raise ProtocolError(f"missing field {name!r}")
-        return default
-    value = body[name]
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise ProtocolError(f"field {name!r} has the wrong type ({type(value).__name__})")
-    return value

@@ -86,8 +86,9 @@ def test_kiosk_run_refuses_a_bad_config_with_one_line_and_exit_2(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"kiosk: config error: {path}: display.driver: expected one of ssd1306, ssd1309, "
-        "sh1106, sh1107, ssd1322, ssd1325, ssd1327, ssd1331, ssd1351, got 'ssd9999'"]
+        f"kiosk: config error: {path}: display.driver: expected one of ch1115, sh1106, "
+        "sh1107, ssd1305, ssd1306, ssd1309, ssd1315, ssd1316, ssd1322, ssd1322_nhd, ssd1325, "
+        "ssd1327, ssd1362, ssd1363, ssd1331, ssd1351, got 'ssd9999'"]
 
 
 def test_device_id_is_the_pi_cpu_serial_then_the_machine_id(tmp_path):

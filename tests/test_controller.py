@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from kiosk.checkin import CheckIn
-from kiosk.controller import Controller, Timing
+from kiosk.controller import RECENT_CHECKINS, Controller, Timing
 from kiosk.events import (
     CodeRead,
     LinkDown,
@@ -103,3 +103,48 @@ def test_sequence_numbers_count_check_ins_of_this_boot(controller):
     seqs = [controller.handle(CodeRead(f"LOY-MEMBER{n}", "camera", 1.0), 1.0)[0].checkin.seq
             for n in range(3)]
     assert seqs == [1, 2, 3]
+
+
+MALLORY = MemberStatus("Pwned!", 999_999, "Gold", 0, 1.0)
+
+
+def test_a_reply_naming_another_member_is_refused(controller):
+    _online(controller).handle(CodeRead(ALICE, "camera", 1.0), 1.0)
+    assert controller.handle(Reply("evt-1", "LOY-MALLORY1", MALLORY), 1.5) == []
+    assert controller.screen == Welcome(KNOWN, Sync.WAITING)
+    assert controller.replies_refused == 1
+
+
+def test_a_reply_for_no_check_in_of_ours_is_refused_even_for_a_real_member(controller):
+    _online(controller).handle(CodeRead(ALICE, "camera", 1.0), 1.0)
+    assert controller.handle(Reply("evt-guessed", ALICE, MALLORY), 1.5) == []
+    assert controller.replies_refused == 1
+    # the genuine reply still lands
+    assert controller.handle(Reply("evt-1", ALICE, NEW), 1.6)[0] == Remember(ALICE, NEW)
+
+
+def test_replies_to_check_ins_stored_offline_and_replayed_later_are_accepted(controller):
+    controller.handle(CodeRead(ALICE, "camera", 1.0), 1.0)  # offline: stored, sent later
+    controller.handle(Tick(), 30.0)
+    _online(controller)
+    assert controller.handle(Reply("evt-1", ALICE, NEW), 31.0) == [Remember(ALICE, NEW)]
+    assert controller.replies_refused == 0
+
+
+def test_a_reply_after_the_timeout_is_still_accepted(controller):
+    _online(controller).handle(CodeRead(ALICE, "camera", 1.0), 1.0)
+    controller.handle(Tick(), 4.0)  # gave up waiting: "will sync"
+    assert controller.handle(Reply("evt-1", ALICE, NEW), 4.5)[0] == Remember(ALICE, NEW)
+
+
+def test_a_check_in_from_before_a_restart_can_be_expected(controller):
+    controller.expect_reply("evt-old", ALICE)
+    assert controller.handle(Reply("evt-old", ALICE, NEW), 1.0) == [Remember(ALICE, NEW)]
+
+
+def test_only_the_most_recent_check_ins_are_remembered(controller):
+    for n in range(RECENT_CHECKINS + 1):
+        controller.handle(CodeRead(f"LOY-MEMBER{n}", "serial", 1.0), 1.0)
+    assert controller.handle(Reply("evt-1", "LOY-MEMBER0", NEW), 2.0) == []
+    last = f"evt-{RECENT_CHECKINS + 1}"
+    assert controller.handle(Reply(last, f"LOY-MEMBER{RECENT_CHECKINS}", NEW), 2.0) != []

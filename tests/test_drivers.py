@@ -21,7 +21,7 @@ from drivers.lights import PATTERNS, Lights
 from drivers.qr import QrDecoder
 from drivers.serial_reader import SerialCodeSource
 from drivers.sim import PtySerial, SimCamera, make_dummy_display, make_mock_pin_factory
-from drivers.specs import CameraSpec, LightsSpec, SerialSpec
+from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
 from kiosk.testing.cards import blank_card, qr_card
 from kiosk.testing.harness import wait_for
 
@@ -250,7 +250,7 @@ def test_every_pattern_runs_and_off_turns_everything_off(lights):
 
 
 def test_display_worker_shows_the_newest_frame_and_saves_it(tmp_path):
-    device = make_dummy_display(128, 64, str(tmp_path / "oled.png"))
+    device = make_dummy_display(DisplaySpec(backend="sim", sim_png=str(tmp_path / "oled.png")))
     worker = DisplayWorker(device)
     worker.start()
     frames = [Image.new("1", (128, 64), 0), Image.new("1", (128, 64), 1)]

@@ -46,7 +46,7 @@ def test_signed_bytes_do_not_depend_on_key_order_or_spacing():
 @pytest.mark.parametrize(("payload", "why"), [
     (b"x" * 70_000, "bytes"),
     (b"{", "not JSON"),
-    (b"\xff\xfe", "not JSON"),
+    (b"\xff\xfe", "not UTF-8"),
     (b"[" * 5000 + b"]" * 5000, "nested"),
     (b'{"v":1,"body":{"a":NaN}}', "not a number"),
     (b'{"v":1,"body":{"a":"\\ud800"}}', "surrogate"),
@@ -68,10 +68,10 @@ def test_a_body_with_an_extra_field_is_malformed():
         unseal(json.dumps(envelope).encode())
 
 
-def test_a_huge_expiry_is_malformed_not_an_overflow():
+def test_a_huge_number_is_malformed_not_an_overflow():
     envelope = json.loads(Issuer(STAFF).command("a/b", "ping")[1])
     envelope["body"]["expires_at"] = 10**400
-    with pytest.raises(Rejected, match="Unix seconds"):
+    with pytest.raises(Rejected, match="out of range"):
         unseal(json.dumps(envelope).encode())
 
 

@@ -48,6 +48,10 @@ def test_checkins_survive_broker_restart_in_order_and_once(kiosk, backend, ledge
     assert [member for _, _, member, _ in visits] == ["LOY-ALICE01", *offline_members]
     assert len({event_id for event_id, _, _, _ in visits}) == 5
     assert [replayed for *_, replayed in visits] == [False, True, True, True, True]
+    # The replies to the visits stored offline are the kiosk's own: accepted, cached.
+    state = Path(kiosk.config.kiosk.state_dir)
+    wait_for(lambda: set(offline_members) <= _cached_members(state), what="replies cached")
+    assert kiosk.app.controller.replies_refused == 0
 
 
 def test_checkin_survives_a_broker_killed_before_its_puback(kiosk, backend, ledger, mosquitto):
@@ -78,6 +82,11 @@ def _outbox_depth(state: Path) -> int:
 def _outbox_event_ids(state: Path) -> set[str]:
     with sqlite3.connect(state / "kiosk.db") as conn:
         return {row[0] for row in conn.execute("SELECT event_id FROM outbox")}
+
+
+def _cached_members(state: Path) -> set[str]:
+    with sqlite3.connect(state / "kiosk.db") as conn:
+        return {row[0] for row in conn.execute("SELECT member_id FROM members")}
 
 
 def _event_ids(ledger) -> set[str]:
@@ -128,6 +137,8 @@ def test_kill_9_after_commit_before_puback_is_delivered_after_restart(
         assert visits[1][2] == "LOY-BOB0002"
         assert visits[1][3] is True  # it was replayed from the outbox
         wait_for(lambda: _outbox_depth(state) == 0, what="the outbox emptied")
+        # sent by the kiosk before its restart, answered after it: still its own reply
+        wait_for(lambda: "LOY-BOB0002" in _cached_members(state), what="Bob's reply cached")
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(15) == 0

@@ -5,20 +5,34 @@
 #   tools/dev.sh test [pytest args] set up, then lint and run the test suite
 #   tools/dev.sh setup              set up only
 #
-# Installs what is missing and nothing else: mosquitto, libzbar0 and python3-venv
-# through apt-get; the package and its dependencies into ./.venv through pip.
+# Installs what is missing and nothing else: mosquitto, libzbar0, python3-venv and
+# systemd (for systemd-analyze) through apt-get, and runs apt-get only then; the
+# package and its dependencies into ./.venv through pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf 'dev.sh: %s\n' "$*" >&2; }
 
-system_packages() {
-    local missing=()
-    command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+has_library() {
+    # Capture the cache, then match: piping `ldconfig -p` into `grep -q` fails at random
+    # under pipefail (grep exits at the first match, ldconfig dies of SIGPIPE).
     # ldconfig lives in /sbin, which is not on a normal user's PATH on Debian.
-    { ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -q 'libzbar\.so\.0' \
-        || missing+=(libzbar0)
-    python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+    local cache
+    cache="$(ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null || true)"
+    [[ "$cache" == *"$1"* ]]
+}
+
+missing_packages() {
+    command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || echo mosquitto
+    has_library 'libzbar.so.0' || echo libzbar0
+    python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv
+    # systemd-analyze checks the unit's hardening score in the tests.
+    command -v systemd-analyze >/dev/null || echo systemd
+}
+
+system_packages() {
+    local missing
+    mapfile -t missing < <(missing_packages)
     [ ${#missing[@]} -eq 0 ] && return
     say "installing ${missing[*]} with apt-get"
     local sudo=()

@@ -85,7 +85,7 @@ class StaffDesk:
     def _answer(self, name: str, cmd_id: str, ok: bool, error: str,
                 data: dict[str, Any] | None = None) -> None:
         self._publish(self._topics.command_result(name),
-                      protocol.encode_result(cmd_id, ok, error, data), False)
+                      protocol.encode_result(cmd_id, ok, error[:protocol.MAX_REASON], data), False)
 
     def link_up(self) -> None:
         """Connected: say which config is in force."""

@@ -27,13 +27,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kiosk import KioskError
 from kiosk.protocol import ALL
 from kiosk.signing import SIGNATURE_BYTES, SignatureError, Signer, Verifier, b64decode, b64encode
+from kiosk.wire import Fields, Limits, ProtocolError, load_object
 
 VERSION = 1
 DOMAIN = b"loyalty-kiosk/staff-order/v1\x00"
@@ -44,6 +44,7 @@ MAX_BYTES = 64 * 1024
 MAX_DEPTH = 8
 MAX_STRING = 4096
 MAX_SEQ = 2**53  # exact in every JSON implementation
+LIMITS = Limits(max_bytes=MAX_BYTES, max_depth=MAX_DEPTH, max_string=MAX_STRING)
 
 
 class Rejected(KioskError, ValueError):
@@ -130,91 +131,35 @@ def unseal(payload: bytes | bytearray) -> Sealed:
 
     Nothing here is trusted yet: the caller must :meth:`Sealed.verify` it.
     """
-    if len(payload) > MAX_BYTES:
-        raise Rejected("malformed", f"{len(payload)} bytes (at most {MAX_BYTES})")
     try:
-        envelope = json.loads(payload, parse_constant=_no_constant)
-        _check_bounds(envelope, 0)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Rejected("malformed", f"not JSON: {exc}") from None
-    except RecursionError:
-        raise Rejected("malformed", "nested too deeply") from None
-    except ValueError as exc:
+        envelope = Fields(load_object(payload, LIMITS))
+        if envelope.integer("v", 0, MAX_SEQ) != VERSION:
+            raise ProtocolError(f"not a version {VERSION} envelope")
+        body = envelope.body.get("body")
+        if not isinstance(body, dict):
+            raise ProtocolError("body: missing or not an object")
+        fields, args = Fields(body), body.get("args")
+        if not isinstance(args, dict):
+            raise ProtocolError("args: missing or not an object")
+        order = Order(
+            kind=_word(fields, "kind", 16), name=_word(fields, "name", 32),
+            target=fields.text("target", 130), cmd_id=fields.text("cmd_id", 64),
+            seq=fields.integer("seq", 1, MAX_SEQ), expires_at=fields.number("expires_at", 0, 2**40),
+            args=args,
+        )
+        if set(body) != set(asdict(order)):
+            raise ProtocolError("unknown or missing fields in body")
+        if order.kind not in KINDS:
+            raise ProtocolError(f"unknown kind {order.kind!r}")
+        signature = b64decode(envelope.text("sig", 128), SIGNATURE_BYTES)
+        tag = b64decode(envelope.text("mac", 64), 32) if "mac" in envelope.body else None
+        return Sealed(order, envelope.text("kid", 16), signature, tag)
+    except (ProtocolError, SignatureError) as exc:
         raise Rejected("malformed", str(exc)) from None
-    if not isinstance(envelope, dict) or envelope.get("v") != VERSION:
-        raise Rejected("malformed", f"not a version {VERSION} envelope")
-    body = _get(envelope, "body", dict)
-    order = Order(
-        kind=_word(body, "kind", 16), name=_word(body, "name", 32),
-        target=_text(body, "target", 130), cmd_id=_text(body, "cmd_id", 64),
-        seq=_get(body, "seq", int), expires_at=_time(body, "expires_at"),
-        args=_get(body, "args", dict),
-    )
-    if set(body) != set(asdict(order)):
-        raise Rejected("malformed", "unknown or missing fields in body")
-    if order.kind not in KINDS:
-        raise Rejected("malformed", f"unknown kind {order.kind!r}")
-    if not 0 < order.seq < MAX_SEQ:
-        raise Rejected("malformed", "seq out of range")
-    try:
-        signature = b64decode(_text(envelope, "sig", 128), SIGNATURE_BYTES)
-        tag = b64decode(_text(envelope, "mac", 64), 32) if "mac" in envelope else None
-    except SignatureError as exc:
-        raise Rejected("malformed", f"signature: {exc}") from None
-    return Sealed(order, _text(envelope, "kid", 16), signature, tag)
 
 
-# --- bounds -------------------------------------------------------------------
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number")
-
-
-def _check_bounds(value: Any, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise ValueError("nested too deeply")
-    if isinstance(value, str):
-        if len(value) > MAX_STRING:
-            raise ValueError(f"a string of {len(value)} characters (at most {MAX_STRING})")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("a string with a lone surrogate") from None
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise ValueError("a number that is not finite")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_bounds(key, depth + 1)
-            _check_bounds(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_bounds(item, depth + 1)
-
-
-def _get(table: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
-    value = table.get(name)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise Rejected("malformed", f"{name}: missing or of the wrong type")
-    return value
-
-
-def _time(table: dict[str, Any], name: str) -> float:
-    value = _get(table, name, (int, float))
-    if not 0 <= value < 2**40:  # also keeps float() of a huge integer from overflowing
-        raise Rejected("malformed", f"{name}: expected Unix seconds")
-    return float(value)
-
-
-def _text(table: dict[str, Any], name: str, limit: int) -> str:
-    value: str = _get(table, name, str)
-    if not 0 < len(value) <= limit:
-        raise Rejected("malformed", f"{name}: expected 1 to {limit} characters")
-    return value
-
-
-def _word(table: dict[str, Any], name: str, limit: int) -> str:
-    value = _text(table, name, limit)
-    if not value.replace("-", "").replace("_", "").isalnum() or not value.isascii():
-        raise Rejected("malformed", f"{name}: expected letters, digits, '-' or '_'")
+def _word(fields: Fields, name: str, limit: int) -> str:
+    value = fields.text(name, limit)
+    if not value or not value.isascii() or not value.replace("-", "").replace("_", "").isalnum():
+        raise ProtocolError(f"field {name!r}: expected letters, digits, '-' or '_'")
     return value

@@ -1,0 +1,117 @@
+"""Logging for a daemon under journald: one line per record on stdout, member codes hashed,
+repeated errors rate-limited.
+
+An unplugged scanner or an unreachable broker fails the same way every few
+seconds for hours; the journal on an SD card should show the first few
+failures and then a count, not fill up. A member code must never reach the
+journal in clear, whatever path a message took (an exception's text, a
+malformed payload): every message is scrubbed with the member pattern.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+from kiosk.members import redact
+
+BURST = 5
+"""Identical warnings or errors logged in full per window before they are only counted."""
+WINDOW_S = 300.0
+
+_SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
+                    logging.CRITICAL: 2}
+
+
+@dataclass
+class _Seen:
+    window_start: float
+    count: int = 0
+    suppressed: int = 0
+
+
+class RepeatFilter(logging.Filter):
+    """Lets through ``burst`` records of one kind (logger, level, message template) per
+    ``window_s``; counts the rest and says how many were held back on the next one it lets
+    through. Below WARNING nothing is held back."""
+
+    def __init__(self, burst: int = BURST, window_s: float = WINDOW_S) -> None:
+        super().__init__()
+        self.burst = burst
+        self.window_s = window_s
+        self._seen: dict[tuple[str, int, str], _Seen] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a record to hold back; annotates the first record of a new window."""
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        seen = self._seen.get(key)
+        if seen is None or record.created - seen.window_start >= self.window_s:
+            held = seen.suppressed if seen else 0
+            seen = self._seen[key] = _Seen(record.created)
+            if held:
+                record.msg = f"{record.msg} [{held} more like this held back]"
+        seen.count += 1
+        if seen.count > self.burst:
+            seen.suppressed += 1
+            return False
+        if seen.count == self.burst:
+            record.msg = (f"{record.msg} [repeated {self.burst} times; more are held back for "
+                          f"{self.window_s:.0f} s]")
+        return True
+
+
+class MemberScrubber(logging.Filter):
+    """Replaces anything that looks like a member code in a message by its short hash."""
+
+    def __init__(self, member_pattern: str) -> None:
+        super().__init__()
+        self._pattern = re.compile(member_pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Formats the message once, scrubbed; the record then carries no arguments."""
+        message = record.getMessage()
+        scrubbed = self._pattern.sub(_redacted, message)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._pattern.sub(_redacted, record.exc_text)
+        record.msg, record.args = scrubbed, None
+        return True
+
+
+def _redacted(match: re.Match[str]) -> str:
+    return redact(match.group(0))
+
+
+class _JournalFormatter(logging.Formatter):
+    """``<priority>logger: message``: journald reads the priority prefix and adds the time."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = _SYSLOG_PRIORITY.get(record.levelno, 6)
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
+
+
+def setup(level: str, member_pattern: str, stream: TextIO | None = None) -> logging.Handler:
+    """Send every record to stdout at ``level`` (any case), scrubbed and rate-limited.
+
+    Under systemd (``JOURNAL_STREAM`` set) lines carry syslog priorities for
+    ``journalctl -p``; elsewhere they carry a timestamp.
+    """
+    handler = logging.StreamHandler(stream or sys.stdout)
+    if os.environ.get("JOURNAL_STREAM"):
+        handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RepeatFilter())  # first: it tells records apart by their template
+    handler.addFilter(MemberScrubber(member_pattern))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("PIL").setLevel(logging.WARNING)
+    return handler

@@ -1,0 +1,116 @@
+"""The kiosk as an appliance: the hardened systemd unit and a set-up that touches nothing
+it does not need (no apt-get, no network) once everything is there."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kiosk.config import KioskSection
+
+ROOT = Path(__file__).resolve().parent.parent
+UNIT = ROOT / "systemd" / "kiosk.service"
+MAX_EXPOSURE = 2.0
+
+
+def _unit_settings() -> dict[str, list[str]]:
+    """Every ``Key=value`` of the unit; repeated keys (``DeviceAllow=``) keep every value."""
+    settings: dict[str, list[str]] = {}
+    for line in UNIT.read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_the_unit_is_hardened_to_an_exposure_of_at_most_2():
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing: tools/dev.sh setup installs it (package systemd)"
+    result = subprocess.run([analyze, "security", "--offline=yes", str(UNIT)],
+                            capture_output=True, text=True, timeout=60)
+    score = re.search(r"Overall exposure level for kiosk\.service: (\d+\.\d+)", result.stdout)
+    assert score, result.stdout + result.stderr
+    assert float(score.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+def test_the_unit_still_reaches_every_kind_of_kiosk_hardware():
+    settings = _unit_settings()
+    assert "PrivateDevices" not in settings  # it would hide /dev/gpiochip*, cameras, readers
+    assert settings["DevicePolicy"] == ["closed"]
+    allowed = {value.split()[0] for value in settings["DeviceAllow"]}
+    assert allowed >= {"char-gpiochip", "char-video4linux", "char-media", "char-dma_heap",
+                       "char-ttyUSB", "char-ttyACM", "char-ttyAMA", "char-i2c", "char-spi",
+                       "char-input"}
+    groups = set(settings["SupplementaryGroups"][0].split())
+    assert groups >= {"gpio", "video", "dialout", "i2c", "spi", "input"}
+
+
+def test_lgpio_can_create_its_notification_pipe_in_the_working_directory():
+    # lgpio's Python module opens a notification FIFO ".lgd-nfy<n>" in the current
+    # directory when it is imported (lg: PY_LGPIO/lgpio_extra.py, _callback_thread;
+    # lgNotify.c). Under ProtectSystem=strict only the state directory is writable.
+    settings = _unit_settings()
+    assert settings["ProtectSystem"] == ["strict"]
+    assert settings["StateDirectory"] == ["kiosk"]
+    assert settings["WorkingDirectory"] == ["/var/lib/kiosk"] == [KioskSection().state_dir]
+
+
+def test_a_config_error_exits_2_and_systemd_does_not_restart_it(tmp_path):
+    settings = _unit_settings()
+    assert "2" in settings["RestartPreventExitStatus"][0].split()
+    assert settings["StartLimitBurst"] and settings["StartLimitIntervalSec"]
+    assert int(settings["UMask"][0], 8) & 0o007 == 0o007  # nothing world-readable
+    bad = tmp_path / "kiosk.toml"
+    bad.write_text("[mqtt]\nport = 0\n")
+    result = subprocess.run([sys.executable, "-m", "kiosk.cli", "run", "--config", str(bad)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "mqtt.port" in result.stderr
+
+
+# --- tools/dev.sh -------------------------------------------------------------------
+
+
+def _offline_path(tmp_path: Path, *, loud_ldconfig: bool = False) -> dict[str, str]:
+    """An environment where apt-get, apt and sudo fail and record that they were called,
+    and no proxy or index lets pip reach a network."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    for name in ("apt-get", "apt", "sudo"):
+        stub = stubs / name
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> "{tmp_path}/called"\nexit 100\n')
+        stub.chmod(0o755)
+    if loud_ldconfig:
+        # The real cache first, then 2 MiB more: a reader that stops at the first match
+        # leaves this ldconfig to die of SIGPIPE, as the real one did 20 times in 300.
+        stub = stubs / "ldconfig"
+        stub.write_text('#!/bin/bash\n/sbin/ldconfig -p || exit\n'
+                        'yes "	libpadding.so.1 (libc6) => /usr/lib/libpadding.so.1" '
+                        '| head -c 2000000\n')
+        stub.chmod(0o755)
+    return {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "PIP_NO_INDEX": "1",
+            "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+
+
+def _set_up_by_dev_sh() -> bool:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    return (ROOT / ".venv" / f".installed-{digest}").exists()
+
+
+@pytest.mark.skipif(not _set_up_by_dev_sh(), reason="the checkout was not set up by tools/dev.sh")
+@pytest.mark.parametrize("loud_ldconfig", [False, True], ids=["ldconfig", "sigpipe-ldconfig"])
+def test_setting_up_again_offline_runs_no_apt_get(tmp_path, loud_ldconfig):
+    env = _offline_path(tmp_path, loud_ldconfig=loud_ldconfig)
+    for _ in range(2):
+        result = subprocess.run([str(ROOT / "tools" / "dev.sh"), "setup"], env=env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert not (tmp_path / "called").exists(), (tmp_path / "called").read_text()
+        assert "installing" not in result.stderr
