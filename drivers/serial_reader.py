@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import serial
 
-from drivers.base import Cooldown, OnCode, Worker
+from drivers.base import Debounce, OnCode, OnProblem, Worker, keep_open, no_problem_report
 from drivers.specs import SerialSpec
 
 log = logging.getLogger(__name__)
@@ -33,43 +33,29 @@ class SerialCodeSource:
         self._on_open = on_open
         self._baud = spec.baud
         self._terminator = spec.terminator.encode()
-        self._cooldown = Cooldown(spec.cooldown_s)
+        self._debounce = Debounce(spec.cooldown_s)
         self._worker: Worker | None = None
 
-    def start(self, on_code: OnCode) -> None:
+    def start(self, on_code: OnCode, on_problem: OnProblem = no_problem_report) -> None:
         """Start the reader thread; the port is opened (and re-opened) there."""
-        self._worker = Worker(f"kiosk-{self.name}", lambda stop: self._run(stop, on_code))
+        self._worker = Worker(f"kiosk-{self.name}",
+                              lambda stop: self._run(stop, on_code, on_problem))
         self._worker.start()
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the reader thread and close the port."""
+        """Stop the reader thread (which closes the port)."""
         if self._worker is not None:
             self._worker.stop(timeout)
 
-    def _run(self, stopping: threading.Event, on_code: OnCode) -> None:
-        delay = 0.2
-        while not stopping.is_set():
-            try:
-                port = serial.serial_for_url(self.port, baudrate=self._baud, timeout=0.2)
-            except (serial.SerialException, OSError) as exc:
-                log.warning("%s: cannot open %s (%s); retrying in %.1f s",
-                            self.name, self.port, exc, delay)
-                stopping.wait(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            delay = 0.2
-            if self._on_open is not None:
-                self._on_open()
-            try:
-                self._read_lines(port, stopping, on_code)
-            except (serial.SerialException, OSError) as exc:  # unplugged
-                log.warning("%s: %s lost (%s); reopening", self.name, self.port, exc)
-                stopping.wait(delay)
-            except Exception:  # whatever else happens, the reader comes back
-                log.exception("%s: reader failed; reopening %s", self.name, self.port)
-                stopping.wait(1.0)
-            finally:
-                port.close()
+    def _run(self, stopping: threading.Event, on_code: OnCode, on_problem: OnProblem) -> None:
+        keep_open(self.name, stopping, on_problem, self._open,
+                  lambda port: self._read_lines(port, stopping, on_code), _close)
+
+    def _open(self) -> serial.SerialBase:
+        port = serial.serial_for_url(self.port, baudrate=self._baud, timeout=0.2)
+        if self._on_open is not None:
+            self._on_open()
+        return port
 
     def _read_lines(self, port: serial.SerialBase, stopping: threading.Event,
                     on_code: OnCode) -> None:
@@ -87,7 +73,7 @@ class SerialCodeSource:
                 pending.clear()
             for raw in lines:
                 code = printable(raw)
-                if code and self._cooldown.accept(code):
+                if code and self._debounce.accept(code):
                     on_code(code, self.name, time.time())
 
 
@@ -99,3 +85,7 @@ def printable(raw: bytes) -> str:
     """
     text = raw.decode("utf-8", errors="replace")
     return "".join(ch for ch in text if ch.isprintable() and ch != "\ufffd").strip()
+
+
+def _close(port: serial.SerialBase) -> None:
+    port.close()

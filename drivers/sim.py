@@ -31,8 +31,8 @@ from typing import Any
 
 from PIL import Image
 
+from drivers import DriverError
 from drivers.base import Worker
-from drivers.camera import Frame
 from drivers.specs import CameraSpec, DisplaySpec, SerialSpec
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,23 @@ GIVE_UP_S = 2.0
 
 
 class SimCamera:
-    """A :class:`~drivers.camera.FrameSource` showing images from a spool directory or code.
+    """A :class:`~drivers.camera.FrameSource` that films a counter, like a sensor would.
 
-    Each image is placed on a grey canvas the size of the real lores stream, so
-    zbar does the same work it does on a Pi.
+    It delivers ``fps`` frames a second, always: the empty counter (a grey
+    background, or any *scene* set with :meth:`set_scene`, held indefinitely)
+    with a little sensor noise, and a card from the spool directory or
+    :meth:`show` placed on it for ``hold_s``. So the camera thread does the same
+    work it does on a Pi, including looking at an empty counter. The noisy
+    frames are made once per scene (a sensor's DMA costs the CPU nothing
+    either), in ``NOISY_FRAMES`` variants so consecutive frames differ.
+
+    :meth:`unplug` makes the sensor fail (reads and opens raise) until
+    :meth:`plug`, as a loose ribbon cable does.
     """
+
+    NOISY_FRAMES = 4
+    NOISE = 2.0
+    """Standard deviation of the sensor noise, in grey levels."""
 
     def __init__(self, spec: CameraSpec) -> None:
         self._size = (spec.width, spec.height)
@@ -55,44 +67,91 @@ class SimCamera:
         self._frame_s = 1.0 / spec.fps
         self._next_frame = 0.0
         self.spool = Path(spec.spool_dir)
+        self.spool.mkdir(parents=True, exist_ok=True)  # other programs may write at once
         self._shown: queue.SimpleQueue[Image.Image] = queue.SimpleQueue()
-        self._current: Frame | None = None
+        self._scene: Image.Image = Image.new("L", self._size, 190)
+        self._empty: list[Any] = []
+        self._current: list[Any] | None = None
+        self._count = 0
         self._until = 0.0
         self._current_file: Path | None = None
         self._next_poll = 0.0
+        self._plugged = threading.Event()
+        self._plugged.set()
 
     def show(self, image: Image.Image) -> None:
         """Hold ``image`` in front of the camera (after any image already waiting)."""
         self._shown.put(image)
 
+    def set_scene(self, image: Image.Image | None) -> None:
+        """What the camera sees when no card is held, from now on; None: an empty grey counter.
+
+        A scene holding a QR code is a card left lying in view.
+        """
+        scene = Image.new("L", self._size, 190)
+        if image is not None:
+            self._paste(scene, image)
+        self._scene = scene
+        self._empty = []
+
+    def unplug(self) -> None:
+        """The sensor fails from now on: ``read`` and ``open`` raise."""
+        self._plugged.clear()
+
+    def plug(self) -> None:
+        """The sensor works again."""
+        self._plugged.set()
+
     def open(self) -> None:
         """Create the spool directory."""
+        if not self._plugged.is_set():
+            raise DriverError("no camera detected (simulated)")
         self.spool.mkdir(parents=True, exist_ok=True)
 
-    def read(self) -> Frame | None:
-        """The frame in front of the camera now, or None when nothing is shown.
+    def set_fps(self, fps: float) -> None:
+        """Deliver ``fps`` frames a second from now on."""
+        self._frame_s = 1.0 / fps
 
-        Like a sensor, it delivers at most ``fps`` frames a second.
-        """
+    def read(self) -> Any:
+        """The frame in front of the camera now (a 2-D uint8 array), at most ``fps`` a second."""
         now = time.monotonic()
         if now < self._next_frame:
             time.sleep(self._next_frame - now)
             now = time.monotonic()
         self._next_frame = now + self._frame_s
+        if not self._plugged.is_set():
+            raise DriverError("camera pipeline stopped (simulated)")
+        self._count += 1
         if self._current is not None and now < self._until:
-            return self._current
+            return self._current[self._count % len(self._current)]
         self._put_away()
         image = self._next_image(now)
         if image is None:
-            return None
-        canvas = Image.new("L", self._size, 190)
+            if not self._empty:
+                self._empty = self._noisy(self._scene)
+            return self._empty[self._count % len(self._empty)]
+        canvas = self._scene.copy()
+        self._paste(canvas, image)
+        self._current = self._noisy(canvas)
+        self._until = now + self._hold_s
+        return self._current[0]
+
+    def _paste(self, canvas: Image.Image, image: Image.Image) -> None:
         image = image.convert("L")
         image.thumbnail(self._size)
         canvas.paste(image, ((self._size[0] - image.width) // 2,
                              (self._size[1] - image.height) // 2))
-        self._current = (canvas.tobytes(), *self._size)
-        self._until = now + self._hold_s
-        return self._current
+
+    def _noisy(self, image: Image.Image) -> list[Any]:
+        import numpy as np
+
+        clean = np.asarray(image, dtype=np.int16)
+        rng = np.random.default_rng(self._count)
+        frames = []
+        for _ in range(self.NOISY_FRAMES):
+            noise = rng.normal(0, self.NOISE, clean.shape).round().astype(np.int16)
+            frames.append(np.clip(clean + noise, 0, 255).astype(np.uint8))
+        return frames
 
     def _put_away(self) -> None:
         self._current = None
@@ -136,7 +195,8 @@ class SimCamera:
             return None
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Nothing to release; a card being shown is put away."""
+        self._put_away()
 
 
 class PtySerial:

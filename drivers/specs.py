@@ -28,18 +28,44 @@ class CameraSpec:
     backend: str = "picamera2"
     width: int = 640
     height: int = 480
-    fps: float = 10.0
+    fps: float = 15.0
+    idle_fps: float = 5.0
+    idle_after_s: float = 10.0
+    motion_threshold: float = 0.004
+    roi: str = ""
+    decoder: str = "auto"
+    try_downscale: bool = False
     cooldown_s: float = 5.0
     spool_dir: str = "/run/kiosk/camera"
     hold_s: float = 1.0
 
     def __post_init__(self) -> None:
         _one_of("backend", self.backend, ("picamera2", "sim", "none"))
+        _one_of("decoder", self.decoder, ("auto", "zxing", "pyzbar"))
         _require(16 <= self.width <= 4096, "width", "16 to 4096 pixels")
         _require(16 <= self.height <= 4096, "height", "16 to 4096 pixels")
         _require(0 < self.fps <= 120, "fps", "a frame rate above 0 and up to 120")
+        _require(0 < self.idle_fps <= 120, "idle_fps", "a frame rate above 0 and up to 120")
+        _require(self.idle_after_s > 0, "idle_after_s", "a time above 0 s")
+        _require(0 <= self.motion_threshold < 1, "motion_threshold",
+                 "a share of the frame from 0 to below 1, e.g. 0.004")
         _require(self.hold_s > 0, "hold_s", "a time above 0 s")
         _require(self.cooldown_s >= 0, "cooldown_s", "a time of 0 s or more")
+        _ = self.region  # checks roi
+
+    @property
+    def region(self) -> tuple[int, int, int, int] | None:
+        """The region of interest ``(x, y, width, height)`` in lores pixels; None: all of it."""
+        if not self.roi:
+            return None
+        expected = '"x,y,width,height" in pixels inside the frame, e.g. "160,120,320,240"'
+        try:
+            x, y, width, height = (int(part) for part in self.roi.split(","))
+        except ValueError:
+            raise ValueError(f"roi: expected {expected}") from None
+        _require(x >= 0 and y >= 0 and width >= 16 and height >= 16
+                 and x + width <= self.width and y + height <= self.height, "roi", expected)
+        return x, y, width, height
 
 
 @dataclass(frozen=True)

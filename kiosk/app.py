@@ -31,6 +31,7 @@ from kiosk.events import (
     Acked,
     Action,
     CodeRead,
+    DeviceProblem,
     Event,
     LinkUp,
     Record,
@@ -131,6 +132,9 @@ class App:
     def _on_code(self, code: str, source: str, seen_at: float) -> None:
         self._emit(CodeRead(code, source, seen_at))
 
+    def _on_problem(self, device: str, reason: str) -> None:
+        self._emit(DeviceProblem(device, reason))
+
     # --- the controller thread --------------------------------------------
 
     def wait_ready(self, timeout: float) -> bool:
@@ -171,7 +175,7 @@ class App:
         self._carry_out(self.controller.start(), time.monotonic())
         for source in list(self.hardware.sources):
             try:
-                source.start(self._on_code)
+                source.start(self._on_code, self._on_problem)
             except Exception as exc:  # e.g. no camera on the ribbon cable
                 log.error("%s unavailable: %s", source.name, exc)
                 self.problems.append(f"{source.name}: {exc}")
@@ -216,6 +220,12 @@ class App:
         if isinstance(event, StaffMessage):
             self._staff_slots.release()
             self.staff.handle(event)  # checked and carried out by kiosk.provisioning
+            return
+        if isinstance(event, DeviceProblem):  # a device failed or recovered while running
+            self.problems = [p for p in self.problems if not p.startswith(f"{event.device}: ")]
+            if event.reason:
+                self.problems.append(f"{event.device}: {event.reason}")
+            self.link.set_state("degraded" if self.problems else "ready", "; ".join(self.problems))
             return
         if isinstance(event, CodeRead):
             self.scans += 1

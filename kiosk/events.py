@@ -72,11 +72,20 @@ class StaffMessage:
 
 
 @dataclass(frozen=True)
+class DeviceProblem:
+    """A device failed (``reason``) or works again (``reason == ""``); reported by its driver."""
+
+    device: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Tick:
     """Time passes: timeouts and screen changes."""
 
 
-Event = CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | StaffMessage | Tick
+Event = (CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | StaffMessage
+         | DeviceProblem | Tick)
 
 # --- actions ----------------------------------------------------------------
 
