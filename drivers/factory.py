@@ -36,6 +36,11 @@ def simulated(spec: HardwareSpec) -> HardwareSpec:
                         _sim(spec.lights))
 
 
+def chosen(spec: HardwareSpec) -> HardwareSpec:
+    """The backends that will run: the config's, or all simulated under ``KIOSK_HARDWARE=sim``."""
+    return simulated(spec) if os.environ.get("KIOSK_HARDWARE", "").lower() == "sim" else spec
+
+
 @dataclass
 class SimHandles:
     """The simulated devices, for whoever plays the customer (demo, tests)."""
@@ -52,8 +57,7 @@ def make_hardware(spec: HardwareSpec) -> tuple[Hardware, SimHandles]:
     A device that cannot be opened is left out and named in ``hardware.problems``:
     a kiosk whose display died still takes check-ins on its camera, and says so.
     """
-    if os.environ.get("KIOSK_HARDWARE", "").lower() == "sim":
-        spec = simulated(spec)
+    spec = chosen(spec)
     hardware = Hardware(sources=[], display=None, lights=None)
     handles = SimHandles()
     steps: list[tuple[str, str, Callable[[], None]]] = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
+import importlib
 import logging
 import os
 import signal
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
                       help="exit after this many customers (default: run until Ctrl-C)")
     demo.add_argument("--quiet", action="store_true", help="print no display frames")
 
+    for name, text in (("doctor", "check everything the kiosk needs; a fix for each problem"),
+                       ("status", "online or not, outbox, last check-in, problems")):
+        commands.add_parser(name, help=text).add_argument("--config", help="as for run")
+
     card = commands.add_parser("card", help="make a QR member card image (or show it to a "
                                            "simulated kiosk's camera)")
     card.add_argument("text", help="what the QR code holds, e.g. LOY-ALICE01")
@@ -65,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 _logging("WARNING")
                 return run_demo(args.scans, quiet=args.quiet)
+            case "doctor" | "status":
+                return importlib.import_module(f"kiosk.{args.command}").main(args.config)
             case "card":
                 return _card(args.text, args.out, args.spool)
             case "backend":

@@ -9,6 +9,7 @@ is started, so a corrupt file never keeps a kiosk from taking check-ins.
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -54,7 +55,8 @@ def open_db(path: Path) -> tuple[sqlite3.Connection, str | None]:
     The connection is opened by whoever builds the app and then used only by the
     controller thread, so it is opened ``shared``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    _create_private(path)
     moved: str | None = None
     conn = sqlite3.connect(":memory:")  # replaced below; keeps the type simple
     try:
@@ -71,6 +73,14 @@ def open_db(path: Path) -> tuple[sqlite3.Connection, str | None]:
             old = Path(f"{path}{suffix}")
             if old.exists():
                 old.rename(f"{moved}{suffix}")
+        _create_private(path)
         conn = connect(path, shared=True)
     conn.executescript(SCHEMA)
     return conn, moved
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file only its owner and group may read: it holds member
+    data. SQLite gives ``-wal`` and ``-shm`` the database file's own mode."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640))

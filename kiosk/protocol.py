@@ -29,6 +29,10 @@ REPLY_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
 """A real reply is about 250 bytes of flat JSON."""
 CHECKIN_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
 """A real check-in is about 250 bytes of flat JSON."""
+STATE_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=1024)
+"""A retained state: a lifecycle word, the reason, the firmware version."""
+MAX_REASON = 1024
+"""Characters in a state's reason or a refusal's reason."""
 MAX_ID = 64
 """Characters in an ``event_id``, ``boot_id`` or ``device_id``."""
 MAX_MEMBER_ID = 128
@@ -42,8 +46,6 @@ MAX_TIME = 1e11
 """Seconds since the epoch: the year 5138."""
 STAFF_VIEW_LIMITS = Limits(max_bytes=64 * 1024, max_depth=8, max_string=4096)
 """What staff tools read from kiosks (a reported config is the largest, a few KiB)."""
-MAX_REASON = 600
-"""Characters in a refusal's reason."""
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,12 @@ def encode_state(state: str, reason: str, firmware: str) -> bytes:
     """Retained lifecycle state: ``init|ready|degraded|offline`` and why."""
     body = {"v": VERSION, "state": state, "reason": reason, "firmware": firmware}
     return _dump(body)
+
+
+def decode_state(payload: bytes | bytearray) -> tuple[str, str]:
+    """Parse a retained state into ``(state, reason)``, as ``kiosk status`` reads it."""
+    body = decode_object(payload, STATE_LIMITS)
+    return body.text("state", MAX_LABEL), body.text("reason", MAX_REASON, "")
 
 
 # --- staff: command results, reported config, enrollment requests --------------

@@ -1,0 +1,113 @@
+"""``kiosk status``: what a shop owner asks first — is it online, is anything waiting,
+when did it last check someone in, what is wrong.
+
+The database is read read-only (no ``sqlite3`` command needed). The broker is
+asked for the kiosk's retained ``status`` and ``state`` under a client id of its
+own and without the kiosk's credentials: with the kiosk's own identity the
+broker would hand this short session the kiosk's place and drop the daemon.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import ssl
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, TextIO
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kiosk import dbview, protocol
+from kiosk.config import MqttSection, config_path, load_config
+from kiosk.identity import default_device_id
+from kiosk.protocol import ProtocolError
+
+
+def retained(settings: MqttSection, topics: protocol.Topics,
+             timeout: float = 3.0) -> dict[str, bytes] | str:
+    """The retained ``status`` and ``state`` payloads by topic, or why they could not be read."""
+    got: dict[str, bytes] = {}
+    done = threading.Event()
+    wanted = {topics.status, topics.state}
+
+    def on_message(_client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        got[message.topic] = bytes(message.payload)
+        if set(got) == wanted:
+            done.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"status-{uuid.uuid4().hex[:12]}")
+    client.on_connect = lambda c, *_: c.subscribe([(topic, 1) for topic in wanted])
+    client.on_message = on_message
+    if settings.tls:
+        client.tls_set(ca_certs=settings.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+    try:
+        client.connect(settings.host, settings.port, keepalive=10)
+    except OSError as exc:
+        return f"broker {settings.host}:{settings.port} not reachable: {exc}"
+    client.loop_start()
+    done.wait(timeout)  # a retained message arrives at once; none at all means none is kept
+    client.disconnect()
+    client.loop_stop()
+    return got
+
+
+def main(config_arg: str | None, out: TextIO = sys.stdout) -> int:
+    """Print the status; 0 when online with nothing old waiting, 1 otherwise."""
+    config = load_config(config_path(config_arg))
+    device_id = config.kiosk.device_id or default_device_id()
+    topics = protocol.Topics(config.mqtt.topic_prefix, config.kiosk.site, device_id)
+    now = time.time()
+    print(f"kiosk    {device_id} at {config.kiosk.site}", file=out)
+    healthy = _broker_view(config.mqtt, topics, out)
+    db = Path(config.kiosk.state_dir) / "kiosk.db"
+    try:
+        facts = dbview.read(db)
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        print(f"outbox   unknown: {exc}", file=out)
+        return 1
+    waiting = f"{facts.waiting} check-ins waiting"
+    if facts.oldest_waiting_at is not None:
+        waiting += f", oldest stored {dbview.ago(now - facts.oldest_waiting_at)}"
+        healthy = healthy and now - facts.oldest_waiting_at < 60
+    print(f"outbox   {waiting}", file=out)
+    # Delivered check-ins leave the outbox; the member cache remembers the last reply.
+    last = [(at, what) for at, what in ((facts.newest_waiting_at, "check-in stored"),
+                                        (facts.last_reply_at, "reply from the backend"))
+            if at is not None]
+    print("last     " + ("; ".join(f"{what} {dbview.ago(now - at)}" for at, what in last)
+                         or "no check-in yet"), file=out)
+    if facts.verdict != "ok":
+        print(f"problem  database fails its check: {facts.verdict}", file=out)
+        healthy = False
+    if not healthy:
+        print("run `kiosk doctor` for what to do", file=out)
+    return 0 if healthy else 1
+
+
+def _broker_view(settings: MqttSection, topics: protocol.Topics, out: TextIO) -> bool:
+    view = retained(settings, topics)
+    if isinstance(view, str):
+        print(f"online   unknown: {view}", file=out)
+        return False
+    status = view.get(topics.status)
+    if status is None:
+        print(f"online   unknown: no retained status on {topics.status} (never connected, "
+              "or this anonymous client may not read it)", file=out)
+        return False
+    online = status == protocol.ONLINE
+    print(f"online   {'yes' if online else 'no'} (retained status on {settings.host})", file=out)
+    if topics.state in view:
+        try:
+            state, reason = protocol.decode_state(view[topics.state])
+        except ProtocolError as exc:
+            print(f"state    unreadable: {exc}", file=out)
+            return False
+        print(f"state    {state}" + (f": {reason}" if reason else ""), file=out)
+        if state != "ready":
+            print(f"problem  {reason or state}", file=out)
+            return False
+    return online
