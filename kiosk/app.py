@@ -9,7 +9,6 @@ Everything else (code sources, paho, the display worker) only puts events on
 from __future__ import annotations
 
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -24,6 +23,7 @@ from drivers.display import DisplayWorker
 from drivers.factory import SimHandles, make_hardware
 from kiosk import __version__, protocol, systemd
 from kiosk.cache import MemberCache
+from kiosk.checkin import CheckIn
 from kiosk.config import Config
 from kiosk.controller import RECENT_CHECKINS, Controller, Timing
 from kiosk.db import open_db
@@ -37,30 +37,35 @@ from kiosk.events import (
     Record,
     RecordFailed,
     Remember,
+    ScansLost,
     Show,
     Signal,
     StaffMessage,
     Tick,
 )
 from kiosk.identity import default_device_id
+from kiosk.inbox import Inbox
 from kiosk.link import Link, LinkError
 from kiosk.members import MemberCodes
-from kiosk.outbox import Outbox, OutboxError
+from kiosk.outbox import Outbox, OutboxError, OutboxFull
+from kiosk.problems import Problems
 from kiosk.provisioning import overlay
 from kiosk.provisioning.desk import StaffDesk
 from kiosk.provisioning.shadow import Shadow
 from kiosk.publisher import Publisher
 from kiosk.screens import Screen, render
+from kiosk.statedir import StateLock
 from kiosk.telemetry import Rate, cpu_temperature
 from kiosk.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
 TICK_S = 0.2
-QUEUE_SIZE = 1000
-STAFF_SHARE = 50
-"""Staff messages waiting at most on the event queue: a flood of them cannot crowd out
-codes, replies or PUBACKs (the rest are dropped and counted)."""
+FLUSH_AT = 256
+"""Acknowledged rows deleted in one go at the latest (a flush also runs whenever the inbox is
+empty)."""
+STORAGE_CHECK_S = 2.0
+"""While storage is in trouble, how often to try whether it works again."""
 
 
 class App:
@@ -70,40 +75,58 @@ class App:
         base = config
         start = overlay.startup(base)  # the local file, with staff's config over it
         self.config = config = start.config
+        self.restart_requested: str | None = None
         self.device_id = config.kiosk.device_id or default_device_id()
         self.boot_id = uuid.uuid4().hex[:12]
-        self.events: queue.Queue[Event] = queue.Queue(QUEUE_SIZE)
-        self.events_dropped = 0
-        self._staff_slots = threading.Semaphore(STAFF_SHARE)
-        self.restart_requested: str | None = None
-        self.scans = 0
+        self.inbox = Inbox()
+        self.scans_seen = 0
         self.checkins_recorded = 0
+        self.visits_refused = 0
+        self._scans_lost_told = 0
         self._started_at = time.monotonic()
         self._decode_rate = Rate()
         self.screen: Screen | None = None
         self._ready = threading.Event()
 
-        self._db, self.db_moved_to = open_db(Path(config.kiosk.state_dir) / "kiosk.db")
-        self.outbox = Outbox(self._db, config.outbox.max_rows)
+        state_dir = Path(config.kiosk.state_dir)
+        self.lock = StateLock(state_dir)
+        try:
+            self._db, self.db_moved_to = open_db(state_dir / "kiosk.db")
+        except BaseException:
+            self.lock.release()
+            raise
+        self.outbox = Outbox(self._db, config.outbox.max_rows,
+                             int(config.outbox.max_mb * 1_000_000))
         self.cache = MemberCache(self._db)
         self._known = self.cache.load()  # shared with the controller; flush-cache empties it
+        counter = config.counter
         self.controller = Controller(
             MemberCodes(config.members.pattern),
-            Timing(config.counter.reply_timeout_s, config.counter.result_screen_s),
+            Timing(counter.reply_timeout_s, counter.result_screen_s, counter.cooldown_s),
             self.device_id, self.boot_id, self._known,
+            recent=self.outbox.recent_scans(time.time() - counter.cooldown_s),
         )
         self._expect_stored_replies()
         self.topics = protocol.Topics(config.mqtt.topic_prefix, config.kiosk.site, self.device_id)
-        self.link = Link(config.mqtt, self.topics, self.device_id, self._emit)
+        self.link = Link(config.mqtt, self.topics, self.device_id, self._emit,
+                         window=config.outbox.publish_window)
         self.publisher = Publisher(self.outbox, self.link, config.outbox.publish_window)
         shadow = Shadow(base, start, self.topics, self._publish_staff, self.request_restart)
         self.staff = StaffDesk(self, config, self._db, self.topics, self._publish_staff, shadow)
         self.hardware, self.sim = hardware or make_hardware(config.hardware)
         self.display = DisplayWorker(self.hardware.display) if self.hardware.display else None
-        self.problems = list(self.hardware.problems)
-        """What is not as configured, reported as the ``degraded`` state until a restart."""
+        self.problems = Problems(self.link.set_state)
+        """What is wrong right now; the retained ``state`` is ``degraded`` while any is."""
+        for problem in self.hardware.problems:
+            self.problems.set(problem, problem)
         if self.db_moved_to:
-            self.problems.append(f"database was corrupt, moved to {self.db_moved_to}")
+            self.problems.set("database", f"database was corrupt, moved to {self.db_moved_to}")
+        self._next_storage_check = 0.0
+
+    @property
+    def scans_not_taken(self) -> int:
+        """Scans that arrived faster than they could be taken (shown and counted)."""
+        return self.inbox.dropped_scans
 
     def _expect_stored_replies(self) -> None:
         """Check-ins stored before a restart are sent now: their replies are ours too."""
@@ -117,17 +140,8 @@ class App:
     # --- producers (any thread) -------------------------------------------
 
     def _emit(self, event: Event) -> None:
-        if isinstance(event, StaffMessage) and not self._staff_slots.acquire(blocking=False):
-            self.events_dropped += 1
-            log.error("too many staff messages waiting; dropped one on %s", event.topic)
-            return
-        try:
-            self.events.put_nowait(event)
-        except queue.Full:
-            if isinstance(event, StaffMessage):
-                self._staff_slots.release()
-            self.events_dropped += 1
-            log.error("event queue full; dropped %s", type(event).__name__)
+        if not self.inbox.put(event):
+            log.warning("inbox lane full; dropped %s", type(event).__name__)
 
     def _on_code(self, code: str, source: str, seen_at: float) -> None:
         self._emit(CodeRead(code, source, seen_at))
@@ -149,16 +163,25 @@ class App:
         next_tick = next_health = time.monotonic()
         try:
             while not stop.is_set() and self.restart_requested is None:
-                try:
-                    event: Event | None = self.events.get(timeout=TICK_S)
-                except queue.Empty:
-                    event = None
+                event = self.inbox.get(TICK_S)
                 now = time.monotonic()
                 if now >= next_tick:
                     next_tick = now + TICK_S
                     self._dispatch_safely(Tick())
-                if event is not None:
+                    self.staff.tick(now)
+                    self.link.supervise(now)
+                    self._check_storage(now)
+                    self._check_display()
+                if isinstance(event, CodeRead):  # a rush is committed in one transaction
+                    self._dispatch_safely(event, *self.inbox.pending_scans())
+                elif event is not None:
                     self._dispatch_safely(event)
+                if self.inbox.dropped_scans > self._scans_lost_told:
+                    lost = self.inbox.dropped_scans - self._scans_lost_told
+                    self._scans_lost_told += lost
+                    self._dispatch_safely(ScansLost(lost))
+                if not len(self.inbox) or self.publisher.pending_deletes >= FLUSH_AT:
+                    self._flush()
                 watchdog.feed(now)  # from this loop: a stuck controller stops the pings
                 if health_every and now >= next_health and self.link.connected:
                     next_health = now + health_every
@@ -172,102 +195,156 @@ class App:
     def _start(self) -> None:
         if self.display:
             self.display.start()
-        self._carry_out(self.controller.start(), time.monotonic())
+        self._carry_out([self.controller.start()], time.monotonic())
         for source in list(self.hardware.sources):
             try:
                 source.start(self._on_code, self._on_problem)
             except Exception as exc:  # e.g. no camera on the ribbon cable
                 log.error("%s unavailable: %s", source.name, exc)
-                self.problems.append(f"{source.name}: {exc}")
+                self.problems.set(source.name, f"{source.name}: {exc}")
                 self.hardware.sources.remove(source)
-        if self.problems:
-            self.link.set_state("degraded", "; ".join(self.problems))
         self.link.start()
         if self.outbox.depth:
             log.info("%d check-ins waiting in the outbox from before", self.outbox.depth)
         systemd.notify(f"READY=1\nSTATUS=device {self.device_id}, version {__version__}")
         self._ready.set()
 
-    def _dispatch_safely(self, event: Event) -> None:
+    def _dispatch_safely(self, *events: Event) -> None:
         # A bug triggered by one event must not stop the counter for the next customer.
         try:
-            self._dispatch(event)
+            self._dispatch(events)
         except Exception:
-            log.exception("failed to handle %s", type(event).__name__)
+            log.exception("failed to handle %s", type(events[0]).__name__)
+
+    def _flush(self) -> None:
+        """Delete acknowledged rows and refill the publish window."""
+        try:
+            self.publisher.flush()
+        except OutboxError as exc:
+            log.error("acknowledged check-ins not deleted yet (will retry): %s", exc)
+            self.problems.set("storage", f"storage: {exc}")
+            self._next_storage_check = time.monotonic() + STORAGE_CHECK_S
+
+    def _check_display(self) -> None:
+        """A panel failing right now (the display worker keeps reopening it) is a problem."""
+        fault = self.display.fault if self.display else None
+        if fault:
+            self.problems.set("display", fault)
+        else:
+            self.problems.clear("display")
+
+    def _check_storage(self, now: float) -> None:
+        """While storage is in trouble, now and then try whether it works again."""
+        if "storage" not in self.problems or now < self._next_storage_check:
+            return
+        self._next_storage_check = now + STORAGE_CHECK_S
+        if self.outbox.full:
+            return  # clears when delivered rows make room
+        try:
+            self.outbox.probe()
+            self.publisher.flush()
+        except OutboxError as exc:
+            self.problems.set("storage", f"storage: {exc}")
+            return
+        log.info("storage works again")
+        self.problems.clear("storage")
 
     def health(self) -> protocol.Health:
         """How this kiosk is doing, as staff see it on ``tele/health``."""
         frames = sum(getattr(source, "frames_decoded", 0) for source in self.hardware.sources)
-        fault = self.display.fault if self.display else None  # a panel failing right now
-        problems = [*self.problems, fault] if fault else self.problems
         return protocol.Health(
             uptime_s=round(time.monotonic() - self._started_at, 1),
-            state="degraded" if problems else "ready", problems=problems,
+            state=self.problems.state, problems=self.problems.texts(),
             outbox_depth=self.outbox.depth, outbox_oldest_s=round(self.outbox.oldest_age(), 1),
-            scans=self.scans, checkins=self.checkins_recorded,
+            scans=self.scans_seen, checkins=self.checkins_recorded,
+            visits_refused=self.visits_refused, scans_lost=self.inbox.dropped_scans,
             delivered=self.publisher.delivered, refused=self.publisher.refused,
             decode_fps=self._decode_rate.update(frames), connects=self.link.connects,
             bad_messages=self.link.bad_messages,
-            replies_refused=self.controller.replies_refused, events_dropped=self.events_dropped,
+            replies_refused=self.controller.replies_refused,
+            events_dropped=self.inbox.dropped_messages, link_drops=self.link.drops,
             cpu_temp_c=cpu_temperature(),
         )
 
     def _report_health(self) -> None:
         self.link.publish(self.topics.health, protocol.encode_health(self.health()), qos=0)
 
-    def _dispatch(self, event: Event) -> None:
+    def _dispatch(self, events: tuple[Event, ...]) -> None:
         now = time.monotonic()
-        if isinstance(event, StaffMessage):
-            self._staff_slots.release()
-            self.staff.handle(event)  # checked and carried out by kiosk.provisioning
-            return
-        if isinstance(event, DeviceProblem):  # a device failed or recovered while running
-            self.problems = [p for p in self.problems if not p.startswith(f"{event.device}: ")]
-            if event.reason:
-                self.problems.append(f"{event.device}: {event.reason}")
-            self.link.set_state("degraded" if self.problems else "ready", "; ".join(self.problems))
-            return
-        if isinstance(event, CodeRead):
-            self.scans += 1
-        self._carry_out(self.controller.handle(event, now), now)
-        match event:
-            case Acked(mid=mid, ok=ok, reason=reason):
-                self.publisher.acked(mid, ok, reason)
-            case LinkUp():
-                self.staff.link_up()
-                self.publisher.pump()
-            case Tick():
-                self.staff.tick(now)
-                self.publisher.pump()
+        groups = []
+        for event in events:
+            if isinstance(event, DeviceProblem):  # a device failed or recovered while running
+                if event.reason:
+                    self.problems.set(event.device, f"{event.device}: {event.reason}")
+                else:
+                    self.problems.clear(event.device)
+                continue
+            if isinstance(event, StaffMessage):
+                self.staff.handle(event)  # checked and carried out by kiosk.provisioning
+                continue
+            if isinstance(event, CodeRead):
+                self.scans_seen += 1
+            groups.append(self.controller.handle(event, now))
+        self._carry_out(groups, now)
+        for event in events:
+            match event:
+                case Acked(mid=mid, ok=ok, reason=reason):
+                    self.publisher.acked(mid, ok, reason)
+                case LinkUp():
+                    self.staff.link_up()
+                    self.publisher.pump()
 
-    def _carry_out(self, actions: list[Action], now: float) -> None:
-        for action in actions:
-            match action:
-                case Record(checkin=checkin):
-                    try:
-                        row_id = self.outbox.add(checkin.event_id, protocol.encode_checkin(checkin))
-                    except OutboxError as exc:
-                        # Nothing after the Record may run: it would tell the customer
-                        # "checked in". Show why instead.
-                        self._carry_out(self.controller.handle(
-                            RecordFailed(checkin, str(exc)), now), now)
-                        return
-                    self.checkins_recorded += 1
-                    self.publisher.stored(row_id, online=self.controller.online)
-                case Show(screen=screen):
-                    self.screen = screen
-                    if self.display:
-                        self.display.show(render(screen, self.display.size))
-                case Signal(pattern=pattern):
-                    if self.hardware.lights is not None:
-                        self.hardware.lights.show(pattern)
-                case Remember(member_id=member_id, status=status):
-                    try:
-                        self.cache.put(member_id, status)
-                    except sqlite3.Error as exc:  # a cache miss later is harmless
-                        log.warning("member cache not updated: %s", exc)
-                case _:
-                    raise TypeError(f"unknown action {action!r}")
+    def _carry_out(self, groups: list[list[Action]], now: float) -> None:
+        """Carry out each event's actions; every ``Record`` of them is committed first, in one
+        transaction. If that fails, nothing after a ``Record`` runs (it would tell the
+        customer "checked in"): the controller is told why, and shows it instead."""
+        records = [action.checkin for group in groups for action in group
+                   if isinstance(action, Record)]
+        failed = self._record(records, now) if records else None
+        for group in groups:
+            if failed is not None and any(isinstance(action, Record) for action in group):
+                checkin = next(a.checkin for a in group if isinstance(a, Record))
+                group = self.controller.handle(RecordFailed(checkin, failed), now)
+            for action in group:
+                self._act(action)
+
+    def _record(self, checkins: list[CheckIn], now: float) -> str | None:
+        """Commit ``checkins`` durably; None on success, else why they were refused."""
+        try:
+            rows = self.outbox.add_many(
+                [(c.event_id, protocol.encode_checkin(c)) for c in checkins],
+                [(c.member_id, c.captured_at) for c in checkins])
+        except OutboxError as exc:
+            self.visits_refused += len(checkins)
+            text = (f"outbox full ({self.outbox.depth} check-ins waiting)"
+                    if isinstance(exc, OutboxFull) else f"storage: {exc}")
+            self.problems.set("storage", text)
+            self._next_storage_check = now + STORAGE_CHECK_S
+            return str(exc)
+        self.checkins_recorded += len(rows)
+        self.publisher.stored([(row, protocol.encode_checkin(c))
+                               for row, c in zip(rows, checkins, strict=True)],
+                              online=self.controller.online)
+        return None
+
+    def _act(self, action: Action) -> None:
+        match action:
+            case Record():
+                pass  # committed by _carry_out before anything else ran
+            case Show(screen=screen):
+                self.screen = screen
+                if self.display:
+                    self.display.show(render(screen, self.display.size))
+            case Signal(pattern=pattern):
+                if self.hardware.lights is not None:
+                    self.hardware.lights.show(pattern)
+            case Remember(member_id=member_id, status=status):
+                try:
+                    self.cache.put(member_id, status)
+                except sqlite3.Error as exc:  # a cache miss later is harmless
+                    log.warning("member cache not updated: %s", exc)
+            case _:
+                raise TypeError(f"unknown action {action!r}")
 
     # --- what staff commands use (kiosk.provisioning.commands.Parts) ---------
 
@@ -318,22 +395,20 @@ class App:
         systemd.notify("STOPPING=1")
         for source in self.hardware.sources:
             source.stop()
-        while True:  # codes read before the sources stopped are still check-ins
-            try:
-                event = self.events.get_nowait()
-            except queue.Empty:
-                break
-            self._dispatch_safely(event)
+        while (event := self.inbox.get(0)) is not None:  # codes read before the sources
+            self._dispatch_safely(event)                  # stopped are still check-ins
+        self._flush()
         self.link.stop()
         if self.display:
             self.display.stop()
         self.hardware.close()
         self._db.close()
+        self.lock.release()
         log.info("stopped: %d check-ins recorded, %d delivered, %d refused by the broker, "
                  "%d waiting in the outbox; %d connects, %d malformed messages, "
                  "%d events dropped", self.checkins_recorded, self.publisher.delivered,
                  self.publisher.refused, self.outbox.depth, self.link.connects,
-                 self.link.bad_messages, self.events_dropped)
+                 self.link.bad_messages, self.inbox.dropped_messages)
 
 
 def serve(config: Config, stop: threading.Event,

@@ -65,8 +65,11 @@ class CounterSection:
 
     reply_timeout_s: float = 3.0
     result_screen_s: float = 6.0
+    cooldown_s: float = 30.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.cooldown_s <= 86400:
+            raise ValueError("cooldown_s: expected 0 to 86400 s")
         if not 0 < self.reply_timeout_s <= 60:
             raise ValueError("reply_timeout_s: expected a time above 0 and up to 60 s")
         if not 0.5 <= self.result_screen_s <= 120:
@@ -88,8 +91,9 @@ class MqttSection:
     ca_file: str = ""
     cert_file: str = ""
     key_file: str = ""
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 30.0
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 2.0
+    connect_timeout_s: float = 2.5
     session_expiry_s: int = 86400
 
     def __post_init__(self) -> None:
@@ -111,6 +115,8 @@ class MqttSection:
             path = getattr(self, key)
             if self.tls and path and not Path(path).is_file():
                 raise ValueError(f"{key}: no such file {path}")
+        if not 0.5 <= self.connect_timeout_s <= 60:
+            raise ValueError("connect_timeout_s: expected 0.5 to 60 s")
         if self.session_expiry_s < 0:
             raise ValueError("session_expiry_s: expected 0 s or more")
 
@@ -119,14 +125,17 @@ class MqttSection:
 class OutboxSection:
     """The durable queue of check-ins not yet acknowledged by the broker."""
 
-    max_rows: int = 50000
-    publish_window: int = 10
+    max_rows: int = 100000
+    max_mb: float = 64.0
+    publish_window: int = 100
 
     def __post_init__(self) -> None:
         if self.max_rows < 1:
             raise ValueError("max_rows: expected 1 or more")
-        if not 1 <= self.publish_window <= 100:
-            raise ValueError("publish_window: expected 1 to 100 messages in flight")
+        if not 0.01 <= self.max_mb <= 100000:
+            raise ValueError("max_mb: expected 0.01 MB or more")
+        if not 1 <= self.publish_window <= 1000:
+            raise ValueError("publish_window: expected 1 to 1000 messages in flight")
 
 
 @dataclass(frozen=True)

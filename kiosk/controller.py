@@ -25,6 +25,7 @@ from kiosk.events import (
     RecordFailed,
     Remember,
     Reply,
+    ScansLost,
     Show,
     Signal,
     Tick,
@@ -44,6 +45,7 @@ class Timing:
 
     reply_timeout_s: float
     result_screen_s: float
+    cooldown_s: float = 0.0
 
 
 class Controller:
@@ -51,7 +53,8 @@ class Controller:
 
     def __init__(self, codes: MemberCodes, timing: Timing, device_id: str, boot_id: str,
                  known: dict[str, MemberStatus], max_known: int = 5000,
-                 new_event_id: Callable[[], str] = uuid7) -> None:
+                 new_event_id: Callable[[], str] = uuid7,
+                 recent: dict[str, float] | None = None) -> None:
         self._codes = codes
         self._timing = timing
         self._device_id = device_id
@@ -65,6 +68,7 @@ class Controller:
         self._showing_event: str | None = None  # event whose result is on screen
         self._screen_until: float | None = None
         self._awaiting: dict[str, tuple[str, float]] = {}  # event_id -> (member_id, deadline)
+        self._checked_in = recent if recent is not None else {}  # member_id -> unix time
         self._recent: OrderedDict[str, str] = OrderedDict()  # event_id -> member_id, newest last
         self.replies_refused = 0
         """Replies for no check-in of ours, or naming another member: forged or misrouted."""
@@ -94,7 +98,12 @@ class Controller:
                 log.error("check-in %s of %s NOT recorded: %s",
                           checkin.event_id, redact(checkin.member_id), reason)
                 self._awaiting.pop(checkin.event_id, None)
+                self._checked_in.pop(checkin.member_id, None)
                 return [self._result(NotRecorded(reason), now, None), Signal("full")]
+            case ScansLost(count=count):
+                log.error("%d scans arrived faster than they could be taken; not recorded", count)
+                return [self._result(NotRecorded("too busy - scan again"), now, None),
+                        Signal("error")]
             case Tick():
                 return self._tick(now)
             case LinkUp():
@@ -113,6 +122,13 @@ class Controller:
         if member_id is None:
             log.info("unknown card from %s (%d chars)", event.source, len(event.code))
             return [self._result(UnknownCard(), now, None), Signal("error")]
+        last = self._checked_in.get(member_id)
+        if last is not None and 0 <= event.seen_at - last < self._timing.cooldown_s:
+            log.info("%s checked in %.0f s ago; not again", redact(member_id),
+                     event.seen_at - last)
+            return [self._result(Welcome(self._known.get(member_id), Sync.ALREADY), now, None),
+                    Signal("ok")]
+        self._note_checked_in(member_id, event.seen_at)
         self.seq += 1
         checkin = CheckIn(
             event_id=self._new_event_id(), device_id=self._device_id, boot_id=self._boot_id,
@@ -177,6 +193,15 @@ class Controller:
             return []
         self.screen = Idle(self.online)
         return [Show(self.screen), Signal("off" if self.online else "offline")]
+
+    def _note_checked_in(self, member_id: str, seen_at: float) -> None:
+        if not self._timing.cooldown_s:
+            return
+        self._checked_in[member_id] = seen_at
+        if len(self._checked_in) > self._max_known:  # forget those whose cooldown has passed
+            for old, at in list(self._checked_in.items()):
+                if seen_at - at >= self._timing.cooldown_s:
+                    del self._checked_in[old]
 
     def _remember(self, member_id: str, status: MemberStatus) -> None:
         self._known.pop(member_id, None)

@@ -72,6 +72,13 @@ class StaffMessage:
 
 
 @dataclass(frozen=True)
+class ScansLost:
+    """Scans arrived faster than they could be taken; ``count`` were not recorded."""
+
+    count: int
+
+
+@dataclass(frozen=True)
 class DeviceProblem:
     """A device failed (``reason``) or works again (``reason == ""``); reported by its driver."""
 
@@ -84,8 +91,8 @@ class Tick:
     """Time passes: timeouts and screen changes."""
 
 
-Event = (CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | StaffMessage
-         | DeviceProblem | Tick)
+Event = (CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | ScansLost | DeviceProblem
+         | StaffMessage | Tick)
 
 # --- actions ----------------------------------------------------------------
 

@@ -4,14 +4,31 @@ paho runs its network thread (``loop_start``); its callbacks only turn what
 happened into typed events for the controller thread. They never block, take
 no application lock and never raise: an exception would kill paho's thread
 while ``is_connected()`` still said True.
+
+The controller thread also *supervises* the link (:meth:`Link.supervise`, every
+tick), because paho alone notices a silent network late (up to two keepalives)
+and waits a whole keepalive for a CONNACK that will never come:
+
+- a connected link that has heard nothing from the broker for half a keepalive
+  re-publishes the retained ``online`` status as a probe; still nothing after a
+  whole keepalive, and the connection is dropped (detected within 1x keepalive);
+- a connection attempt without a CONNACK after ``connect_timeout_s`` is dropped,
+  so paho's next attempt (after its back-off) finds a healed network quickly;
+- a dead paho network thread is started again.
+
+Dropping means shutting the socket down: paho then sees a lost connection and
+reconnects as it always does, keeping its session and unacknowledged messages.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -36,12 +53,19 @@ class Link:
     """One paho client for one kiosk; events go to ``emit`` (which must not block)."""
 
     def __init__(self, settings: MqttSection, topics: Topics, client_id: str,
-                 emit: Callable[[Event], None]) -> None:
+                 emit: Callable[[Event], None], window: int = 20) -> None:
         self.topics = topics
         self._settings = settings
         self._emit = emit
         self.connects = 0
         self.bad_messages = 0
+        self.drops = 0
+        """Connections this side gave up on (silent broker, no CONNACK)."""
+        self.thread_restarts = 0
+        self.last_heard = 0.0
+        """Monotonic time of the last packet from the broker (any acknowledgement or message)."""
+        self._attempt_at: float | None = None  # when the current connection attempt began
+        self._probing = False
         self._v5 = settings.protocol == "5"
         # A persistent session either way: replies (and later staff commands) sent
         # while the kiosk was away are kept by the broker and arrive on reconnect.
@@ -63,6 +87,9 @@ class Link:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_publish = self._on_publish
+        client.on_pre_connect = self._on_pre_connect
+        client.connect_timeout = settings.connect_timeout_s  # the TCP (and TLS) part of it
+        client.max_inflight_messages_set(window)  # MQTT 5 brokers may lower it (Receive Maximum)
         self._client = client
         self._loop_thread: threading.Thread | None = None
         self._state = ("ready", "")
@@ -106,6 +133,44 @@ class Link:
         self._client.disconnect()
         self._client.loop_stop()
 
+    def supervise(self, now: float) -> None:
+        """Notice a silent link, a hung connection attempt or a dead paho thread, and act.
+
+        Called from the controller thread on every tick; ``now`` is monotonic time.
+        """
+        if self._loop_thread is not None and not self.alive():
+            log.error("the MQTT network thread died; starting it again")
+            self.thread_restarts += 1
+            self._client.loop_stop()  # the thread is dead: this only clears paho's handle
+            self._client.loop_start()
+            self._loop_thread = self._client._thread
+            return
+        keepalive = self._settings.keepalive_s
+        if self._client.is_connected():
+            quiet = now - self.last_heard
+            if quiet >= keepalive:
+                self._drop(f"nothing from the broker for {quiet:.0f} s")
+            elif quiet >= keepalive / 2 and not self._probing:
+                self._probing = True  # any answer ends the probe (see _heard)
+                self._client.publish(self.topics.status, protocol.ONLINE, qos=1, retain=True)
+        elif (self._attempt_at is not None
+              and now - self._attempt_at >= self._settings.connect_timeout_s):
+            self._drop(f"no CONNACK within {self._settings.connect_timeout_s:g} s")
+
+    def _drop(self, why: str) -> None:
+        """Give up on this connection; paho reconnects after its back-off."""
+        log.warning("dropping the broker connection: %s", why)
+        self.drops += 1
+        self._attempt_at = None
+        sock = self._client.socket()
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):  # already closed by paho: nothing to do
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _heard(self) -> None:
+        self.last_heard = time.monotonic()
+        self._probing = False
+
     def alive(self) -> bool:
         """True while paho's network thread runs (fed to the systemd watchdog)."""
         return self._loop_thread is not None and self._loop_thread.is_alive()
@@ -128,9 +193,14 @@ class Link:
 
     # --- paho callbacks (paho's thread) ---------------------------------------
 
+    def _on_pre_connect(self, _client: mqtt.Client, _userdata: Any) -> None:
+        self._attempt_at = time.monotonic()
+
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any,
                     reason_code: Any, _properties: Any) -> None:
         try:
+            self._attempt_at = None
+            self._heard()
             if reason_code.is_failure:
                 log.warning("broker refused the connection: %s", reason_code)
                 self._emit(LinkDown(f"refused: {reason_code}"))
@@ -151,6 +221,7 @@ class Link:
         # paho 2.2 (client.py, loop_forever) calls this from inside its `except OSError`
         # around reconnect() and passes no reason: the exception being handled is it.
         try:
+            self._attempt_at = None  # the attempt is over; paho tries again after its back-off
             log.warning("cannot reach the broker at %s:%d: %s", self._settings.host,
                         self._settings.port, sys.exc_info()[1] or "no reason given")
         except Exception:
@@ -170,6 +241,7 @@ class Link:
     def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int,
                     reason_code: Any, _properties: Any) -> None:
         try:
+            self._heard()
             self._emit(Acked(mid, ok=not reason_code.is_failure, reason=str(reason_code)))
         except Exception:
             log.exception("on_publish failed")
@@ -177,6 +249,7 @@ class Link:
     def _on_message(self, _client: mqtt.Client, _userdata: Any,
                     message: mqtt.MQTTMessage) -> None:
         try:
+            self._heard()
             if message.topic == self.topics.reply:
                 event_id, member_id, status = protocol.decode_reply(message.payload)
                 self._emit(Reply(event_id, member_id, status))

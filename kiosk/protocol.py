@@ -296,6 +296,8 @@ class Health:
     outbox_oldest_s: float
     scans: int
     checkins: int
+    visits_refused: int
+    scans_lost: int
     delivered: int
     refused: int
     decode_fps: float
@@ -303,6 +305,7 @@ class Health:
     bad_messages: int
     replies_refused: int
     events_dropped: int
+    link_drops: int
     cpu_temp_c: float | None
 
 

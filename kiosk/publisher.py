@@ -1,10 +1,22 @@
-"""Moves check-ins from the outbox to the broker, in order, deleting each on its PUBACK.
+"""Moves check-ins from the outbox to the broker, deleting them once acknowledged.
 
-Each row is handed to paho once per process; paho itself re-sends unacknowledged
-QoS 1 messages (same message id, DUP flag) after a reconnect. A restart starts
-again from the oldest row, so delivery is at least once and the backend
-deduplicates on ``event_id``. At most ``window`` rows are in flight, which
-bounds memory and keeps order.
+Each row is handed to paho once per link; paho itself re-sends unacknowledged
+QoS 1 messages (same message id, DUP flag) after a reconnect, and a rebuilt
+link or a restart starts again from the oldest row. Delivery is at least
+once; the backend deduplicates on ``event_id``. At most ``window`` rows are in
+flight, which bounds memory.
+
+**Order and the backlog.** A check-in scanned while the link is up is *live*:
+it is sent at once, ahead of any backlog, so the customer at the counter gets
+the answer within seconds even while thousands of visits from an outage are
+being replayed. The backlog (rows stored while offline, or left from an
+earlier run) goes out in the order it was scanned, marked ``"replayed": true``,
+in the window's remaining room. Within each of the two streams the order is
+the scan order; ``boot_id`` + ``seq`` give the backend the total order.
+
+**Batches.** PUBACKs are collected and their rows deleted in one transaction
+(:meth:`flush`), and the window is refilled with one query per flush, not one
+per acknowledgement.
 """
 
 from __future__ import annotations
@@ -20,6 +32,8 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 5.0
 """A row the broker refused (negative PUBACK) is offered again after this long."""
+LIVE_LIMIT = 1000
+"""Live rows kept in memory at most; beyond that they wait in the backlog like any other."""
 
 
 class Publisher:
@@ -30,56 +44,102 @@ class Publisher:
         self._link = link
         self._window = window
         self._in_flight: dict[int, int] = {}  # paho mid -> outbox row id
-        self._sent_up_to = 0  # highest row id handed to paho
-        self._live: set[int] = set()  # rows stored while online and not yet sent
+        self._cursor = 0  # backlog: the highest row id handed to paho in id order
+        self._live: list[tuple[int, bytes]] = []  # stored while online, not sent yet
+        self._sent_ahead: set[int] = set()  # live rows sent before the cursor reached them
+        self._acked: list[int] = []  # acknowledged, not deleted yet
         self._retry_at: float | None = None
         self.delivered = 0
         self.refused = 0
 
-    def stored(self, row_id: int, online: bool) -> None:
-        """A check-in was committed; send it now if the link is up."""
-        if online:
-            self._live.add(row_id)
+    @property
+    def pending_deletes(self) -> int:
+        """Acknowledged rows still in the outbox (deleted on the next :meth:`flush`)."""
+        return len(self._acked)
+
+    def stored(self, rows: list[tuple[int, bytes]], online: bool) -> None:
+        """Check-ins were committed; send them now, ahead of any backlog, if the link is up."""
+        if online and len(self._live) < LIVE_LIMIT:
+            self._live.extend(rows)
         self.pump()
 
+    def reset(self) -> None:
+        """The link was rebuilt: nothing is in flight any more; send every row again."""
+        self._in_flight.clear()
+        self._live.clear()
+        self._sent_ahead.clear()
+        self._cursor = 0
+
     def pump(self) -> None:
-        """Hand paho the next rows, up to the in-flight window."""
+        """Hand paho the next rows, up to the in-flight window: live ones first."""
         if not self._link.connected:
             return
         if self._retry_at is not None:
             if time.monotonic() < self._retry_at:
                 return
             self._retry_at = None
-        room = self._window - len(self._in_flight)
-        # Rows in the outbox are either in flight or not sent yet: nothing to read when
-        # all are in flight (the usual case on every tick).
-        if room <= 0 or self._outbox.depth <= len(self._in_flight):
-            return
-        for row_id, payload in self._outbox.after(self._sent_up_to, room):
-            live = row_id in self._live
-            self._live.discard(row_id)
-            body = payload if live else protocol.mark_replayed(payload)
-            try:
-                mid = self._link.publish(self._link.topics.checkin, body, qos=1)
-            except LinkError as exc:
-                log.warning("check-in stays in the outbox: %s", exc)
-                self._retry_at = time.monotonic() + RETRY_AFTER_S
+        while self._live and len(self._in_flight) < self._window:
+            row_id, payload = self._live[0]
+            if not self._send(row_id, payload):
                 return
-            self._in_flight[mid] = row_id
-            self._sent_up_to = row_id
+            del self._live[0]
+            if row_id > self._cursor:
+                self._sent_ahead.add(row_id)
+        self._pump_backlog()
+
+    def _pump_backlog(self) -> None:
+        room = self._window - len(self._in_flight)
+        # Rows in the outbox are in flight, acknowledged, or not sent yet: nothing to
+        # read when none is unsent (the usual case on every tick).
+        while room > 0 and (self._outbox.depth - len(self._in_flight) - len(self._acked)
+                            - len(self._live) > 0):
+            rows = self._outbox.after(self._cursor, room + len(self._sent_ahead))
+            if not rows:
+                return
+            for row_id, payload in rows:
+                self._cursor = row_id
+                if row_id in self._sent_ahead:
+                    self._sent_ahead.discard(row_id)
+                    continue
+                if room == 0 or not self._send(row_id, protocol.mark_replayed(payload)):
+                    self._cursor = row_id - 1
+                    return
+                room -= 1
+
+    def _send(self, row_id: int, body: bytes) -> bool:
+        try:
+            mid = self._link.publish(self._link.topics.checkin, body, qos=1)
+        except LinkError as exc:
+            log.warning("check-in stays in the outbox: %s", exc)
+            self._retry_at = time.monotonic() + RETRY_AFTER_S
+            return False
+        self._in_flight[mid] = row_id
+        return True
 
     def acked(self, mid: int, ok: bool, reason: str) -> None:
-        """The broker answered message ``mid``: delete its row, or offer it again later."""
+        """The broker answered message ``mid``: note its row for deletion, or offer it again."""
         row_id = self._in_flight.pop(mid, None)
         if row_id is None:
             return  # status/state messages, not outbox rows
         if ok:
-            self._outbox.remove(row_id)
+            self._acked.append(row_id)
             self.delivered += 1
         else:
             # Keep the row; rewind so it (and everything after it) goes again, in order.
             self.refused += 1
             log.error("broker refused a check-in (%s); will retry", reason)
-            self._sent_up_to = min(self._sent_up_to, row_id - 1)
+            self._cursor = min(self._cursor, row_id - 1)
+            self._sent_ahead = {row for row in self._sent_ahead if row < row_id}
             self._retry_at = time.monotonic() + RETRY_AFTER_S
+
+    def flush(self) -> None:
+        """Delete the acknowledged rows in one transaction, then refill the window.
+
+        Raises :class:`~kiosk.outbox.OutboxError` when the disk refuses the delete; the
+        rows stay noted and the delete is tried again on the next flush.
+        """
+        if self._acked:
+            self._outbox.remove(self._acked)
+            self._sent_ahead.difference_update(self._acked)
+            self._acked.clear()
         self.pump()

@@ -22,6 +22,7 @@ class Sync(enum.Enum):
     WAITING = "Checking in..."
     SYNCED = "Visit recorded!"
     PENDING = "Saved - will sync"
+    ALREADY = "Already checked in"
 
 
 @dataclass(frozen=True)

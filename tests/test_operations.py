@@ -130,7 +130,7 @@ def test_a_corrupt_database_is_replaced_and_reported(kiosk_config, mosquitto, ba
         db.write(b"\x00garbage" * 512)
     kiosk = RunningKiosk(kiosk_config).start()
     try:
-        assert kiosk.app.problems and "database was corrupt" in kiosk.app.problems[0]
+        assert "database was corrupt" in kiosk.app.problems.reason
         kiosk.wait_online()
         kiosk.show_card("LOY-ALICE01")
         wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="a check-in on the new db")

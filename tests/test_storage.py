@@ -20,7 +20,7 @@ def test_rows_come_out_in_the_order_they_went_in_and_survive_a_reopen(db_path):
     assert moved is None
     outbox = Outbox(conn, max_rows=100)
     ids = [outbox.add(f"e{n}", f'{{"n":{n}}}'.encode()) for n in range(5)]
-    outbox.remove(ids[1])
+    outbox.remove([ids[1]])
     conn.close()
 
     conn, _ = open_db(db_path)

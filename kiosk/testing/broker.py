@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,14 +124,23 @@ class Mosquitto:
 
     @contextlib.contextmanager
     def listen(self, topic: str) -> Iterator[list[bytes]]:
-        """Collect every payload published on ``topic`` (retained ones too) inside the block."""
+        """Collect every payload published on ``topic`` (retained ones too) inside the block.
+
+        The block starts once the broker has confirmed the subscription, so nothing
+        published inside it is missed.
+        """
         payloads: list[bytes] = []
+        subscribed = threading.Event()
         client = mqtt.Client(CallbackAPIVersion.VERSION2)
         client.on_message = lambda _client, _userdata, message: payloads.append(
             bytes(message.payload))
+        client.on_subscribe = lambda *_args: subscribed.set()
         client.connect(self.host, self.port)
         client.subscribe(topic, qos=1)
         client.loop_start()
+        if not subscribed.wait(10):
+            client.loop_stop()
+            raise BrokerError(f"no SUBACK for {topic} within 10 s")
         try:
             yield payloads
         finally:

@@ -1,0 +1,88 @@
+"""The controller thread's inbox: one lane per kind of producer, so no flood starves another.
+
+- **link** events (PUBACKs, connect, disconnect) and device problems are never
+  dropped: a lost PUBACK would hold a publish-window slot forever, a lost
+  device report would leave the retained state wrong. The lane needs no bound
+  of its own: acknowledgements are bounded by the publish window, connection
+  events by paho's reconnect back-off and device reports by the drivers'.
+- **scans** are bounded; a scan that does not fit is counted so that the
+  controller can tell the customer to scan again (never silent).
+- **messages** (replies, staff messages) are bounded and counted when dropped:
+  anyone on the broker can flood them.
+
+The controller takes link events first, then alternates between scans and
+messages, so a jammed scanner cannot starve replies and a reply flood cannot
+starve customers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from kiosk.events import Acked, CodeRead, DeviceProblem, Event, LinkDown, LinkUp
+
+SCAN_LANE = 64
+"""Scans waiting at once; a person cannot outrun it, a jammed reader can."""
+MESSAGE_LANE = 256
+"""Incoming MQTT messages waiting at once."""
+
+
+class Inbox:
+    """Bounded lanes with one wait point; any thread may ``put``, one thread ``get``s."""
+
+    def __init__(self, scan_lane: int = SCAN_LANE, message_lane: int = MESSAGE_LANE) -> None:
+        self._link: deque[Event] = deque()
+        self._scans: deque[Event] = deque()
+        self._messages: deque[Event] = deque()
+        self._limits = {id(self._scans): scan_lane, id(self._messages): message_lane}
+        self._ready = threading.Condition(threading.Lock())
+        self._scans_next = True
+        self.dropped_scans = 0
+        self.dropped_messages = 0
+
+    def put(self, event: Event) -> bool:
+        """Queue ``event`` without blocking; False when its lane was full (and it was counted)."""
+        if isinstance(event, Acked | LinkUp | LinkDown | DeviceProblem):
+            lane = self._link
+        elif isinstance(event, CodeRead):
+            lane = self._scans
+        else:
+            lane = self._messages
+        with self._ready:
+            limit = self._limits.get(id(lane))
+            if limit is not None and len(lane) >= limit:
+                if lane is self._scans:
+                    self.dropped_scans += 1
+                else:
+                    self.dropped_messages += 1
+                return False
+            lane.append(event)
+            self._ready.notify()
+        return True
+
+    def get(self, timeout: float) -> Event | None:
+        """The next event by the lanes' rule, waiting up to ``timeout`` s; None if none came."""
+        with self._ready:
+            if not (self._link or self._scans or self._messages):
+                self._ready.wait(timeout)
+            if self._link:
+                return self._link.popleft()
+            first, second = ((self._scans, self._messages) if self._scans_next
+                             else (self._messages, self._scans))
+            self._scans_next = not self._scans_next
+            for lane in (first, second):
+                if lane:
+                    return lane.popleft()
+            return None
+
+    def pending_scans(self) -> list[Event]:
+        """Take every scan waiting now (the controller commits a rush in one transaction)."""
+        with self._ready:
+            scans = list(self._scans)
+            self._scans.clear()
+            return scans
+
+    def __len__(self) -> int:
+        with self._ready:
+            return len(self._link) + len(self._scans) + len(self._messages)

@@ -1,0 +1,43 @@
+"""One daemon per state directory: a lock held for the life of the process.
+
+Two daemons on one directory would share the database and the MQTT client id
+(each kicking the other off the broker). The second one refuses to start
+with one line. The lock is ``flock`` on ``kiosk.lock``: the kernel releases it
+when the process dies, even by ``kill -9``, so a stale lock never blocks a
+restart.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from kiosk.db import StorageError
+
+
+class StateLock:
+    """The held lock; :meth:`release` gives it up (also done by the process exiting)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        path = state_dir / "kiosk.lock"
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise StorageError(f"cannot use state directory {state_dir}: {exc.strerror}") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(self._fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(self._fd)
+            raise StorageError(f"another kiosk is already running on state directory "
+                               f"{state_dir} (pid {holder})") from None
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"{os.getpid()}\n".encode())
+
+    def release(self) -> None:
+        """Give the directory up."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
