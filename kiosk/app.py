@@ -53,9 +53,10 @@ from kiosk.provisioning import overlay
 from kiosk.provisioning.desk import StaffDesk
 from kiosk.provisioning.shadow import Shadow
 from kiosk.publisher import Publisher
-from kiosk.screens import Screen, render
+from kiosk.screens import Screen
 from kiosk.statedir import StateLock
 from kiosk.telemetry import Rate, cpu_temperature
+from kiosk.ui.presenter import Presenter
 from kiosk.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ class App:
         self.staff = StaffDesk(self, config, self._db, self.topics, self._publish_staff, shadow)
         self.hardware, self.sim = hardware or make_hardware(config.hardware)
         self.display = DisplayWorker(self.hardware.display) if self.hardware.display else None
+        self.presenter = Presenter(self.display, config.ui, config.display.kind,
+                                   config.display.contrast, config.counter.result_screen_s)
         self.problems = Problems(self.link.set_state)
         """What is wrong right now; the retained ``state`` is ``degraded`` while any is."""
         for problem in self.hardware.problems:
@@ -293,6 +296,8 @@ class App:
                 case LinkUp():
                     self.staff.link_up()
                     self.publisher.pump()
+                case Tick():
+                    self.presenter.tick(now)  # animation, a reply's story, burn-in protection
 
     def _carry_out(self, groups: list[list[Action]], now: float) -> None:
         """Carry out each event's actions; every ``Record`` of them is committed first, in one
@@ -333,8 +338,7 @@ class App:
                 pass  # committed by _carry_out before anything else ran
             case Show(screen=screen):
                 self.screen = screen
-                if self.display:
-                    self.display.show(render(screen, self.display.size))
+                self.presenter.show(screen, time.monotonic())
             case Signal(pattern=pattern):
                 if self.hardware.lights is not None:
                     self.hardware.lights.show(pattern)
@@ -367,17 +371,16 @@ class App:
 
     def show_frame(self, image: Image.Image | None) -> None:
         """Show ``image`` (None: the customer's screen again)."""
-        if self.display:
-            if image is None and self.screen is not None:
-                image = render(self.screen, self.display.size)
-            if image is not None:
-                self.display.show(image)
+        if image is not None and self.display:
+            self.display.show(image)
+        elif image is None and self.screen is not None:
+            self.presenter.show(self.screen, time.monotonic())
 
     def set_contrast(self, level: int) -> bool:
         """The display's brightness, 0-255; False when there is no display."""
         if not self.display:
             return False
-        self.display.set_contrast(level)
+        self.presenter.set_brightness(level)
         return True
 
     def flush_member_cache(self) -> int:

@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     backend.add_argument("--port", type=int, default=1883)
     backend.add_argument("--db", default="ledger.db", help="ledger SQLite file")
     backend.add_argument("--prefix", default="loyalty", help="topic prefix")
+    backend.add_argument("--ca-file", help="connect with TLS, checking the broker against "
+                                           "this CA (and its host name)")
+    backend.add_argument("--cert-file", default="", help="client certificate (with --ca-file)")
+    backend.add_argument("--key-file", default="", help="its private key")
 
     args = parser.parse_args(argv)
     try:
@@ -130,12 +134,13 @@ def _card(text: str, out: str | None, spool: str | None) -> int:
 
 
 def _backend(args: argparse.Namespace) -> int:
-    from kiosk.backend import Ledger, LoyaltyBackend
+    from kiosk.backend import Ledger, LoyaltyBackend, TlsFiles
 
     _logging("INFO")
     stop = _stop_on_signals()
     ledger = Ledger(Path(args.db))
-    service = LoyaltyBackend(args.host, args.port, ledger, prefix=args.prefix)
+    tls = TlsFiles(args.ca_file, args.cert_file, args.key_file) if args.ca_file else None
+    service = LoyaltyBackend(args.host, args.port, ledger, prefix=args.prefix, tls=tls)
     service.start()
     log.info("reference backend on %s:%d, ledger %s", args.host, args.port, args.db)
     stop.wait()

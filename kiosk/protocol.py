@@ -151,10 +151,19 @@ def checkins_of_all_kiosks(prefix: str) -> str:
 
 def reply_topic_for(checkin_topic: str) -> str:
     """Where the backend answers a check-in that arrived on ``checkin_topic``."""
+    return f"{_checkin_root(checkin_topic)}/reply"
+
+
+def device_of(checkin_topic: str) -> str:
+    """The kiosk whose topic a check-in came on: the only one the broker lets write there."""
+    return _checkin_root(checkin_topic).rsplit("/", 1)[-1]
+
+
+def _checkin_root(checkin_topic: str) -> str:
     root = checkin_topic.removesuffix("/evt/checkin")
     if root == checkin_topic:
         raise ProtocolError(f"not a check-in topic: {checkin_topic}")
-    return f"{root}/reply"
+    return root
 
 
 # --- check-in ---------------------------------------------------------------
@@ -203,6 +212,10 @@ def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
         points_to_next=body.integer("points_to_next", 0, MAX_POINTS),
         progress=body.number("progress", 0.0, 1.0),
         reward_unlocked=body.text("reward_unlocked", MAX_LABEL, ""),
+        next_reward=body.text("next_reward", MAX_LABEL, ""),
+        points_earned=body.integer("points_earned", 0, MAX_POINTS, 0),
+        tier_changed=body.flag("tier_changed", False),
+        badge=body.text("badge", MAX_LABEL, ""),
     )
     return event_id, member_id, status
 
