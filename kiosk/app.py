@@ -46,9 +46,10 @@ from kiosk.members import MemberCodes
 from kiosk.outbox import Outbox, OutboxError, OutboxFull
 from kiosk.problems import Problems
 from kiosk.publisher import Publisher
-from kiosk.screens import Screen, render
+from kiosk.screens import Screen
 from kiosk.statedir import StateLock
 from kiosk.telemetry import Rate, cpu_temperature
+from kiosk.ui.presenter import Presenter
 from kiosk.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ class App:
         self.publisher = Publisher(self.outbox, self.link, config.outbox.publish_window)
         self.hardware, self.sim = hardware or make_hardware(config.hardware)
         self.display = DisplayWorker(self.hardware.display) if self.hardware.display else None
+        self.presenter = Presenter(self.display, config.ui, config.display.kind,
+                                   config.display.contrast, config.counter.result_screen_s)
         self.problems = Problems(self.link.set_state)
         """What is wrong right now; the retained ``state`` is ``degraded`` while any is."""
         for problem in self.hardware.problems:
@@ -272,6 +275,8 @@ class App:
                     self.publisher.acked(mid, ok, reason)
                 case LinkUp():
                     self.publisher.pump()
+                case Tick():
+                    self.presenter.tick(now)  # animation, a reply's story, burn-in protection
 
     def _carry_out(self, groups: list[list[Action]], now: float) -> None:
         """Carry out each event's actions; every ``Record`` of them is committed first, in one
@@ -312,8 +317,7 @@ class App:
                 pass  # committed by _carry_out before anything else ran
             case Show(screen=screen):
                 self.screen = screen
-                if self.display:
-                    self.display.show(render(screen, self.display.size))
+                self.presenter.show(screen, time.monotonic())
             case Signal(pattern=pattern):
                 if self.hardware.lights is not None:
                     self.hardware.lights.show(pattern)

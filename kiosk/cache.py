@@ -43,7 +43,7 @@ class MemberCache:
         """Remember ``status``; now and then forget the members seen longest ago."""
         self._conn.execute(
             "INSERT OR REPLACE INTO members (member_id, status, updated_at) VALUES (?, ?, ?)",
-            (member_id, json.dumps(asdict(status)), time.time()),
+            (member_id, json.dumps(asdict(status.standing())), time.time()),
         )
         self._updates += 1
         if self._updates % PRUNE_EVERY == 0:

@@ -17,6 +17,7 @@ from typing import Any
 
 from drivers.specs import CameraSpec, DisplaySpec, HardwareSpec, LightsSpec, SerialSpec
 from kiosk import KioskError
+from kiosk.ui.settings import UiSection
 
 DEFAULT_PATH = "/etc/kiosk/kiosk.toml"
 TOPIC_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -163,6 +164,7 @@ class Config:
     serial: SerialSpec = field(default_factory=SerialSpec)
     display: DisplaySpec = field(default_factory=DisplaySpec)
     lights: LightsSpec = field(default_factory=LightsSpec)
+    ui: UiSection = field(default_factory=UiSection)
 
     @property
     def hardware(self) -> HardwareSpec:

@@ -149,6 +149,10 @@ def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
         points_to_next=body.integer("points_to_next", 0, MAX_POINTS),
         progress=body.number("progress", 0.0, 1.0),
         reward_unlocked=body.text("reward_unlocked", MAX_LABEL, ""),
+        next_reward=body.text("next_reward", MAX_LABEL, ""),
+        points_earned=body.integer("points_earned", 0, MAX_POINTS, 0),
+        tier_changed=body.flag("tier_changed", False),
+        badge=body.text("badge", MAX_LABEL, ""),
     )
     return event_id, member_id, status
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from PIL import Image
 
+from drivers.base import Hardware
+from drivers.factory import SimHandles
 from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
 from kiosk.app import App
 from kiosk.config import Config, CounterSection, KioskSection, MqttSection
@@ -55,9 +57,10 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "c
 class RunningKiosk:
     """An :class:`~kiosk.app.App` on a background thread, with the customer's side exposed."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config,
+                 hardware: tuple[Hardware, SimHandles] | None = None) -> None:
         self.config = config
-        self.app = App(config)
+        self.app = App(config, hardware)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self.app.run, args=(self._stop,),
                                         name="kiosk-controller", daemon=True)
