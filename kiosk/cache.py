@@ -55,3 +55,7 @@ class MemberCache:
             "DELETE FROM members WHERE member_id NOT IN "
             "(SELECT member_id FROM members ORDER BY updated_at DESC LIMIT ?)", (self._max,)
         )
+
+    def clear(self) -> int:
+        """Forget every member (staff's ``flush-cache``); how many there were."""
+        return self._conn.execute("DELETE FROM members").rowcount

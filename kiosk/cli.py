@@ -103,16 +103,18 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run(path_arg: str | None) -> int:
-    from kiosk.app import App
+    from kiosk.app import App, serve
 
     config = load_config(config_path(path_arg))
     os.umask(0o027)  # kiosk.db and everything else the daemon writes: not world-readable
     faulthandler.enable()  # a watchdog abort (SIGABRT) prints where every thread was
     _logging(config.kiosk.log_level, config.members.pattern)
     stop = _stop_on_signals()
-    app = App(config)
-    log.info("kiosk %s starting as %s", __version__, app.device_id)
-    app.run(stop)
+
+    def started(app: App) -> None:
+        log.info("kiosk %s starting as %s", __version__, app.device_id)
+
+    serve(config, stop, started)
     return 0
 
 

@@ -129,6 +129,12 @@ class Presenter:
         self.frames += 1
         self._display.show(image)
 
+    def set_brightness(self, level: int) -> None:
+        """The contrast used while not dimmed (staff's ``set-brightness``), from now on."""
+        self._contrast = level
+        if not self._dimmed:
+            self._set_contrast(level)
+
     def _set_contrast(self, level: int) -> None:
         if self._display is not None:
             self._display.set_contrast(level)
