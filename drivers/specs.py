@@ -8,7 +8,7 @@ the file and section in front, so the user reads one line naming what to fix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -70,12 +70,12 @@ class CameraSpec:
 
 @dataclass(frozen=True)
 class SerialSpec:
-    """A line-oriented code reader. ``sim`` opens a pseudo-terminal linked at ``sim_link``."""
+    """A serial code reader. ``sim`` opens a pseudo-terminal linked at ``sim_link``."""
 
     backend: str = "none"
     port: str = "/dev/ttyACM0"
     baud: int = 9600
-    terminator: str = "\r"
+    framing: str = "lines"
     cooldown_s: float = 5.0
     sim_link: str = "/run/kiosk/serial"
 
@@ -83,8 +83,36 @@ class SerialSpec:
         _one_of("backend", self.backend, ("pyserial", "sim", "none"))
         _require(self.baud in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200),
                  "baud", "a standard baud rate (1200 ... 115200)")
-        _require(0 < len(self.terminator.encode()) <= 2,
-                 "terminator", 'one or two characters, e.g. "\\r"')
+        _one_of("framing", self.framing, ("lines", "stx-etx"))
+        _require(self.cooldown_s >= 0, "cooldown_s", "a time of 0 s or more")
+
+
+@dataclass(frozen=True)
+class WedgeSpec:
+    """A keyboard-wedge reader (a USB scanner that types), read through evdev and grabbed."""
+
+    backend: str = "none"
+    device: str = "/dev/input/by-id/usb-barcode-scanner-event-kbd"
+    cooldown_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        _one_of("backend", self.backend, ("evdev", "sim", "none"))
+        _require(bool(self.device), "device", "an input device path or a part of its name")
+        _require(self.cooldown_s >= 0, "cooldown_s", "a time of 0 s or more")
+
+
+@dataclass(frozen=True)
+class NfcSpec:
+    """A PN532 NFC reader on I2C or a UART."""
+
+    backend: str = "none"
+    interface: str = "i2c"
+    port: str = "/dev/ttyS0"
+    cooldown_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        _one_of("backend", self.backend, ("pn532", "sim", "none"))
+        _one_of("interface", self.interface, ("i2c", "uart"))
         _require(self.cooldown_s >= 0, "cooldown_s", "a time of 0 s or more")
 
 
@@ -158,19 +186,32 @@ class DisplaySpec:
 
 @dataclass(frozen=True)
 class LightsSpec:
-    """Status LEDs and an optional buzzer on BCM GPIO numbers (0 = not fitted)."""
+    """Status light and buzzer on BCM GPIO numbers (0 = not fitted).
+
+    ``led = "discrete"``: a green and a red LED. ``led = "rgb"``: one RGB LED on
+    ``red_pin``, ``green_pin`` and ``blue_pin``. ``buzzer = "active"`` beeps at
+    its own pitch; ``"tonal"`` (a passive piezo) plays tunes on PWM.
+    """
 
     backend: str = "gpio"
+    led: str = "discrete"
     green_pin: int = 17
     red_pin: int = 27
+    blue_pin: int = 0
     buzzer_pin: int = 0
+    buzzer: str = "active"
+    sim_state: str = "/run/kiosk/lights.json"
 
     def __post_init__(self) -> None:
         _one_of("backend", self.backend, ("gpio", "sim", "none"))
-        for key in ("green_pin", "red_pin", "buzzer_pin"):
+        _one_of("led", self.led, ("discrete", "rgb"))
+        _one_of("buzzer", self.buzzer, ("active", "tonal"))
+        for key in ("green_pin", "red_pin", "blue_pin", "buzzer_pin"):
             pin = getattr(self, key)
             _require(pin == 0 or 2 <= pin <= 27, key, "a BCM GPIO number 2 to 27 (0 = not fitted)")
-        pins = [p for p in (self.green_pin, self.red_pin, self.buzzer_pin) if p]
+        _require(self.led == "discrete" or self.blue_pin != 0, "blue_pin",
+                 "a GPIO pin for an RGB LED's blue leg")
+        pins = [p for p in (self.green_pin, self.red_pin, self.blue_pin, self.buzzer_pin) if p]
         _require(len(set(pins)) == len(pins), "buzzer_pin", "a different GPIO pin for each light")
 
 
@@ -182,3 +223,5 @@ class HardwareSpec:
     serial: SerialSpec
     display: DisplaySpec
     lights: LightsSpec
+    keyboard: WedgeSpec = field(default_factory=WedgeSpec)
+    nfc: NfcSpec = field(default_factory=NfcSpec)

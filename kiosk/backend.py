@@ -58,14 +58,29 @@ def display_name(member_id: str) -> str:
     return letters.capitalize()[:12]
 
 
-def standing(member_id: str, balance: int, unlocked: bool) -> MemberStatus:
-    """Tier and progress for ``balance`` points."""
-    tier = next(name for floor, name in TIERS if balance >= floor)
+def tier_of(balance: int) -> str:
+    """The tier ``balance`` points reach."""
+    return next(name for floor, name in TIERS if balance >= floor)
+
+
+def badge_for(visits: int) -> str:
+    """A badge for the first visit and every tenth one."""
+    if visits == 1:
+        return "First visit"
+    return f"{visits} visits" if visits % 10 == 0 else ""
+
+
+def standing(member_id: str, balance: int, earned: int = 0, visits: int = 0) -> MemberStatus:
+    """Tier and progress for ``balance`` points, and what a visit that ``earned`` points won."""
+    tier = tier_of(balance)
     into = balance % REWARD_EVERY
+    unlocked = earned > 0 and (balance - earned) // REWARD_EVERY < balance // REWARD_EVERY
     return MemberStatus(
         display_name=display_name(member_id), balance=balance, tier=tier,
         points_to_next=REWARD_EVERY - into, progress=into / REWARD_EVERY,
-        reward_unlocked=REWARD if unlocked else "",
+        reward_unlocked=REWARD if unlocked else "", next_reward=REWARD,
+        points_earned=earned, tier_changed=earned > 0 and tier_of(balance - earned) != tier,
+        badge=badge_for(visits) if earned else "",
     )
 
 
@@ -95,15 +110,15 @@ class Ledger:
                         "SET balance = balance + excluded.balance, visits = visits + 1",
                         (checkin.member_id, self.points_per_visit),
                     )
-                balance = self._conn.execute(
-                    "SELECT balance FROM accounts WHERE member_id = ?", (checkin.member_id,)
-                ).fetchone()[0]
+                balance, visits = self._conn.execute(
+                    "SELECT balance, visits FROM accounts WHERE member_id = ?",
+                    (checkin.member_id,)).fetchone()
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-        unlocked = new and balance % REWARD_EVERY == 0
-        return standing(checkin.member_id, balance, unlocked), new
+        earned = self.points_per_visit if new else 0
+        return standing(checkin.member_id, balance, earned, visits), new
 
     def visits(self, device_id: str) -> list[tuple[str, int, str, bool]]:
         """``(event_id, seq, member_id, replayed)`` of a kiosk's visits, in arrival order."""

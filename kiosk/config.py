@@ -15,8 +15,18 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers.specs import CameraSpec, DisplaySpec, HardwareSpec, LightsSpec, SerialSpec
+from drivers.specs import (
+    CameraSpec,
+    DisplaySpec,
+    HardwareSpec,
+    LightsSpec,
+    NfcSpec,
+    SerialSpec,
+    WedgeSpec,
+)
 from kiosk import KioskError
+from kiosk.signing import Verifier
+from kiosk.ui.settings import UiSection
 
 DEFAULT_PATH = "/etc/kiosk/kiosk.toml"
 TOPIC_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -48,15 +58,31 @@ class KioskSection:
 
 @dataclass(frozen=True)
 class MembersSection:
-    """Which codes are member cards; anything else gets the "unknown card" screen."""
+    """Which codes are member codes; anything else gets the "unknown card" screen."""
 
     pattern: str = r"LOY-[A-Z0-9]{4,32}"
+    card_keys: str = ""
+    tag_ids: bool = True
 
     def __post_init__(self) -> None:
         try:
             re.compile(self.pattern)
         except re.error as exc:
             raise ValueError(f"pattern: expected a regular expression ({exc})") from None
+        _ = self.card_issuers  # checks card_keys
+
+    @property
+    def card_issuers(self) -> Verifier | None:
+        """The trusted card-issuer public keys; None when signed cards are not accepted."""
+        texts = [text for text in re.split(r"[\s,]+", self.card_keys) if text]
+        if not texts:
+            return None
+        try:
+            return Verifier.from_texts(texts)
+        except ValueError:
+            raise ValueError("card_keys: expected card-issuer public keys (43 characters "
+                             "of base64url each, as `kiosk card-key` prints), comma-separated"
+                             ) from None
 
 
 @dataclass(frozen=True)
@@ -150,6 +176,27 @@ class TelemetrySection:
 
 
 @dataclass(frozen=True)
+class StaffSection:
+    """Who may command and configure this kiosk over MQTT (see kiosk/provisioning/)."""
+
+    trusted_keys: tuple[str, ...] = ()
+    """Staff public keys (``kioskctl keys list``); none: the kiosk waits to be enrolled."""
+    clock_synced_file: str = "/run/systemd/timesync/synchronized"
+    rollback_after_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        from kiosk.signing import SignatureError, public_key_from_text
+
+        for text in self.trusted_keys:
+            try:
+                public_key_from_text(text)
+            except (SignatureError, ValueError):
+                raise ValueError(f"trusted_keys: {text[:50]!r} is not a public key") from None
+        if not 2 <= self.rollback_after_s <= 3600:
+            raise ValueError("rollback_after_s: expected 2 to 3600 s")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one kiosk."""
 
@@ -159,15 +206,20 @@ class Config:
     mqtt: MqttSection = field(default_factory=MqttSection)
     outbox: OutboxSection = field(default_factory=OutboxSection)
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
+    staff: StaffSection = field(default_factory=StaffSection)
     camera: CameraSpec = field(default_factory=CameraSpec)
     serial: SerialSpec = field(default_factory=SerialSpec)
     display: DisplaySpec = field(default_factory=DisplaySpec)
     lights: LightsSpec = field(default_factory=LightsSpec)
+    keyboard: WedgeSpec = field(default_factory=WedgeSpec)
+    nfc: NfcSpec = field(default_factory=NfcSpec)
+    ui: UiSection = field(default_factory=UiSection)
 
     @property
     def hardware(self) -> HardwareSpec:
         """The device settings, as ``drivers.factory.make_hardware`` takes them."""
-        return HardwareSpec(self.camera, self.serial, self.display, self.lights)
+        return HardwareSpec(self.camera, self.serial, self.display, self.lights,
+                            self.keyboard, self.nfc)
 
 
 def config_path(cli_path: str | None) -> Path:
@@ -216,6 +268,11 @@ def build(cls: type, table: Any, where: str) -> Any:
 def _typed(kind: Any, value: Any, key: str) -> Any:
     if is_dataclass(kind):
         return build(kind, value, key)  # type: ignore[arg-type]
+    if typing.get_origin(kind) is tuple:  # tuple[X, ...]: a TOML array of X
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{key}: expected an array, got {value!r}")
+        item = typing.get_args(kind)[0]
+        return tuple(_typed(item, element, f"{key}[{i}]") for i, element in enumerate(value))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, bool) and kind is not bool:

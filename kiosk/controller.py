@@ -30,7 +30,7 @@ from kiosk.events import (
     Signal,
     Tick,
 )
-from kiosk.members import MemberCodes, MemberStatus, redact
+from kiosk.members import MemberCodes, MemberStatus, Refused, redact
 from kiosk.screens import Idle, NotRecorded, Screen, Sync, UnknownCard, Welcome
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,11 @@ class Controller:
         raise TypeError(f"unexpected event {event!r}")
 
     def _code_read(self, event: CodeRead, now: float) -> list[Action]:
-        member_id = self._codes.parse(event.code)
-        if member_id is None:
-            log.info("unknown card from %s (%d chars)", event.source, len(event.code))
-            return [self._result(UnknownCard(), now, None), Signal("error")]
+        member_id = self._codes.parse(event.code, event.source)
+        if isinstance(member_id, Refused):
+            log.info("refused a code from %s: %s (%s, %d chars)", event.source,
+                     member_id.reason, redact(event.code), len(event.code))
+            return [self._result(UnknownCard(member_id.reason), now, None), Signal("error")]
         last = self._checked_in.get(member_id)
         if last is not None and 0 <= event.seen_at - last < self._timing.cooldown_s:
             log.info("%s checked in %.0f s ago; not again", redact(member_id),
@@ -178,7 +179,7 @@ class Controller:
             self._screen_until = None
             self._showing_event = None
             self.screen = Idle(self.online)
-            actions += [Show(self.screen), Signal("off" if self.online else "offline")]
+            actions += [Show(self.screen), Signal("idle" if self.online else "offline")]
         return actions
 
     def _result(self, screen: Welcome | UnknownCard | NotRecorded, now: float,
@@ -192,7 +193,7 @@ class Controller:
         if not isinstance(self.screen, Idle) or self.screen.online == self.online:
             return []
         self.screen = Idle(self.online)
-        return [Show(self.screen), Signal("off" if self.online else "offline")]
+        return [Show(self.screen), Signal("idle" if self.online else "offline")]
 
     def _note_checked_in(self, member_id: str, seen_at: float) -> None:
         if not self._timing.cooldown_s:

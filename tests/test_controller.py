@@ -51,7 +51,7 @@ def test_a_member_code_is_recorded_before_the_customer_is_told(controller):
 
 def test_an_unknown_card_records_nothing(controller):
     actions = _online(controller).handle(CodeRead("https://example.com", "camera", 1.0), 1.0)
-    assert actions == [Show(UnknownCard()), Signal("error")]
+    assert actions == [Show(UnknownCard("Web address")), Signal("error")]
     assert controller.seq == 0
 
 
@@ -95,7 +95,7 @@ def test_the_result_returns_to_idle_and_idle_follows_the_link(controller):
     # no reply can come now: "will sync" at once, and the result stays up
     assert controller.handle(LinkDown("gone"), 2.0) == [Show(Welcome(KNOWN, Sync.PENDING))]
     assert controller.handle(Tick(), 7.0) == [Show(Idle(online=False)), Signal("offline")]
-    assert controller.handle(LinkUp(), 8.0) == [Show(Idle(online=True)), Signal("off")]
+    assert controller.handle(LinkUp(), 8.0) == [Show(Idle(online=True)), Signal("idle")]
     assert controller.handle(LinkUp(), 8.1) == []
 
 
