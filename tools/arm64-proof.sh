@@ -9,7 +9,9 @@
 # 2. installs the kiosk there as README's "Install on a Raspberry Pi" says: git, a clone,
 #    tools/install.sh (picamera2, lgpio and rpi-lgpio are Raspberry Pi OS packages, so
 #    the installer skips them and the camera stays simulated);
-# 3. runs the test suite there as README's Quickstart says (tools/dev.sh test).
+# 3. runs the test suite there as README's Quickstart says (tools/dev.sh test); the root
+#    also has build-essential and python3-dev, as Raspberry Pi OS does, because pip
+#    compiles evdev (a test dependency) from source.
 # Slow (emulation) and CPU-heavy: not part of CI. The log goes to WORKDIR/proof.log.
 set -euo pipefail
 
@@ -41,7 +43,7 @@ fi
 if [ ! -x "$ROOTFS/usr/bin/python3" ]; then
     say "building the bookworm arm64 root"
     rm -rf "$ROOTFS"
-    mmdebstrap --arch=arm64 --variant=minbase --include=ca-certificates,sudo,git,python3,systemd \
+    mmdebstrap --arch=arm64 --variant=minbase --include=ca-certificates,sudo,git,python3,systemd,build-essential,python3-dev \
         bookworm "$ROOTFS"
 fi
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
