@@ -46,7 +46,7 @@ class Mosquitto:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, persistence: bool = True) -> None:
         binary = find_mosquitto()
         if binary is None:
             raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
@@ -54,6 +54,9 @@ class Mosquitto:
         self.workdir = workdir
         self.port = port or free_port()
         self.log_path = workdir / "mosquitto.log"
+        self.persistence = persistence
+        """False: a restart forgets every session and subscription (a careless production
+        broker); the kiosk must still lose nothing."""
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> None:
@@ -65,10 +68,10 @@ class Mosquitto:
             "allow_anonymous true\n"
             # Persistent like a production broker: sessions (the backend's subscription)
             # survive a restart, saved after every change so even a SIGKILL keeps them.
-            "persistence true\n"
-            f"persistence_location {self.workdir}/\n"
-            "autosave_on_changes true\nautosave_interval 1\n"
-            "max_queued_messages 100000\n"
+            + (f"persistence true\npersistence_location {self.workdir}/\n"
+               "autosave_on_changes true\nautosave_interval 1\n" if self.persistence
+               else "persistence false\n")
+            + "max_queued_messages 100000\n"
             # Run as root, mosquitto would switch to its own user and lose our files.
             + ("user root\n" if os.geteuid() == 0 else "")
             + f"log_dest file {self.log_path}\n"
