@@ -33,6 +33,7 @@ PATTERNS: dict[str, Pattern] = {
     "error": Pattern(red=(0.2, 0.2, 3), buzzer=(0.4, 0.0, 1)),
     "offline": Pattern(red=(0.1, 2.9, None)),
     "full": Pattern(red=(1.0, 0.0, None), buzzer=(0.4, 0.2, 2)),
+    "identify": Pattern(green=(0.25, 0.25, 20), red=(0.25, 0.25, 20), buzzer=(0.1, 0.9, 3)),
 }
 
 

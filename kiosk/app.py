@@ -13,7 +13,10 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+
+from PIL import Image
 
 from drivers.base import Hardware
 from drivers.display import DisplayWorker
@@ -37,18 +40,23 @@ from kiosk.events import (
     ScansLost,
     Show,
     Signal,
+    StaffMessage,
     Tick,
 )
 from kiosk.identity import default_device_id
 from kiosk.inbox import Inbox
-from kiosk.link import Link
+from kiosk.link import Link, LinkError
 from kiosk.members import MemberCodes
 from kiosk.outbox import Outbox, OutboxError, OutboxFull
 from kiosk.problems import Problems
+from kiosk.provisioning import overlay
+from kiosk.provisioning.desk import StaffDesk
+from kiosk.provisioning.shadow import Shadow
 from kiosk.publisher import Publisher
-from kiosk.screens import Screen, render
+from kiosk.screens import Screen
 from kiosk.statedir import StateLock
 from kiosk.telemetry import Rate, cpu_temperature
+from kiosk.ui.presenter import Presenter
 from kiosk.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -65,7 +73,10 @@ class App:
     """One kiosk: hardware, controller, outbox, cache and MQTT link."""
 
     def __init__(self, config: Config, hardware: tuple[Hardware, SimHandles] | None = None):
-        self.config = config
+        base = config
+        start = overlay.startup(base)  # the local file, with staff's config over it
+        self.config = config = start.config
+        self.restart_requested: str | None = None
         self.device_id = config.kiosk.device_id or default_device_id()
         self.boot_id = uuid.uuid4().hex[:12]
         self.inbox = Inbox()
@@ -88,11 +99,12 @@ class App:
         self.outbox = Outbox(self._db, config.outbox.max_rows,
                              int(config.outbox.max_mb * 1_000_000))
         self.cache = MemberCache(self._db)
+        self._known = self.cache.load()  # shared with the controller; flush-cache empties it
         counter = config.counter
         self.controller = Controller(
             MemberCodes(config.members.pattern),
             Timing(counter.reply_timeout_s, counter.result_screen_s, counter.cooldown_s),
-            self.device_id, self.boot_id, self.cache.load(),
+            self.device_id, self.boot_id, self._known,
             recent=self.outbox.recent_scans(time.time() - counter.cooldown_s),
         )
         self._expect_stored_replies()
@@ -100,8 +112,12 @@ class App:
         self.link = Link(config.mqtt, self.topics, self.device_id, self._emit,
                          window=config.outbox.publish_window)
         self.publisher = Publisher(self.outbox, self.link, config.outbox.publish_window)
+        shadow = Shadow(base, start, self.topics, self._publish_staff, self.request_restart)
+        self.staff = StaffDesk(self, config, self._db, self.topics, self._publish_staff, shadow)
         self.hardware, self.sim = hardware or make_hardware(config.hardware)
         self.display = DisplayWorker(self.hardware.display) if self.hardware.display else None
+        self.presenter = Presenter(self.display, config.ui, config.display.kind,
+                                   config.display.contrast, config.counter.result_screen_s)
         self.problems = Problems(self.link.set_state)
         """What is wrong right now; the retained ``state`` is ``degraded`` while any is."""
         for problem in self.hardware.problems:
@@ -149,12 +165,13 @@ class App:
         health_every = self.config.telemetry.interval_s
         next_tick = next_health = time.monotonic()
         try:
-            while not stop.is_set():
+            while not stop.is_set() and self.restart_requested is None:
                 event = self.inbox.get(TICK_S)
                 now = time.monotonic()
                 if now >= next_tick:
                     next_tick = now + TICK_S
                     self._dispatch_safely(Tick())
+                    self.staff.tick(now)
                     self.link.supervise(now)
                     self._check_storage(now)
                     self._check_display()
@@ -235,9 +252,10 @@ class App:
         log.info("storage works again")
         self.problems.clear("storage")
 
-    def _report_health(self) -> None:
+    def health(self) -> protocol.Health:
+        """How this kiosk is doing, as staff see it on ``tele/health``."""
         frames = sum(getattr(source, "frames_decoded", 0) for source in self.hardware.sources)
-        health = protocol.Health(
+        return protocol.Health(
             uptime_s=round(time.monotonic() - self._started_at, 1),
             state=self.problems.state, problems=self.problems.texts(),
             outbox_depth=self.outbox.depth, outbox_oldest_s=round(self.outbox.oldest_age(), 1),
@@ -250,7 +268,9 @@ class App:
             events_dropped=self.inbox.dropped_messages, link_drops=self.link.drops,
             cpu_temp_c=cpu_temperature(),
         )
-        self.link.publish(self.topics.health, protocol.encode_health(health), qos=0)
+
+    def _report_health(self) -> None:
+        self.link.publish(self.topics.health, protocol.encode_health(self.health()), qos=0)
 
     def _dispatch(self, events: tuple[Event, ...]) -> None:
         now = time.monotonic()
@@ -262,6 +282,9 @@ class App:
                 else:
                     self.problems.clear(event.device)
                 continue
+            if isinstance(event, StaffMessage):
+                self.staff.handle(event)  # checked and carried out by kiosk.provisioning
+                continue
             if isinstance(event, CodeRead):
                 self.scans_seen += 1
             groups.append(self.controller.handle(event, now))
@@ -271,7 +294,10 @@ class App:
                 case Acked(mid=mid, ok=ok, reason=reason):
                     self.publisher.acked(mid, ok, reason)
                 case LinkUp():
+                    self.staff.link_up()
                     self.publisher.pump()
+                case Tick():
+                    self.presenter.tick(now)  # animation, a reply's story, burn-in protection
 
     def _carry_out(self, groups: list[list[Action]], now: float) -> None:
         """Carry out each event's actions; every ``Record`` of them is committed first, in one
@@ -312,8 +338,7 @@ class App:
                 pass  # committed by _carry_out before anything else ran
             case Show(screen=screen):
                 self.screen = screen
-                if self.display:
-                    self.display.show(render(screen, self.display.size))
+                self.presenter.show(screen, time.monotonic())
             case Signal(pattern=pattern):
                 if self.hardware.lights is not None:
                     self.hardware.lights.show(pattern)
@@ -324,6 +349,49 @@ class App:
                     log.warning("member cache not updated: %s", exc)
             case _:
                 raise TypeError(f"unknown action {action!r}")
+
+    # --- what staff commands use (kiosk.provisioning.commands.Parts) ---------
+
+    def _publish_staff(self, topic: str, payload: bytes, retain: bool) -> None:
+        try:
+            self.link.publish(topic, payload, qos=1, retain=retain)
+        except LinkError as exc:
+            log.warning("staff answer not sent: %s", exc)
+
+    def signal(self, pattern: str) -> bool:
+        """Run a light pattern; False when no lights are fitted."""
+        if self.hardware.lights is None:
+            return False
+        self.hardware.lights.show(pattern)
+        return True
+
+    def display_size(self) -> tuple[int, int] | None:
+        """The display's size, or None when there is none."""
+        return self.display.size if self.display else None
+
+    def show_frame(self, image: Image.Image | None) -> None:
+        """Show ``image`` (None: the customer's screen again)."""
+        if image is not None and self.display:
+            self.display.show(image)
+        elif image is None and self.screen is not None:
+            self.presenter.show(self.screen, time.monotonic())
+
+    def set_contrast(self, level: int) -> bool:
+        """The display's brightness, 0-255; False when there is no display."""
+        if not self.display:
+            return False
+        self.presenter.set_brightness(level)
+        return True
+
+    def flush_member_cache(self) -> int:
+        """Forget every cached member status (what the kiosk shows when offline)."""
+        self._known.clear()
+        return self.cache.clear()
+
+    def request_restart(self, reason: str) -> None:
+        """Leave :meth:`run` after this event; :func:`serve` starts the kiosk again."""
+        log.info("restarting: %s", reason)
+        self.restart_requested = reason
 
     def _shutdown(self) -> None:
         log.info("stopping")
@@ -344,3 +412,15 @@ class App:
                  "%d events dropped", self.checkins_recorded, self.publisher.delivered,
                  self.publisher.refused, self.outbox.depth, self.link.connects,
                  self.link.bad_messages, self.inbox.dropped_messages)
+
+
+def serve(config: Config, stop: threading.Event,
+          started: Callable[[App], None] = lambda _app: None) -> None:
+    """Run kiosks built from ``config`` until ``stop``: a restart (a command, or staff's
+    new config) stops the parts in order and builds them again from the files."""
+    while not stop.is_set():
+        app = App(config)
+        started(app)
+        app.run(stop)
+        if app.restart_requested is None:
+            return

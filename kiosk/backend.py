@@ -9,8 +9,10 @@ real backend replaces it by speaking the same protocol.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +58,29 @@ def display_name(member_id: str) -> str:
     return letters.capitalize()[:12]
 
 
-def standing(member_id: str, balance: int, unlocked: bool) -> MemberStatus:
-    """Tier and progress for ``balance`` points."""
-    tier = next(name for floor, name in TIERS if balance >= floor)
+def tier_of(balance: int) -> str:
+    """The tier ``balance`` points reach."""
+    return next(name for floor, name in TIERS if balance >= floor)
+
+
+def badge_for(visits: int) -> str:
+    """A badge for the first visit and every tenth one."""
+    if visits == 1:
+        return "First visit"
+    return f"{visits} visits" if visits % 10 == 0 else ""
+
+
+def standing(member_id: str, balance: int, earned: int = 0, visits: int = 0) -> MemberStatus:
+    """Tier and progress for ``balance`` points, and what a visit that ``earned`` points won."""
+    tier = tier_of(balance)
     into = balance % REWARD_EVERY
+    unlocked = earned > 0 and (balance - earned) // REWARD_EVERY < balance // REWARD_EVERY
     return MemberStatus(
         display_name=display_name(member_id), balance=balance, tier=tier,
         points_to_next=REWARD_EVERY - into, progress=into / REWARD_EVERY,
-        reward_unlocked=REWARD if unlocked else "",
+        reward_unlocked=REWARD if unlocked else "", next_reward=REWARD,
+        points_earned=earned, tier_changed=earned > 0 and tier_of(balance - earned) != tier,
+        badge=badge_for(visits) if earned else "",
     )
 
 
@@ -93,15 +110,15 @@ class Ledger:
                         "SET balance = balance + excluded.balance, visits = visits + 1",
                         (checkin.member_id, self.points_per_visit),
                     )
-                balance = self._conn.execute(
-                    "SELECT balance FROM accounts WHERE member_id = ?", (checkin.member_id,)
-                ).fetchone()[0]
+                balance, visits = self._conn.execute(
+                    "SELECT balance, visits FROM accounts WHERE member_id = ?",
+                    (checkin.member_id,)).fetchone()
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-        unlocked = new and balance % REWARD_EVERY == 0
-        return standing(checkin.member_id, balance, unlocked), new
+        earned = self.points_per_visit if new else 0
+        return standing(checkin.member_id, balance, earned, visits), new
 
     def visits(self, device_id: str) -> list[tuple[str, int, str, bool]]:
         """``(event_id, seq, member_id, replayed)`` of a kiosk's visits, in arrival order."""
@@ -124,11 +141,25 @@ class Ledger:
             self._conn.close()
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """The broker's CA and this backend's client certificate (``tools/make-certs``)."""
+
+    ca_file: str
+    cert_file: str = ""
+    key_file: str = ""
+
+
 class LoyaltyBackend:
-    """Connects the ledger to the broker: check-ins in, replies out."""
+    """Connects the ledger to the broker: check-ins in, replies out.
+
+    A check-in whose ``device_id`` is not the kiosk of the topic it came on is
+    refused: behind the broker's ACL only that kiosk can write there, so a
+    kiosk cannot check visits in under another kiosk's name.
+    """
 
     def __init__(self, host: str, port: int, ledger: Ledger, prefix: str = "loyalty",
-                 client_id: str = "loyalty-backend") -> None:
+                 client_id: str = "loyalty-backend", tls: TlsFiles | None = None) -> None:
         self.ledger = ledger
         self._prefix = prefix
         self._host, self._port = host, port
@@ -143,6 +174,9 @@ class LoyaltyBackend:
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
         client.reconnect_delay_set(1, 5)
+        if tls:  # paho checks the broker's certificate and host name
+            client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file or None,
+                           keyfile=tls.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
         self._client = client
 
     def start(self) -> None:
@@ -173,6 +207,10 @@ class LoyaltyBackend:
     def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         try:
             checkin, replayed = protocol.decode_checkin(message.payload)
+            sender = protocol.device_of(message.topic)
+            if checkin.device_id != sender:
+                raise protocol.ProtocolError(
+                    f"device_id {checkin.device_id!r} is not the kiosk {sender!r} that sent it")
             status, new = self.ledger.credit(checkin, replayed)
             self.received += 1
             self.duplicates += not new

@@ -43,7 +43,7 @@ class MemberCache:
         """Remember ``status``; now and then forget the members seen longest ago."""
         self._conn.execute(
             "INSERT OR REPLACE INTO members (member_id, status, updated_at) VALUES (?, ?, ?)",
-            (member_id, json.dumps(asdict(status)), time.time()),
+            (member_id, json.dumps(asdict(status.standing())), time.time()),
         )
         self._updates += 1
         if self._updates % PRUNE_EVERY == 0:
@@ -55,3 +55,7 @@ class MemberCache:
             "DELETE FROM members WHERE member_id NOT IN "
             "(SELECT member_id FROM members ORDER BY updated_at DESC LIMIT ?)", (self._max,)
         )
+
+    def clear(self) -> int:
+        """Forget every member (staff's ``flush-cache``); how many there were."""
+        return self._conn.execute("DELETE FROM members").rowcount

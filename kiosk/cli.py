@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     backend.add_argument("--port", type=int, default=1883)
     backend.add_argument("--db", default="ledger.db", help="ledger SQLite file")
     backend.add_argument("--prefix", default="loyalty", help="topic prefix")
+    backend.add_argument("--ca-file", help="connect with TLS, checking the broker against "
+                                           "this CA (and its host name)")
+    backend.add_argument("--cert-file", default="", help="client certificate (with --ca-file)")
+    backend.add_argument("--key-file", default="", help="its private key")
 
     args = parser.parse_args(argv)
     try:
@@ -99,16 +103,18 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run(path_arg: str | None) -> int:
-    from kiosk.app import App
+    from kiosk.app import App, serve
 
     config = load_config(config_path(path_arg))
     os.umask(0o027)  # kiosk.db and everything else the daemon writes: not world-readable
     faulthandler.enable()  # a watchdog abort (SIGABRT) prints where every thread was
     _logging(config.kiosk.log_level, config.members.pattern)
     stop = _stop_on_signals()
-    app = App(config)
-    log.info("kiosk %s starting as %s", __version__, app.device_id)
-    app.run(stop)
+
+    def started(app: App) -> None:
+        log.info("kiosk %s starting as %s", __version__, app.device_id)
+
+    serve(config, stop, started)
     return 0
 
 
@@ -128,12 +134,13 @@ def _card(text: str, out: str | None, spool: str | None) -> int:
 
 
 def _backend(args: argparse.Namespace) -> int:
-    from kiosk.backend import Ledger, LoyaltyBackend
+    from kiosk.backend import Ledger, LoyaltyBackend, TlsFiles
 
     _logging("INFO")
     stop = _stop_on_signals()
     ledger = Ledger(Path(args.db))
-    service = LoyaltyBackend(args.host, args.port, ledger, prefix=args.prefix)
+    tls = TlsFiles(args.ca_file, args.cert_file, args.key_file) if args.ca_file else None
+    service = LoyaltyBackend(args.host, args.port, ledger, prefix=args.prefix, tls=tls)
     service.start()
     log.info("reference backend on %s:%d, ledger %s", args.host, args.port, args.db)
     stop.wait()

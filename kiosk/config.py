@@ -17,6 +17,7 @@ from typing import Any
 
 from drivers.specs import CameraSpec, DisplaySpec, HardwareSpec, LightsSpec, SerialSpec
 from kiosk import KioskError
+from kiosk.ui.settings import UiSection
 
 DEFAULT_PATH = "/etc/kiosk/kiosk.toml"
 TOPIC_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -150,6 +151,27 @@ class TelemetrySection:
 
 
 @dataclass(frozen=True)
+class StaffSection:
+    """Who may command and configure this kiosk over MQTT (see kiosk/provisioning/)."""
+
+    trusted_keys: tuple[str, ...] = ()
+    """Staff public keys (``kioskctl keys list``); none: the kiosk waits to be enrolled."""
+    clock_synced_file: str = "/run/systemd/timesync/synchronized"
+    rollback_after_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        from kiosk.signing import SignatureError, public_key_from_text
+
+        for text in self.trusted_keys:
+            try:
+                public_key_from_text(text)
+            except (SignatureError, ValueError):
+                raise ValueError(f"trusted_keys: {text[:50]!r} is not a public key") from None
+        if not 2 <= self.rollback_after_s <= 3600:
+            raise ValueError("rollback_after_s: expected 2 to 3600 s")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one kiosk."""
 
@@ -159,10 +181,12 @@ class Config:
     mqtt: MqttSection = field(default_factory=MqttSection)
     outbox: OutboxSection = field(default_factory=OutboxSection)
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
+    staff: StaffSection = field(default_factory=StaffSection)
     camera: CameraSpec = field(default_factory=CameraSpec)
     serial: SerialSpec = field(default_factory=SerialSpec)
     display: DisplaySpec = field(default_factory=DisplaySpec)
     lights: LightsSpec = field(default_factory=LightsSpec)
+    ui: UiSection = field(default_factory=UiSection)
 
     @property
     def hardware(self) -> HardwareSpec:
@@ -216,6 +240,11 @@ def build(cls: type, table: Any, where: str) -> Any:
 def _typed(kind: Any, value: Any, key: str) -> Any:
     if is_dataclass(kind):
         return build(kind, value, key)  # type: ignore[arg-type]
+    if typing.get_origin(kind) is tuple:  # tuple[X, ...]: a TOML array of X
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{key}: expected an array, got {value!r}")
+        item = typing.get_args(kind)[0]
+        return tuple(_typed(item, element, f"{key}[{i}]") for i, element in enumerate(value))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, bool) and kind is not bool:

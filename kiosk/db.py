@@ -1,4 +1,4 @@
-"""The kiosk's one SQLite database: outbox, member cache, recent scans, small facts.
+"""The kiosk's one SQLite database: outbox, member cache, recent scans, staff sequence numbers.
 
 WAL with ``synchronous=FULL``: a row is on the SD card when ``INSERT``
 returns, and survives a power cut or ``kill -9``.
@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE TABLE IF NOT EXISTS recent_scans (
     member_id TEXT PRIMARY KEY,
     seen_at   REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS staff_seq (
+    key_id      TEXT PRIMARY KEY,
+    seq         INTEGER NOT NULL,
+    cmd_id      TEXT NOT NULL,
+    accepted_at REAL NOT NULL
 );
 """
 

@@ -63,6 +63,15 @@ class RecordFailed:
 
 
 @dataclass(frozen=True)
+class StaffMessage:
+    """A message on a staff topic (command or desired config), not yet checked at all."""
+
+    topic: str
+    payload: bytes
+    retained: bool
+
+
+@dataclass(frozen=True)
 class ScansLost:
     """Scans arrived faster than they could be taken; ``count`` were not recorded."""
 
@@ -83,7 +92,7 @@ class Tick:
 
 
 Event = (CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | ScansLost | DeviceProblem
-         | Tick)
+         | StaffMessage | Tick)
 
 # --- actions ----------------------------------------------------------------
 

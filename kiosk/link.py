@@ -39,7 +39,7 @@ from paho.mqtt.properties import Properties
 
 from kiosk import KioskError, __version__, protocol
 from kiosk.config import MqttSection
-from kiosk.events import Acked, Event, LinkDown, LinkUp, Reply
+from kiosk.events import Acked, Event, LinkDown, LinkUp, Reply, StaffMessage
 from kiosk.protocol import ProtocolError, Topics
 
 log = logging.getLogger(__name__)
@@ -210,6 +210,8 @@ class Link:
                 return
             self.connects += 1
             client.subscribe(self.topics.reply, qos=1)
+            for topic in self.topics.staff_subscriptions:
+                client.subscribe(topic, qos=1)
             client.publish(self.topics.status, protocol.ONLINE, qos=1, retain=True)
             self._publish_state()
             log.info("connected to %s:%d (session present: %s)", self._settings.host,
@@ -259,6 +261,8 @@ class Link:
             if message.topic == self.topics.reply:
                 event_id, member_id, status = protocol.decode_reply(message.payload)
                 self._emit(Reply(event_id, member_id, status))
+            elif self.topics.staff_order(message.topic):  # checked on the controller thread
+                self._emit(StaffMessage(message.topic, bytes(message.payload), message.retain))
         except ProtocolError as exc:
             self.bad_messages += 1
             log.warning("ignored a malformed message on %s: %s", message.topic, exc)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,19 @@ class MemberStatus:
     balance: int
     tier: str
     points_to_next: int
+    """Points still needed for the next reward (not the next tier)."""
     progress: float
     reward_unlocked: str = ""
+    next_reward: str = ""
+    """The name of the reward ``points_to_next`` leads to; empty when the backend does not say."""
+    points_earned: int = 0
+    tier_changed: bool = False
+    badge: str = ""
+    """A badge earned with this visit."""
+
+    def standing(self) -> MemberStatus:
+        """The lasting part, without what happened on this visit (for the member cache)."""
+        return replace(self, reward_unlocked="", points_earned=0, tier_changed=False, badge="")
 
 
 class MemberCodes:

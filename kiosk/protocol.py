@@ -20,6 +20,9 @@ from kiosk.wire import Fields, Limits, ProtocolError, load_object
 VERSION = 1
 ONLINE = b"online"
 OFFLINE = b"offline"
+ALL = "_all"
+"""The site or device level of a group topic: ``<prefix>/<site>/_all/cmd/<name>`` is a
+site's kiosks, ``<prefix>/_all/_all/cmd/<name>`` the fleet's."""
 
 
 REPLY_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
@@ -29,6 +32,7 @@ CHECKIN_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
 STATE_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=1024)
 """A retained state: a lifecycle word, the reason, the firmware version."""
 MAX_REASON = 1024
+"""Characters in a state's reason or a refusal's reason."""
 MAX_ID = 64
 """Characters in an ``event_id``, ``boot_id`` or ``device_id``."""
 MAX_MEMBER_ID = 128
@@ -40,6 +44,8 @@ MAX_POINTS = 1_000_000_000
 MAX_SEQ = 2**63 - 1
 MAX_TIME = 1e11
 """Seconds since the epoch: the year 5138."""
+STAFF_VIEW_LIMITS = Limits(max_bytes=64 * 1024, max_depth=8, max_string=4096)
+"""What staff tools read from kiosks (a reported config is the largest, a few KiB)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,63 @@ class Topics:
         """Periodic health report, QoS 0."""
         return f"{self.root}/tele/health"
 
+    @property
+    def config_desired(self) -> str:
+        """Staff's signed desired config (retained)."""
+        return f"{self.root}/config/desired"
+
+    @property
+    def config_reported(self) -> str:
+        """The config in force, secrets removed, and the last rejection (retained)."""
+        return f"{self.root}/config/reported"
+
+    @property
+    def enroll(self) -> str:
+        """An unprovisioned kiosk's enrollment request (retained until it is enrolled)."""
+        return f"{self.root}/enroll"
+
+    def command(self, name: str) -> str:
+        """A signed staff command for this kiosk (never retained)."""
+        return f"{self.root}/cmd/{name}"
+
+    def command_result(self, name: str) -> str:
+        """This kiosk's answer to a command, group commands included."""
+        return f"{self.root}/cmd/{name}/result"
+
+    @property
+    def staff_subscriptions(self) -> list[str]:
+        """What a kiosk subscribes to for staff: its own orders, its site's and the fleet's."""
+        return [self.config_desired, self.command("+"), command_topic(self.prefix, self.site),
+                command_topic(self.prefix)]
+
+    def staff_order(self, topic: str) -> tuple[str, str] | None:
+        """``(kind, name)`` of a staff topic of this kiosk (``("cmd", "ping")``), else None."""
+        if topic == self.config_desired:
+            return "config", "config"
+        for root in (self.root, f"{self.prefix}/{self.site}/{ALL}", f"{self.prefix}/{ALL}/{ALL}"):
+            name = topic.removeprefix(f"{root}/cmd/")
+            if name != topic and name and "/" not in name:
+                return ("enroll" if name == "enroll" else "cmd"), name
+        return None
+
+
+def command_topic(prefix: str, site: str = ALL, device_id: str = ALL, name: str = "+") -> str:
+    """A command topic: one kiosk's, a site's (``device_id`` ``_all``) or the fleet's."""
+    return f"{prefix}/{site}/{device_id}/cmd/{name}"
+
+
+def every_kiosk(prefix: str, leaf: str) -> str:
+    """The subscription staff use to hear ``leaf`` (``status``, ``config/reported`` …) of all."""
+    return f"{prefix}/+/+/{leaf}"
+
+
+def kiosk_of(topic: str) -> tuple[str, str] | None:
+    """``(site, device_id)`` of a topic under a kiosk's root, else None."""
+    parts = topic.split("/")
+    if len(parts) < 4 or ALL in parts[1:3]:
+        return None
+    return parts[1], parts[2]
+
 
 def checkins_of_all_kiosks(prefix: str) -> str:
     """The subscription a backend uses to hear every kiosk of every site."""
@@ -88,10 +151,19 @@ def checkins_of_all_kiosks(prefix: str) -> str:
 
 def reply_topic_for(checkin_topic: str) -> str:
     """Where the backend answers a check-in that arrived on ``checkin_topic``."""
+    return f"{_checkin_root(checkin_topic)}/reply"
+
+
+def device_of(checkin_topic: str) -> str:
+    """The kiosk whose topic a check-in came on: the only one the broker lets write there."""
+    return _checkin_root(checkin_topic).rsplit("/", 1)[-1]
+
+
+def _checkin_root(checkin_topic: str) -> str:
     root = checkin_topic.removesuffix("/evt/checkin")
     if root == checkin_topic:
         raise ProtocolError(f"not a check-in topic: {checkin_topic}")
-    return f"{root}/reply"
+    return root
 
 
 # --- check-in ---------------------------------------------------------------
@@ -140,6 +212,10 @@ def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
         points_to_next=body.integer("points_to_next", 0, MAX_POINTS),
         progress=body.number("progress", 0.0, 1.0),
         reward_unlocked=body.text("reward_unlocked", MAX_LABEL, ""),
+        next_reward=body.text("next_reward", MAX_LABEL, ""),
+        points_earned=body.integer("points_earned", 0, MAX_POINTS, 0),
+        tier_changed=body.flag("tier_changed", False),
+        badge=body.text("badge", MAX_LABEL, ""),
     )
     return event_id, member_id, status
 
@@ -157,6 +233,66 @@ def decode_state(payload: bytes | bytearray) -> tuple[str, str]:
     """Parse a retained state into ``(state, reason)``, as ``kiosk status`` reads it."""
     body = decode_object(payload, STATE_LIMITS)
     return body.text("state", MAX_LABEL), body.text("reason", MAX_REASON, "")
+
+
+# --- staff: command results, reported config, enrollment requests --------------
+
+
+def encode_result(cmd_id: str, ok: bool, error: str = "",
+                  data: dict[str, Any] | None = None) -> bytes:
+    """A kiosk's answer to a command: ``status`` ``ok`` or ``error`` and why."""
+    body = {"v": VERSION, "cmd_id": cmd_id, "status": "ok" if ok else "error",
+            "error": error, "data": data or {}}
+    return _dump(body)
+
+
+def decode_result(payload: bytes | bytearray) -> dict[str, Any]:
+    """Parse a command result (staff side)."""
+    body = decode_object(payload, STAFF_VIEW_LIMITS)
+    body.text("cmd_id", MAX_ID)
+    body.text("status", 8)
+    body.text("error", MAX_REASON)
+    _table(body, "data")
+    return body.body
+
+
+def encode_reported(version: int, cmd_id: str, config: dict[str, Any],
+                    rejected: dict[str, Any] | None) -> bytes:
+    """The config in force (``version`` 0: the local file alone) and the last rejection."""
+    body = {"v": VERSION, "version": version, "cmd_id": cmd_id, "config": config,
+            "rejected": rejected}
+    return _dump(body)
+
+
+def decode_reported(payload: bytes | bytearray) -> dict[str, Any]:
+    """Parse a reported config (staff side)."""
+    body = decode_object(payload, STAFF_VIEW_LIMITS)
+    body.integer("version", 0, MAX_SEQ)
+    body.text("cmd_id", MAX_ID)
+    _table(body, "config")
+    if body.body.get("rejected") is not None:
+        _table(body, "rejected")
+    return body.body
+
+
+def encode_enroll_request(device_id: str, site: str, firmware: str) -> bytes:
+    """An unprovisioned kiosk asking to be enrolled (the pairing code is only on its screen)."""
+    return _dump({"v": VERSION, "device_id": device_id, "site": site, "firmware": firmware})
+
+
+def decode_enroll_request(payload: bytes | bytearray) -> dict[str, Any]:
+    """Parse an enrollment request (staff side)."""
+    body = decode_object(payload, STAFF_VIEW_LIMITS)
+    for name in ("device_id", "site", "firmware"):
+        body.text(name, MAX_ID)
+    return body.body
+
+
+def _table(body: Fields, name: str) -> dict[str, Any]:
+    value = body.body.get(name)
+    if not isinstance(value, dict):
+        raise ProtocolError(f"field {name!r} is missing or not an object")
+    return value
 
 
 # --- health -----------------------------------------------------------------

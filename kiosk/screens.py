@@ -1,28 +1,31 @@
-"""What the customer sees: screen models and their pure rendering to a 1-bit image.
+"""What the customer sees, as plain values: the screen models.
 
-Screens are plain values, so the controller can decide *what* to show without
-touching a display, and tests can compare a rendered screen pixel for pixel.
-Layouts target the common 128x64 OLED and scale their positions to other sizes.
+The controller decides *what* to show by returning one of these; ``kiosk.ui``
+decides *how* (layout per display, language, animation) and renders it to an
+image. Screens hold no text meant for the customer: words come from the
+message catalogue (``kiosk.ui.catalogue``), so every screen exists in every
+language.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from functools import cache
-
-from PIL import Image, ImageDraw, ImageFont
 
 from kiosk.members import MemberStatus
 
 
 class Sync(enum.Enum):
-    """How far a check-in has got, in words a customer understands."""
+    """How far a check-in has got."""
 
-    WAITING = "Checking in..."
-    SYNCED = "Visit recorded!"
-    PENDING = "Saved - will sync"
-    ALREADY = "Already checked in"
+    WAITING = "waiting"
+    """Stored; the backend's answer is expected any moment."""
+    SYNCED = "synced"
+    """The backend answered: the status is fresh."""
+    PENDING = "pending"
+    """Stored; it will be sent (offline, or no answer in time). The status is the last known."""
+    ALREADY = "already"
+    """Checked in a moment ago (cooldown): nothing new was recorded."""
 
 
 @dataclass(frozen=True)
@@ -52,85 +55,66 @@ class NotRecorded:
     reason: str
 
 
-Screen = Idle | Welcome | UnknownCard | NotRecorded
+class Fault(enum.Enum):
+    """Why the kiosk is out of service."""
+
+    OUTBOX_FULL = "outbox_full"
+    HARDWARE = "hardware"
 
 
-@cache
-def _small() -> ImageFont.ImageFont:
-    return ImageFont.load_default_imagefont()
+@dataclass(frozen=True)
+class OutOfService:
+    """The kiosk cannot take check-ins until staff step in; ``detail`` is for staff."""
+
+    fault: Fault
+    detail: str = ""
 
 
-@cache
-def _large() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=16)
+@dataclass(frozen=True)
+class StaffInfo:
+    """What staff need at the counter: which kiosk this is and how it is connected."""
+
+    device_id: str
+    ip_address: str
+    broker: str
+    """``connected`` or ``offline``."""
+    config_version: int
+    identify: bool = False
+    """True while staff asked the kiosk to identify itself (the screen flashes)."""
 
 
-def render(screen: Screen, size: tuple[int, int] = (128, 64)) -> Image.Image:
-    """Draw ``screen`` as a mode "1" image of ``size`` (white on black, as OLEDs show)."""
-    image = Image.new("1", size, 0)
-    draw = ImageDraw.Draw(image)
-    width, height = size
-    match screen:
-        case Idle(online=online):
-            _centered(draw, width, 2, "LOYALTY", _small())
-            _centered(draw, width, 20, "Scan your card", _large())
-            if not online:
-                _banner(draw, width, height, "offline: visits saved")
-        case Welcome(status=status, sync=sync):
-            _welcome(draw, width, height, status, sync)
-        case UnknownCard():
-            _centered(draw, width, 6, "Unknown card", _large())
-            _centered(draw, width, 32, "Please show your", _small())
-            _centered(draw, width, 44, "member QR code", _small())
-        case NotRecorded(reason=reason):
-            _centered(draw, width, 2, "Sorry!", _large())
-            _centered(draw, width, 24, "Visit NOT recorded", _small())
-            _centered(draw, width, 36, "please ask staff", _small())
-            _banner(draw, width, height, reason[:24])
-    return image
+# The moments of a fresh reply, shown one after another before the Welcome summary
+# (``kiosk.ui.story``); the controller never returns them itself.
 
 
-def _welcome(draw: ImageDraw.ImageDraw, width: int, height: int,
-             status: MemberStatus | None, sync: Sync) -> None:
-    name = status.display_name if status and status.display_name else ""
-    greeting = _fit(draw, width, f"Hi {name}", _small(), "!") if name else "Welcome!"
-    draw.text((0, 0), greeting, font=_small(), fill=1)
-    if status is None:
-        _centered(draw, width, 16, "Thank you", _large())
-    else:
-        draw.text((0, 12), f"{status.balance:,} pts", font=_large(), fill=1)
-        line = f"{status.tier[:10]}  {status.points_to_next:,} to go"
-        draw.text((0, 33), _fit(draw, width, line, _small()), font=_small(), fill=1)
-        bar_top = 45
-        draw.rectangle((0, bar_top, width - 1, bar_top + 4), outline=1, fill=0)
-        filled = round((width - 3) * min(max(status.progress, 0.0), 1.0))
-        if filled:
-            draw.rectangle((1, bar_top + 1, filled, bar_top + 3), fill=1)
-    if status and status.reward_unlocked and sync is Sync.SYNCED:
-        _banner(draw, width, height, f"REWARD: {status.reward_unlocked}"[:21])
-    else:
-        _banner(draw, width, height, sync.value, inverted=False)
+@dataclass(frozen=True)
+class PointsEarned:
+    """The "+10" of this visit, counting up."""
+
+    status: MemberStatus
 
 
-def _fit(draw: ImageDraw.ImageDraw, width: int, text: str,
-         font: ImageFont.ImageFont | ImageFont.FreeTypeFont, suffix: str = "") -> str:
-    """``text + suffix``, shortened until it fits ``width`` (names are not ours to choose)."""
-    while text and draw.textlength(text + suffix, font=font) > width:
-        text = text[:-1]
-    return text + suffix
+@dataclass(frozen=True)
+class RewardUnlocked:
+    """A celebration with the reward's name."""
+
+    status: MemberStatus
 
 
-def _centered(draw: ImageDraw.ImageDraw, width: int, top: int, text: str,
-              font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> None:
-    left, _, right, _ = draw.textbbox((0, 0), text, font=font)
-    draw.text(((width - (right - left)) // 2, top), text, font=font, fill=1)
+@dataclass(frozen=True)
+class TierUpgrade:
+    """The member moved up to ``status.tier``."""
+
+    status: MemberStatus
 
 
-def _banner(draw: ImageDraw.ImageDraw, width: int, height: int, text: str,
-            inverted: bool = True) -> None:
-    top = height - 12
-    if inverted:
-        draw.rectangle((0, top, width - 1, height - 1), fill=1)
-    left, _, right, _ = draw.textbbox((0, 0), text, font=_small())
-    draw.text(((width - (right - left)) // 2, top + 1), text, font=_small(),
-              fill=0 if inverted else 1)
+@dataclass(frozen=True)
+class BadgeEarned:
+    """The member earned ``badge`` this visit."""
+
+    status: MemberStatus
+    badge: str
+
+
+Screen = (Idle | Welcome | UnknownCard | NotRecorded | OutOfService
+          | StaffInfo | PointsEarned | RewardUnlocked | TierUpgrade | BadgeEarned)

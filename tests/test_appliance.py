@@ -7,6 +7,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,107 @@ def test_setting_up_again_offline_runs_no_apt_get(tmp_path, loud_ldconfig):
         assert result.returncode == 0, result.stderr
         assert not (tmp_path / "called").exists(), (tmp_path / "called").read_text()
         assert "installing" not in result.stderr
+
+
+# --- tools/install.sh -----------------------------------------------------------------
+
+INSTALL = ROOT / "tools" / "install.sh"
+PIP_OFFLINE = "--no-deps"  # the kiosk itself; its dependencies are pip's and apt's business
+
+
+def _scratch_root(path: Path) -> Path:
+    """A target tree with the accounts a fresh Raspberry Pi OS has before the installer."""
+    (path / "etc").mkdir(parents=True)
+    (path / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (path / "etc" / "shadow").write_text("root:*:19000:0:99999:7:::\n")
+    (path / "etc" / "group").write_text("root:x:0:\ndialout:x:20:\nvideo:x:44:\n")
+    (path / "etc" / "gshadow").write_text("root:*::\ndialout:*::\nvideo:*::\n")
+    return path
+
+
+def _install(root: Path, *args: str) -> str:
+    result = subprocess.run([str(INSTALL), "--root", str(root), "--pip-options", PIP_OFFLINE,
+                             *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int, int, int, float]]:
+    """Every path under ``root`` with its mode, owner, group, size and modification time."""
+    return {str(p.relative_to(root)): (s.st_mode, s.st_uid, s.st_gid, s.st_size, s.st_mtime)
+            for p in root.rglob("*") for s in [p.lstat()]}
+
+
+def _account(root: Path, name: str, table: str = "passwd") -> list[str] | None:
+    for line in (root / "etc" / table).read_text().splitlines():
+        if line.split(":")[0] == name:
+            return line.split(":")
+    return None
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """A scratch root after one dry run (which must change nothing) and one install."""
+    if os.geteuid() != 0:
+        pytest.skip("creates users and owners in the scratch root")
+    root = _scratch_root(tmp_path_factory.mktemp("install") / "root")
+    before = _tree(root)
+    assert "would create system user kiosk" in _install(root, "--dry-run")
+    assert _tree(root) == before
+    _install(root)
+    return root
+
+
+def test_install_puts_every_file_in_place_and_a_second_run_changes_nothing(installed,
+                                                                           tmp_path):
+    root = installed
+    kiosk = _account(root, "kiosk")
+    assert kiosk and kiosk[5:] == ["/var/lib/kiosk", "/usr/sbin/nologin"]
+    uid, gid = int(kiosk[2]), int(kiosk[3])
+    assert uid < 1000  # a system user
+    for group in ("gpio", "video", "dialout", "i2c", "spi", "input"):
+        entry = _account(root, group, "group")
+        assert entry and "kiosk" in entry[3].split(","), group
+
+    def owned(path: str, mode: int, owner: int, group: int) -> None:
+        info = (root / path).stat()
+        assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (mode, owner, group), path
+
+    owned("etc/kiosk", 0o750, 0, gid)
+    owned("etc/kiosk/kiosk.toml", 0o640, 0, gid)
+    owned("var/lib/kiosk", 0o750, uid, gid)
+    owned("etc/systemd/system/kiosk.service", 0o644, 0, 0)
+    assert (root / "etc/kiosk/kiosk.toml").read_bytes() == (ROOT / "config/kiosk.toml").read_bytes()
+    assert (root / "etc/systemd/system/kiosk.service").read_bytes() == UNIT.read_bytes()
+    wants = root / "etc/systemd/system/multi-user.target.wants/kiosk.service"
+    assert wants.is_symlink()
+    assert (root / "etc/modules-load.d/kiosk.conf").read_text().split()[-3:] == [
+        "usbserial", "cdc_acm", "i2c-dev"]
+    assert (root / "etc/udev/rules.d/99-kiosk-scanner.rules").exists()
+    venv = root / "opt/kiosk/.venv"
+    assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
+    checked = subprocess.run([str(venv / "bin" / "kiosk"), "check-config", "--config",
+                              str(root / "etc/kiosk/kiosk.toml")], capture_output=True,
+                             text=True, timeout=60, cwd=tmp_path)
+    assert checked.returncode == 0 and checked.stdout.endswith(": ok\n"), checked.stderr
+
+    (root / "etc/kiosk/kiosk.toml").write_text('[mqtt]\nhost = "broker.shop"\n')
+    installed = _tree(root)
+    assert _install(root).splitlines()[-1] == "install.sh: 0 change(s)"
+    assert _tree(root) == installed  # the shop's config is kept, nothing else moves
+
+
+def test_uninstall_keeps_config_and_data_unless_asked(installed, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(installed, root, symlinks=True)
+    (root / "var/lib/kiosk/kiosk.db").write_bytes(b"visits")
+    _install(root, "--uninstall")
+    for gone in ("etc/systemd/system/kiosk.service", "opt/kiosk",
+                 "etc/systemd/system/multi-user.target.wants/kiosk.service",
+                 "etc/modules-load.d/kiosk.conf", "etc/udev/rules.d/99-kiosk-scanner.rules"):
+        assert not (root / gone).exists() and not (root / gone).is_symlink(), gone
+    assert (root / "var/lib/kiosk/kiosk.db").read_bytes() == b"visits"
+    assert (root / "etc/kiosk/kiosk.toml").exists() and _account(root, "kiosk")
+    _install(root, "--uninstall", "--purge")
+    assert not (root / "var/lib/kiosk").exists() and not (root / "etc/kiosk").exists()
+    assert _account(root, "kiosk") is None

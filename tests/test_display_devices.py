@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from drivers import DriverError
 from drivers.display import DisplayWorker, LumaPanel, make_luma_device
+from drivers.factory import make_hardware
 from drivers.sim import CaptureBus
 from drivers.specs import DISPLAY_DRIVERS, DisplaySpec
 from kiosk.config import TelemetrySection
@@ -177,9 +178,10 @@ def test_a_failing_panel_is_reported_and_retried_until_it_shows_the_frame():
 def test_checkins_go_on_while_the_panel_fails_and_health_says_so(kiosk_config, mosquitto,
                                                                   backend, ledger):
     config = replace(kiosk_config, telemetry=TelemetrySection(interval_s=1.0))
-    kiosk = RunningKiosk(config)
+    hardware, sim = make_hardware(config.hardware)
     bus = UnpluggedBus()
-    kiosk.app.display = DisplayWorker(LumaPanel(DisplaySpec(), interface=bus), first_retry_s=0.05)
+    hardware.display = LumaPanel(DisplaySpec(), interface=bus)  # an I2C panel that fails
+    kiosk = RunningKiosk(config, (hardware, sim))
     with mosquitto.listen("loyalty/test-shop/kiosk-test/tele/health") as payloads:
         kiosk.start()
         try:

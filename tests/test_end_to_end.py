@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kiosk.screens import Sync, Welcome, render
+from kiosk.screens import Sync, Welcome
 from kiosk.testing.harness import RunningKiosk, same_pixels, wait_for
 
 
@@ -19,7 +19,7 @@ def _synced_welcome(kiosk, name):
 def _oled_shows(kiosk, screen) -> bool:
     """The simulated OLED holds exactly the pixels of ``screen``."""
     oled = kiosk.app.sim.display
-    return oled.image is not None and same_pixels(oled.image, render(screen))
+    return oled.frame is not None and same_pixels(oled.frame, kiosk.app.presenter.render(screen))
 
 
 def test_scans_reach_the_ledger_and_the_display_shows_the_balance(kiosk, backend, ledger):

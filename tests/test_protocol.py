@@ -10,6 +10,9 @@ import pytest
 from kiosk import protocol
 from kiosk.checkin import CheckIn, uuid7
 from kiosk.members import MemberStatus
+from kiosk.signing import Signer
+from kiosk.staff.envelope import Order, seal
+from kiosk.staff.issuer import Issuer
 
 CHECKIN = CheckIn(uuid7(), "pi-1", "b00t", 7, 1795388285.351, "LOY-ALICE01", "camera")
 STATUS = MemberStatus("Alice", 120, "Silver", 30, 0.4, "")
@@ -52,7 +55,9 @@ def test_malformed_replies_say_what_is_wrong(payload, message):
 def test_the_document_names_exactly_the_kiosks_topics(spec):
     topics = protocol.Topics("{prefix}", "{site}", "{device_id}")
     assert set(spec["channels"]) == {topics.status, topics.state, topics.checkin, topics.reply,
-                                     topics.health}
+                                     topics.health, topics.config_desired,
+                                     topics.config_reported, topics.command("{name}"),
+                                     topics.command_result("{name}"), topics.enroll}
 
 
 @pytest.mark.parametrize(("schema", "payload"), [
@@ -65,9 +70,35 @@ def test_the_document_names_exactly_the_kiosks_topics(spec):
         checkins=1, visits_refused=0, scans_lost=0, delivered=1, refused=0, decode_fps=9.8,
         connects=1, bad_messages=0, replies_refused=0, events_dropped=0, link_drops=0,
         cpu_temp_c=None))),
+    ("Result", protocol.encode_result("c1", False, "replayed: seq 5", {"a": 1})),
+    ("Reported", protocol.encode_reported(3, "c1", {"kiosk": {}}, {"reason": "x"})),
+    ("EnrollRequest", protocol.encode_enroll_request("pi-1", "shop", "0.1.0")),
+    ("Envelope", seal(Order("enroll", "enroll", "shop/pi-1", "c1", 1, 1.0, {}),
+                      Signer.generate(), pairing_code="ABCD-EFGH")),
 ])
 def test_the_document_describes_every_field_the_code_sends(spec, schema, payload):
     described = spec["components"]["schemas"][schema]
     sent = json.loads(payload)
     assert set(sent) == set(described["properties"])
     assert set(described["required"]) <= set(sent)
+
+
+def test_the_envelope_body_is_described_field_by_field(spec):
+    sent = json.loads(Issuer(Signer.generate()).command("shop/pi-1", "ping")[1])["body"]
+    described = spec["components"]["schemas"]["Envelope"]["properties"]["body"]
+    assert set(sent) == set(described["properties"]) == set(described["required"])
+
+
+@pytest.mark.parametrize(("topic", "route"), [
+    ("loyalty/s/k/config/desired", ("config", "config")),
+    ("loyalty/s/k/cmd/ping", ("cmd", "ping")),
+    ("loyalty/s/_all/cmd/identify", ("cmd", "identify")),
+    ("loyalty/_all/_all/cmd/restart", ("cmd", "restart")),
+    ("loyalty/s/k/cmd/enroll", ("enroll", "enroll")),
+    ("loyalty/s/k/cmd/ping/result", None),
+    ("loyalty/other/k/cmd/ping", None),
+    ("loyalty/s/other/cmd/ping", None),
+    ("loyalty/s/k/reply", None),
+])
+def test_staff_topics_are_routed_by_the_kiosk(topic, route):
+    assert protocol.Topics("loyalty", "s", "k").staff_order(topic) == route

@@ -46,7 +46,12 @@ class Mosquitto:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, port: int | None = None, persistence: bool = True) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, drop_in: str | None = None,
+                 persistence: bool = True) -> None:
+        """``drop_in`` replaces the open loopback listener with a ``conf.d`` file of your own
+        (e.g. the shipped TLS config, moved by :func:`secure_drop_in`); it must listen on
+        ``port``. ``persistence=False`` makes a restart forget every session and
+        subscription (a careless production broker): the kiosk must still lose nothing."""
         binary = find_mosquitto()
         if binary is None:
             raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
@@ -54,9 +59,8 @@ class Mosquitto:
         self.workdir = workdir
         self.port = port or free_port()
         self.log_path = workdir / "mosquitto.log"
+        self._drop_in = drop_in
         self.persistence = persistence
-        """False: a restart forgets every session and subscription (a careless production
-        broker); the kiosk must still lose nothing."""
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> None:
@@ -64,18 +68,18 @@ class Mosquitto:
         self.workdir.mkdir(parents=True, exist_ok=True)
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(
-            f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
             # Persistent like a production broker: sessions (the backend's subscription)
             # survive a restart, saved after every change so even a SIGKILL keeps them.
-            + (f"persistence true\npersistence_location {self.workdir}/\n"
-               "autosave_on_changes true\nautosave_interval 1\n" if self.persistence
-               else "persistence false\n")
-            + "max_queued_messages 100000\n"
+            (f"persistence true\npersistence_location {self.workdir}/\n"
+             "autosave_on_changes true\nautosave_interval 1\n" if self.persistence
+             else "persistence false\n")
             # Run as root, mosquitto would switch to its own user and lose our files.
             + ("user root\n" if os.geteuid() == 0 else "")
             + f"log_dest file {self.log_path}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
+            # Last, as Debian's mosquitto.conf includes conf.d at its end.
+            + (self._drop_in or f"listener {self.port} {self.host}\nallow_anonymous true\n"
+               "max_queued_messages 100000\n")
         )
         self._process = subprocess.Popen(
             [self._binary, "-c", str(conf)],
@@ -150,6 +154,30 @@ class Mosquitto:
             client.loop_stop()
             client.disconnect()
 
+    def log_text(self) -> str:
+        """What mosquitto logged so far (errors, warnings, notices)."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
     def _signal(self, signum: int) -> None:
         if self._process is not None and self._process.poll() is None:
             os.kill(self._process.pid, signum)
+
+
+DROP_IN_FILES = ("cafile", "certfile", "keyfile", "acl_file")
+
+
+def secure_drop_in(shipped: str, files: Path, port: int, host: str = "127.0.0.1") -> str:
+    """A shipped drop-in (``config/mosquitto/loyalty.conf``) moved for a test, and only moved.
+
+    Its ``listener`` goes to ``host:port`` and its certificate and ACL files are
+    taken from ``files`` under the same names; every other line stays as shipped.
+    """
+    lines = []
+    for line in shipped.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "listener":
+            line = f"listener {port} {host}"
+        elif key in DROP_IN_FILES:
+            line = f"{key} {files / Path(value.strip()).name}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"

@@ -31,6 +31,8 @@ def _value(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, tuple):
+        return f"[{', '.join(_value(item) for item in value)}]"
     if is_dataclass(value):
         raise TypeError("nested tables are not used in the kiosk config")
     raise TypeError(f"cannot write {value!r} to TOML")

@@ -11,8 +11,10 @@ from typing import Any
 
 from PIL import Image
 
+from drivers.base import Hardware
+from drivers.factory import SimHandles
 from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
-from kiosk.app import App
+from kiosk.app import App, serve
 from kiosk.config import Config, CounterSection, KioskSection, MqttSection
 from kiosk.testing.cards import qr_card
 
@@ -55,12 +57,23 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "c
 class RunningKiosk:
     """An :class:`~kiosk.app.App` on a background thread, with the customer's side exposed."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config,
+                 hardware: tuple[Hardware, SimHandles] | None = None) -> None:
         self.config = config
-        self.app = App(config)
+        self.app = App(config, hardware)
+        """The kiosk running now: a new one after each restart (command or new config)."""
+        self.restarts = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self.app.run, args=(self._stop,),
-                                        name="kiosk-controller", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="kiosk-controller", daemon=True)
+
+    def _serve(self) -> None:
+        self.app.run(self._stop)
+        if self.app.restart_requested is not None:
+            serve(self.config, self._stop, self._restarted)
+
+    def _restarted(self, app: App) -> None:
+        self.app = app
+        self.restarts += 1
 
     def start(self, timeout: float = 10.0) -> RunningKiosk:
         """Start the controller thread and wait until every part runs."""
@@ -68,6 +81,12 @@ class RunningKiosk:
         if not self.app.wait_ready(timeout):
             raise TimeoutError("kiosk did not start")
         return self
+
+    def wait_restarted(self, restarts: int = 1, timeout: float = 20.0) -> App:
+        """Wait until the kiosk has restarted ``restarts`` times in all and is running again."""
+        wait_for(lambda: self.restarts >= restarts and self.app.wait_ready(0), timeout,
+                 f"{restarts} restart(s)")
+        return self.app
 
     def show_card(self, text: str) -> None:
         """A customer holds a QR card with ``text`` in front of the camera."""

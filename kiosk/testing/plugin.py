@@ -5,6 +5,9 @@
 ``backend``        the reference backend, connected to ``mosquitto``
 ``kiosk_config``   a config with every device simulated, talking to ``mosquitto``
 ``kiosk``          a running kiosk (:class:`~kiosk.testing.harness.RunningKiosk`)
+``staff_key``      a staff signing key (:class:`~kiosk.signing.Signer`)
+``issuer``         seals orders with ``staff_key`` (:class:`~kiosk.staff.issuer.Issuer`)
+``staff``          staff's MQTT client on ``mosquitto`` (:class:`~kiosk.staff.client.StaffClient`)
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ from pathlib import Path
 import pytest
 
 from kiosk.backend import Ledger, LoyaltyBackend
-from kiosk.config import Config
+from kiosk.config import Config, MqttSection
+from kiosk.signing import Signer
+from kiosk.staff.client import StaffClient
+from kiosk.staff.issuer import Issuer
 from kiosk.testing.broker import Mosquitto, find_mosquitto
 from kiosk.testing.harness import RunningKiosk, sim_config
 
@@ -70,3 +76,25 @@ def kiosk(kiosk_config: Config) -> Iterator[RunningKiosk]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def staff_key() -> Signer:
+    """A new staff signing key."""
+    return Signer.generate()
+
+
+@pytest.fixture
+def issuer(staff_key: Signer) -> Issuer:
+    """Seals orders signed by ``staff_key``."""
+    return Issuer(staff_key)
+
+
+@pytest.fixture
+def staff(mosquitto: Mosquitto) -> Iterator[StaffClient]:
+    """Staff's client, subscribed to what every kiosk says."""
+    client = StaffClient(MqttSection(host=mosquitto.host, port=mosquitto.port)).connect()
+    try:
+        yield client
+    finally:
+        client.close()

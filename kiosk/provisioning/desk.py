@@ -1,0 +1,97 @@
+"""The staff desk: every message on a staff topic comes here, on the controller thread.
+
+It drops retained commands, has the guard check everything else, runs what was
+admitted and answers on ``cmd/<name>/result`` (or ``config/reported``), saying why
+when it refused. Nothing here raises: a bad message is counted and answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from kiosk import protocol
+from kiosk.config import Config
+from kiosk.events import StaffMessage
+from kiosk.provisioning.commands import CommandError, Commands, Parts
+from kiosk.provisioning.guard import Guard, SequenceBook, clock_synced
+from kiosk.provisioning.shadow import Shadow
+from kiosk.signing import Verifier
+from kiosk.staff.envelope import Rejected, Sealed, unseal
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes, bool], None]
+"""``publish(topic, payload, retain)`` at QoS 1; must not raise."""
+
+
+class StaffDesk:
+    """Checks and carries out staff orders for one kiosk."""
+
+    def __init__(self, parts: Parts, config: Config, conn: sqlite3.Connection,
+                 topics: protocol.Topics, publish: Publish, shadow: Shadow) -> None:
+        self._topics = topics
+        self._publish = publish
+        self.shadow = shadow
+        self.verifier = Verifier.from_texts(list(config.staff.trusted_keys))
+        self.guard = Guard(self.verifier, topics.site, topics.device_id, SequenceBook(conn),
+                           clock_synced(config.staff.clock_synced_file))
+        self.commands = Commands(parts, lambda: self.shadow.version)
+        self.carried_out = 0
+        self.rejected = 0
+        self.retained_dropped = 0
+
+    def handle(self, message: StaffMessage) -> None:
+        """Check one message and act on it, or refuse it and say why."""
+        route = self._topics.staff_order(message.topic)
+        if route is None:
+            return
+        kind, name = route
+        if message.retained and kind != "config":
+            # A retained command would fire again on every reconnect: never run it.
+            self.retained_dropped += 1
+            log.warning("dropped a retained command on %s", message.topic)
+            return
+        sealed: Sealed | None = None
+        try:
+            sealed = unseal(message.payload)
+            if kind == "config":
+                self.shadow.desired(sealed, self.guard)
+                return
+            order = self.guard.admit(sealed, kind, name)
+        except Rejected as exc:
+            self.rejected += 1
+            log.warning("refused a staff %s on %s: %s", kind, message.topic, exc)
+            if kind == "config":
+                self.shadow.refused(sealed, str(exc))
+            else:
+                self._answer(name, sealed.order.cmd_id if sealed else "", False, str(exc))
+            return
+        self._run(name, order.cmd_id, order.args)
+
+    def _run(self, name: str, cmd_id: str, args: dict[str, Any]) -> None:
+        try:
+            data = self.commands.run(name, args)
+        except CommandError as exc:
+            log.warning("command %s (%s) failed: %s", name, cmd_id, exc)
+            self._answer(name, cmd_id, False, str(exc))
+            return
+        self.carried_out += 1
+        log.info("command %s (%s) carried out", name, cmd_id)
+        self._answer(name, cmd_id, True, "", data)
+
+    def _answer(self, name: str, cmd_id: str, ok: bool, error: str,
+                data: dict[str, Any] | None = None) -> None:
+        self._publish(self._topics.command_result(name),
+                      protocol.encode_result(cmd_id, ok, error[:protocol.MAX_REASON], data), False)
+
+    def link_up(self) -> None:
+        """Connected: say which config is in force."""
+        self.shadow.link_up()
+
+    def tick(self, now: float) -> None:
+        """Time passes: end display tests, roll back a config that never connected."""
+        self.commands.tick(now)
+        self.shadow.tick(now)

@@ -1,0 +1,114 @@
+"""Desired and reported config (device-shadow semantics), on the controller thread.
+
+Staff publish a signed desired config with a ``version`` (retained on
+``config/desired``). The kiosk admits it through its guard, refuses a version
+not above the one in force, checks the merged config with the file's strict
+loader, stores it as a trial overlay and restarts its parts with it. The
+restarted kiosk promotes the trial once it connects to the broker; if it has not
+connected within ``staff.rollback_after_s`` (of the last good config), it rolls
+back and restarts with the good one. Either way ``config/reported`` (retained)
+says what is in force, secrets removed, and what was last refused and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from kiosk import protocol
+from kiosk.config import Config
+from kiosk.provisioning import overlay
+from kiosk.provisioning.guard import Guard
+from kiosk.staff.envelope import Rejected, Sealed
+
+log = logging.getLogger(__name__)
+
+
+class Shadow:
+    """The config in force, a trial's deadline, and the ``config/reported`` message."""
+
+    def __init__(self, base: Config, start: overlay.Startup, topics: protocol.Topics,
+                 publish: Callable[[str, bytes, bool], None],
+                 request_restart: Callable[[str], None]) -> None:
+        self._base = base
+        self._start = start
+        self._folder = overlay.folder_of(base)
+        self._topics = topics
+        self._publish = publish
+        self._request_restart = request_restart
+        self._deadline = (time.monotonic() + start.rollback_after_s) if start.trial else None
+        self._restarting = False
+
+    @property
+    def version(self) -> int:
+        """The version of the config in force (0: the local file alone)."""
+        return self._start.applied.version if self._start.applied else 0
+
+    @property
+    def config(self) -> Config:
+        """The merged config in force."""
+        return self._start.config
+
+    def desired(self, sealed: Sealed, guard: Guard) -> None:
+        """A desired config arrived: apply it (restart) or raise :class:`Rejected`."""
+        last = overlay.rejection(self._folder) or {}
+        if self._restarting or sealed.order.cmd_id in (self._cmd_id, last.get("cmd_id")):
+            return  # the retained copy of a config already decided on: nothing new
+        order = guard.admit(sealed, "config", "config")
+        version, table = order.args.get("version"), order.args.get("config")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise Rejected("invalid", "args.version: expected an integer from 1")
+        if not isinstance(table, dict) or set(order.args) != {"version", "config"}:
+            raise Rejected("invalid", "args: expected exactly version and config")
+        if version <= self.version:
+            raise Rejected("stale-version", f"version {version} is not above {self.version} "
+                                            "in force")
+        try:
+            merged = overlay.merge(self._base, table)
+        except ValueError as exc:
+            raise Rejected("invalid", str(exc)) from None
+        if not merged.staff.trusted_keys:
+            raise Rejected("invalid", "staff.trusted_keys would be empty: nobody could "
+                                      "manage this kiosk any more")
+        overlay.write_trial(self._folder, overlay.Applied(version, order.cmd_id, table))
+        log.info("config version %d (%s) stored; restarting to apply it", version, order.cmd_id)
+        self._restarting = True
+        self._request_restart(f"config version {version}")
+
+    def refused(self, sealed: Sealed | None, reason: str) -> None:
+        """A desired config was refused: remember and report why."""
+        version = sealed.order.args.get("version", 0) if sealed else 0
+        if isinstance(version, bool) or not isinstance(version, int):
+            version = 0
+        overlay.record_rejection(self._folder, version, sealed.order.cmd_id if sealed else "",
+                                 reason)
+        self.report()
+
+    def link_up(self) -> None:
+        """Connected: a trial config has come up; report what is in force."""
+        if self._start.trial and self._deadline is not None:
+            self._deadline = None
+            overlay.promote(self._folder)
+            log.info("config version %d connected: it is now the good config", self.version)
+        self.report()
+
+    def tick(self, now: float) -> None:
+        """Roll a trial config back when it has not connected in time."""
+        if self._deadline is not None and now >= self._deadline and not self._restarting:
+            self._deadline = None
+            self._restarting = True
+            overlay.roll_back(self._folder, f"no broker connection within "
+                                            f"{self._start.rollback_after_s:g} s")
+            self._request_restart(f"config version {self.version} rolled back")
+
+    def report(self) -> None:
+        """Publish (retained) the config in force and the last refusal."""
+        payload = protocol.encode_reported(self.version, self._cmd_id,
+                                           overlay.redacted(self.config),
+                                           overlay.rejection(self._folder))
+        self._publish(self._topics.config_reported, payload, True)
+
+    @property
+    def _cmd_id(self) -> str:
+        return self._start.applied.cmd_id if self._start.applied else ""

@@ -1,0 +1,137 @@
+"""Staff's MQTT client: sends sealed orders and collects what kiosks say.
+
+It subscribes to every kiosk's retained ``status``, ``state``, ``config/reported``
+and ``enroll``, to ``tele/health`` and to command results, and keeps the newest
+message per topic. Used by ``kioskctl`` and by tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kiosk import KioskError, protocol
+from kiosk.config import MqttSection
+
+LEAVES = ("status", "state", "config/reported", "config/desired", "enroll", "tele/health",
+          "cmd/+/result")
+
+
+class StaffClientError(KioskError):
+    """The broker could not be reached or refused us."""
+
+
+class StaffClient:
+    """One connection to the broker; thread-safe reads of what has arrived."""
+
+    def __init__(self, broker: MqttSection) -> None:
+        """``broker``: the same settings as a kiosk's ``[mqtt]`` (kioskctl reads them from its
+        own config file)."""
+        self.broker = broker
+        self._lock = threading.Condition()
+        self.latest: dict[str, bytes] = {}
+        """The newest payload per topic (retained ones included)."""
+        self.seen_at: dict[str, float] = {}
+        self.results: list[tuple[str, dict[str, Any]]] = []
+        """Every command result heard: ``(topic, body)``."""
+        self.on_message: Callable[[str, bytes], None] | None = None
+        client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                             client_id=f"kioskctl-{uuid.uuid4().hex[:10]}",
+                             protocol=mqtt.MQTTv5 if broker.protocol == "5" else mqtt.MQTTv311)
+        if broker.username:
+            client.username_pw_set(broker.username, broker.password or None)
+        if broker.tls:
+            client.tls_set(ca_certs=broker.ca_file or None, certfile=broker.cert_file or None,
+                           keyfile=broker.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
+        self._connected = threading.Event()
+        """Set once subscribed (or refused): results cannot be missed after that."""
+        client.on_connect = self._on_connect
+        client.on_subscribe = lambda *_args: self._connected.set()
+        client.on_message = self._on_message
+        self._client = client
+        self._refused = ""
+
+    def connect(self, timeout: float = 10.0) -> StaffClient:
+        """Connect, subscribe, and wait for the broker's answer."""
+        try:
+            self._client.connect(self.broker.host, self.broker.port, keepalive=30)
+        except (OSError, ValueError) as exc:
+            raise StaffClientError(f"cannot reach the broker at {self.broker.host}:"
+                                   f"{self.broker.port}: {exc}") from None
+        self._client.loop_start()
+        if not self._connected.wait(timeout) or self._refused:
+            self.close()
+            raise StaffClientError(f"broker did not accept us: {self._refused or 'no answer'}")
+        return self
+
+    def close(self) -> None:
+        """Disconnect."""
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def send(self, topic: str, payload: bytes, retain: bool = False,
+             timeout: float = 10.0) -> None:
+        """Publish at QoS 1 and wait for the broker's PUBACK."""
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise StaffClientError(f"the broker did not acknowledge {topic}")
+
+    def wait(self, condition: Callable[[], Any], timeout: float) -> Any:
+        """Wait until ``condition()`` (called under the lock) is truthy; its value, or None."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                value = condition()
+                left = deadline - time.monotonic()
+                if value or left <= 0:
+                    return value
+                self._lock.wait(min(left, 0.5))
+
+    def results_for(self, cmd_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """The results heard so far for one order."""
+        return [(topic, body) for topic, body in self.results if body.get("cmd_id") == cmd_id]
+
+    def kiosks(self) -> dict[tuple[str, str], dict[str, bytes]]:
+        """Every kiosk heard of, ``(site, device_id)`` -> ``{leaf: payload}``."""
+        found: dict[tuple[str, str], dict[str, bytes]] = {}
+        prefix = f"{self.broker.topic_prefix}/"
+        with self._lock:
+            for topic, payload in self.latest.items():
+                where = protocol.kiosk_of(topic)
+                if where is None or not topic.startswith(prefix) or not payload:
+                    continue
+                leaf = topic.split("/", 3)[3]
+                found.setdefault(where, {})[leaf] = payload
+        return found
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any,
+                    reason_code: Any, _properties: Any) -> None:
+        if reason_code.is_failure:
+            self._refused = str(reason_code)
+            self._connected.set()
+        else:
+            client.subscribe([(protocol.every_kiosk(self.broker.topic_prefix, leaf), 1)
+                              for leaf in LEAVES])
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any,
+                    message: mqtt.MQTTMessage) -> None:
+        payload = bytes(message.payload)
+        with self._lock:
+            self.latest[message.topic] = payload
+            self.seen_at[message.topic] = time.time()
+            if message.topic.endswith("/result"):
+                # a result that is not one is not ours to judge: kioskctl shows what it can read
+                with contextlib.suppress(protocol.ProtocolError):
+                    self.results.append((message.topic, protocol.decode_result(payload)))
+            self._lock.notify_all()
+        if self.on_message is not None:
+            self.on_message(message.topic, payload)

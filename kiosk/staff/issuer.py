@@ -1,0 +1,51 @@
+"""Staff's side of the envelope: number, date and seal orders with one signing key."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from kiosk.signing import Signer
+from kiosk.staff.envelope import Order, seal
+
+COMMAND_TTL_S = 300.0
+"""A command not carried out within five minutes (where the kiosk's clock is right) lapses."""
+CONFIG_TTL_S = 30 * 86400.0
+"""A desired config stays retained for kiosks that come back: it lasts a month."""
+
+
+class Issuer:
+    """Seals orders signed by ``signer``; ``seq`` grows with every order it issues.
+
+    The sequence number starts from the wall clock in milliseconds, so two staff
+    machines sharing a key, or one that lost its state, still issue numbers above
+    the ones kiosks have seen; ``last_seq`` lets a caller persist it across runs.
+    """
+
+    def __init__(self, signer: Signer, last_seq: int = 0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.signer = signer
+        self.last_seq = last_seq
+        self._clock = clock
+
+    def order(self, kind: str, name: str, target: str, args: dict[str, Any],
+              ttl_s: float) -> tuple[Order, bytes]:
+        """A new order and its sealed envelope."""
+        now = self._clock()
+        self.last_seq = max(self.last_seq + 1, int(now * 1000))
+        order = Order(kind=kind, name=name, target=target, cmd_id=uuid.uuid4().hex,
+                      seq=self.last_seq, expires_at=round(now + ttl_s, 3), args=args)
+        return order, seal(order, self.signer)
+
+    def command(self, target: str, name: str, args: dict[str, Any] | None = None,
+                ttl_s: float = COMMAND_TTL_S) -> tuple[Order, bytes]:
+        """A signed command for a kiosk, a site (``<site>/_all``) or the fleet."""
+        return self.order("cmd", name, target, args or {}, ttl_s)
+
+    def config(self, target: str, version: int, table: dict[str, Any],
+               ttl_s: float = CONFIG_TTL_S) -> tuple[Order, bytes]:
+        """A signed desired config (sections and keys to change) for one kiosk."""
+        return self.order("config", "config", target, {"version": version, "config": table},
+                          ttl_s)

@@ -1,0 +1,1 @@
+"""How the kiosk looks and sounds: screens per layout, fonts, message catalogue, light patterns."""

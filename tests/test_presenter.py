@@ -1,0 +1,147 @@
+"""What the customer sees over time: the story of a reply, animation, burn-in protection,
+and the reply fields that feed them (from the reference backend, through the protocol)."""
+
+from __future__ import annotations
+
+import pytest
+
+from kiosk import protocol
+from kiosk.backend import standing
+from kiosk.members import MemberStatus
+from kiosk.screens import (
+    BadgeEarned,
+    Idle,
+    PointsEarned,
+    RewardUnlocked,
+    Sync,
+    TierUpgrade,
+    UnknownCard,
+    Welcome,
+)
+from kiosk.ui.presenter import Presenter
+from kiosk.ui.settings import UiSection
+from kiosk.wire import ProtocolError
+
+
+class Panel:
+    """Stands in for the display worker: keeps what it was handed."""
+
+    size = (128, 64)
+
+    def __init__(self) -> None:
+        self.frames: list = []
+        self.contrast: list[int] = []
+
+    def show(self, image) -> None:
+        self.frames.append(image)
+
+    def set_contrast(self, level: int) -> None:
+        self.contrast.append(level)
+
+
+NEWS = MemberStatus("Alice", 100, "Silver", 50, 0.0, reward_unlocked="Free coffee",
+                    next_reward="Free coffee", points_earned=10, tier_changed=True,
+                    badge="10 visits")
+
+
+def _moments(presenter: Presenter, until: float, step: float = 0.2) -> list:
+    seen = [presenter.moment]
+    now = 0.0
+    while now < until:
+        now += step
+        presenter.tick(now)
+        if presenter.moment != seen[-1]:
+            seen.append(presenter.moment)
+    return seen
+
+
+def test_a_fresh_reply_tells_points_reward_tier_badge_then_the_balance():
+    presenter = Presenter(Panel(), UiSection(), "mono")
+    presenter.show(Welcome(NEWS, Sync.SYNCED), 0.0)
+    assert _moments(presenter, 10) == [PointsEarned(NEWS), RewardUnlocked(NEWS),
+                                       TierUpgrade(NEWS), BadgeEarned(NEWS, "10 visits"),
+                                       Welcome(NEWS, Sync.SYNCED)]
+
+
+@pytest.mark.parametrize("screen", [Welcome(NEWS, Sync.PENDING), Welcome(NEWS, Sync.WAITING),
+                                    UnknownCard()])
+def test_other_screens_are_shown_as_they_are(screen):
+    presenter = Presenter(Panel(), UiSection(), "mono")
+    presenter.show(screen, 0.0)
+    assert _moments(presenter, 5) == [screen]
+
+
+def test_the_plus_points_counts_up_then_holds_still():
+    panel = Panel()
+    presenter = Presenter(panel, UiSection(), "mono")
+    presenter.show(Welcome(NEWS, Sync.SYNCED), 0.0)
+    for tick in range(1, 7):
+        presenter.tick(tick * 0.15)
+    frames = [frame.tobytes() for frame in panel.frames]
+    assert len(set(frames[:4])) == 4  # "+3", "+5", "+8", "+10"
+
+
+def test_a_still_screen_is_rendered_once():
+    panel = Panel()
+    presenter = Presenter(panel, UiSection(), "mono")
+    presenter.show(UnknownCard(), 0.0)
+    for tick in range(1, 30):
+        presenter.tick(tick * 0.2)
+    assert len(panel.frames) == 1
+
+
+def test_the_idle_screen_shifts_and_dims_then_wakes_up_for_a_customer():
+    panel = Panel()
+    presenter = Presenter(panel, UiSection(dim_after_s=30, dim_contrast=20, pixel_shift_s=10),
+                          "mono", contrast=200)
+    presenter.show(Idle(online=True), 0.0)
+    shown = {panel.frames[-1].tobytes()}
+    for second in range(1, 41):
+        presenter.tick(float(second))
+        shown.add(panel.frames[-1].tobytes())
+    assert panel.contrast == [20]
+    assert len(shown) >= 4 * 1  # four pixel-shift positions (each with its animation frames)
+    presenter.show(UnknownCard(), 41.0)
+    assert panel.contrast == [20, 200]
+
+
+def test_the_reference_backend_tells_what_a_visit_won():
+    tenth = standing("LOY-ALICE01", 100, earned=10, visits=10)
+    assert tenth.points_earned == 10 and tenth.reward_unlocked == "Free coffee"
+    assert tenth.tier == "Silver" and tenth.tier_changed and tenth.badge == "10 visits"
+    assert tenth.next_reward == "Free coffee"
+    plain = standing("LOY-ALICE01", 120, earned=10, visits=12)
+    assert not plain.reward_unlocked and not plain.tier_changed and not plain.badge
+    duplicate = standing("LOY-ALICE01", 100, earned=0, visits=10)
+    assert duplicate.points_earned == 0 and not duplicate.reward_unlocked
+
+
+def test_visit_news_travels_in_the_reply_and_is_optional():
+    payload = protocol.encode_reply("e1", "LOY-ALICE01", NEWS)
+    assert protocol.decode_reply(payload) == ("e1", "LOY-ALICE01", NEWS)
+    old = b'{"v":1,"event_id":"e1","member_id":"m","display_name":"A","balance":1,' \
+          b'"tier":"B","points_to_next":2,"progress":0.5}'
+    assert protocol.decode_reply(old)[2].points_earned == 0
+
+
+@pytest.mark.parametrize("field", ['"points_earned":-1', '"points_earned":1e12',
+                                   '"tier_changed":"yes"', '"badge":"' + "x" * 33 + '"',
+                                   '"next_reward":7'])
+def test_visit_news_out_of_bounds_is_refused(field):
+    payload = ('{"v":1,"event_id":"e1","member_id":"m","display_name":"A","balance":1,'
+               '"tier":"B","points_to_next":2,"progress":0.5,' + field + '}').encode()
+    with pytest.raises(ProtocolError):
+        protocol.decode_reply(payload)
+
+
+def test_the_member_cache_keeps_the_standing_not_the_news():
+    assert NEWS.standing() == MemberStatus("Alice", 100, "Silver", 50, 0.0,
+                                           next_reward="Free coffee")
+
+
+def test_a_short_result_time_plays_the_story_faster_and_still_shows_the_balance():
+    presenter = Presenter(Panel(), UiSection(), "mono", result_s=2.0)
+    presenter.show(Welcome(NEWS, Sync.SYNCED), 0.0)
+    for tick in range(1, 6):
+        presenter.tick(tick * 0.2)
+    assert presenter.moment == Welcome(NEWS, Sync.SYNCED)  # after 1 s: half of 2 s
