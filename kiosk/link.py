@@ -143,10 +143,10 @@ class Link:
         """
         if self._loop_thread is not None and not self.alive():
             log.error("the MQTT network thread died; starting it again")
-            self.thread_restarts += 1
             self._client.loop_stop()  # the thread is dead: this only clears paho's handle
             self._client.loop_start()
             self._loop_thread = self._client._thread
+            self.thread_restarts += 1
             return
         keepalive = self._settings.keepalive_s
         if self._client.is_connected():
