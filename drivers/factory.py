@@ -14,16 +14,24 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from drivers.base import Hardware
-from drivers.specs import CameraSpec, DisplaySpec, HardwareSpec, LightsSpec, SerialSpec
+from drivers.specs import (
+    CameraSpec,
+    DisplaySpec,
+    HardwareSpec,
+    LightsSpec,
+    NfcSpec,
+    SerialSpec,
+    WedgeSpec,
+)
 
 if TYPE_CHECKING:
     from drivers.camera import FrameSource
-    from drivers.sim import PtySerial, SimCamera
+    from drivers.sim import PtySerial, SimCamera, SimKeyboard, SimPn532
 
 log = logging.getLogger(__name__)
 
 
-Part = TypeVar("Part", CameraSpec, SerialSpec, DisplaySpec, LightsSpec)
+Part = TypeVar("Part", CameraSpec, SerialSpec, DisplaySpec, LightsSpec, WedgeSpec, NfcSpec)
 
 
 def _sim(part: Part) -> Part:
@@ -33,7 +41,7 @@ def _sim(part: Part) -> Part:
 def simulated(spec: HardwareSpec) -> HardwareSpec:
     """The same settings with every fitted device switched to its simulated backend."""
     return HardwareSpec(_sim(spec.camera), _sim(spec.serial), _sim(spec.display),
-                        _sim(spec.lights))
+                        _sim(spec.lights), _sim(spec.keyboard), _sim(spec.nfc))
 
 
 def chosen(spec: HardwareSpec) -> HardwareSpec:
@@ -49,6 +57,8 @@ class SimHandles:
     serial: PtySerial | None = None
     display: Any = None  # luma dummy device that also saves PNGs (drivers.sim)
     pin_factory: Any = None  # gpiozero MockFactory
+    keyboard: SimKeyboard | None = None
+    nfc: SimPn532 | None = None
 
 
 def make_hardware(spec: HardwareSpec) -> tuple[Hardware, SimHandles]:
@@ -65,6 +75,9 @@ def make_hardware(spec: HardwareSpec) -> tuple[Hardware, SimHandles]:
         ("serial", spec.serial.backend, lambda: _add_serial(spec.serial, hardware, handles)),
         ("display", spec.display.backend, lambda: _add_display(spec.display, hardware, handles)),
         ("lights", spec.lights.backend, lambda: _add_lights(spec.lights, hardware, handles)),
+        ("keyboard", spec.keyboard.backend,
+         lambda: _add_keyboard(spec.keyboard, hardware, handles)),
+        ("nfc", spec.nfc.backend, lambda: _add_nfc(spec.nfc, hardware, handles)),
     ]
     for name, backend, add in steps:
         try:
@@ -137,3 +150,32 @@ def _add_lights(spec: LightsSpec, hardware: Hardware, handles: SimHandles) -> No
         factory = handles.pin_factory = make_mock_pin_factory()
     lights = hardware.lights = Lights(spec, pin_factory=factory)
     hardware.closers.append(lights.close)
+
+
+def _add_keyboard(spec: WedgeSpec, hardware: Hardware, handles: SimHandles) -> None:
+    if spec.backend == "none":
+        return
+    from drivers.wedge import WedgeCodeSource
+
+    if spec.backend == "sim":
+        from drivers.sim import SimKeyboard
+
+        keyboard = handles.keyboard = SimKeyboard()
+        hardware.closers.append(keyboard.release)
+        hardware.sources.append(WedgeCodeSource(spec, opener=keyboard.open))
+    else:
+        hardware.sources.append(WedgeCodeSource(spec))
+
+
+def _add_nfc(spec: NfcSpec, hardware: Hardware, handles: SimHandles) -> None:
+    if spec.backend == "none":
+        return
+    from drivers.nfc import NfcCodeSource
+
+    if spec.backend == "sim":
+        from drivers.sim import SimPn532
+
+        reader = handles.nfc = SimPn532()
+        hardware.sources.append(NfcCodeSource(spec, opener=reader.open))
+    else:
+        hardware.sources.append(NfcCodeSource(spec))

@@ -1,12 +1,18 @@
-"""Line-oriented member-code reader on a serial port (USB/TTL scanners, NFC readers).
+"""Member codes from a serial port: USB/TTL QR scanners (lines), 125 kHz RFID modules (STX/ETX).
 
 The reader owns its port on a thread of its own. When the device is unplugged
-(or the port cannot be opened yet) it keeps retrying with a growing delay, so a
-scanner plugged in later just starts working.
+(or the port cannot be opened yet) it keeps retrying with a growing delay and
+reports the problem once, so a scanner plugged in later just starts working
+and the ``degraded`` reason says what is missing meanwhile.
+
+``port`` may be a glob such as ``/dev/serial/by-id/usb-*Scanner*``: udev's
+by-id names survive re-plugging into another USB socket, where ``ttyACM0``
+may become ``ttyACM1``.
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import threading
 import time
@@ -15,16 +21,14 @@ from collections.abc import Callable
 import serial
 
 from drivers.base import Debounce, OnCode, OnProblem, Worker, keep_open, no_problem_report
+from drivers.framing import Framer, make_framer
 from drivers.specs import SerialSpec
 
 log = logging.getLogger(__name__)
 
-MAX_LINE = 512
-"""A line longer than this without a terminator is noise, not a member code."""
-
 
 class SerialCodeSource:
-    """A :class:`~drivers.base.CodeSource` reading one code per line from a serial port."""
+    """A :class:`~drivers.base.CodeSource` reading one code per frame from a serial port."""
 
     def __init__(self, spec: SerialSpec, port: str | None = None, name: str = "serial",
                  on_open: Callable[[], None] | None = None) -> None:
@@ -32,9 +36,11 @@ class SerialCodeSource:
         self.port = port or spec.port
         self._on_open = on_open
         self._baud = spec.baud
-        self._terminator = spec.terminator.encode()
+        self._framing = spec.framing
         self._debounce = Debounce(spec.cooldown_s)
         self._worker: Worker | None = None
+        self.discarded = 0
+        """Bytes thrown away as noise (over-long lines, bad RFID frames)."""
 
     def start(self, on_code: OnCode, on_problem: OnProblem = no_problem_report) -> None:
         """Start the reader thread; the port is opened (and re-opened) there."""
@@ -49,42 +55,36 @@ class SerialCodeSource:
 
     def _run(self, stopping: threading.Event, on_code: OnCode, on_problem: OnProblem) -> None:
         keep_open(self.name, stopping, on_problem, self._open,
-                  lambda port: self._read_lines(port, stopping, on_code), _close)
+                  lambda port: self._read(port, stopping, on_code), _close)
 
     def _open(self) -> serial.SerialBase:
-        port = serial.serial_for_url(self.port, baudrate=self._baud, timeout=0.2)
+        path = self.port
+        if any(ch in path for ch in "*?["):
+            matches = sorted(glob.glob(path))
+            if not matches:
+                raise serial.SerialException(f"no device matches {path}")
+            path = matches[0]
+        port = serial.serial_for_url(path, baudrate=self._baud, timeout=0.2)
         if self._on_open is not None:
             self._on_open()
         return port
 
-    def _read_lines(self, port: serial.SerialBase, stopping: threading.Event,
-                    on_code: OnCode) -> None:
-        pending = bytearray()
+    def _read(self, port: serial.SerialBase, stopping: threading.Event, on_code: OnCode) -> None:
+        framer: Framer = make_framer(self._framing)
         while not stopping.is_set():
             chunk = port.read(port.in_waiting or 1)
             if not chunk:
                 continue
-            pending += chunk
-            *lines, rest = bytes(pending).split(self._terminator)
-            pending[:] = rest
-            if len(pending) > MAX_LINE:
-                log.warning("%s: dropped %d bytes with no line terminator",
-                            self.name, len(pending))
-                pending.clear()
-            for raw in lines:
-                code = printable(raw)
+            discarded = framer.discarded
+            for frame in framer.feed(chunk):
+                code = frame.decode("utf-8", errors="replace").strip()
                 if code and self._debounce.accept(code):
                     on_code(code, self.name, time.time())
-
-
-def printable(raw: bytes) -> str:
-    """The text of one line without control bytes or undecodable bytes.
-
-    Scanners frame codes with STX/ETX or NUL and a reader plugged in mid-byte
-    sends noise; none of it is part of a member code.
-    """
-    text = raw.decode("utf-8", errors="replace")
-    return "".join(ch for ch in text if ch.isprintable() and ch != "\ufffd").strip()
+            if framer.discarded > discarded:
+                self.discarded += framer.discarded - discarded
+                log.warning("%s: discarded %d bytes of noise (over-long or broken frames; "
+                            "%d so far)", self.name, framer.discarded - discarded,
+                            self.discarded)
 
 
 def _close(port: serial.SerialBase) -> None:

@@ -9,7 +9,7 @@ Any program, in any language, can drive a running simulated kiosk:
 * **camera** — drop an image file into the spool directory. It is held in front
   of the camera for ``hold_s`` seconds, then removed. Write to a name starting
   with ``.`` and rename, so a half-written file is never read.
-* **serial** — write a code and the terminator to the link path, e.g.
+* **serial** — write a code and CR or LF (or STX, code, ETX) to the link path, e.g.
   ``printf 'LOY-ALICE01\\r' > /run/kiosk/serial``.
 * **display** — every frame is saved (atomically) as a PNG, in the configured
   panel's size, mode and rotation.
@@ -18,10 +18,12 @@ Any program, in any language, can drive a running simulated kiosk:
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import queue
 import select
+import struct
 import threading
 import time
 import tty
@@ -222,17 +224,22 @@ class PtySerial:
         self.link.parent.mkdir(parents=True, exist_ok=True)
         self.link.unlink(missing_ok=True)
         self.link.symlink_to(os.ttyname(self._typing_slave))
-        self._terminator = spec.terminator
+        self._framing = spec.framing
         self.reader_open = threading.Event()
         self._bridge = Worker("kiosk-sim-serial", self._copy)
         self._bridge.start()
 
     def type(self, code: str) -> None:
-        """Send ``code`` and the terminator, as a scanner does after a read.
+        """Send ``code`` framed as the reader sends it: a CR after it, or between STX and ETX.
 
         It goes in where other programs write, so it takes the same path.
         """
-        os.write(self._typing_slave, (code + self._terminator).encode())
+        framed = f"\x02{code}\x03" if self._framing == "stx-etx" else f"{code}\r"
+        self.send(framed.encode())
+
+    def send(self, data: bytes) -> None:
+        """Send raw bytes down the line (noise, a half frame, a 4 KB line)."""
+        os.write(self._typing_slave, data)
 
     def _copy(self, stopping: threading.Event) -> None:
         while not stopping.is_set():
@@ -335,3 +342,181 @@ def make_mock_pin_factory() -> Any:
     from gpiozero.pins.mock import MockFactory
 
     return MockFactory()
+
+
+class SimKeyboard:
+    """A keyboard-wedge scanner: key events written as the kernel writes them.
+
+    The real reader (:class:`drivers.wedge.WedgeCodeSource`) reads it through
+    evdev's own ``EventIO.read`` — ``_input.device_read_many`` on a file
+    descriptor — exactly as it reads ``/dev/input/event*``. Here the descriptor
+    is a pipe carrying ``struct input_event`` records, because this machine has
+    no ``/dev/uinput`` to make a real input device (where it has one,
+    ``evdev.UInput`` does and the tests use it too). ``grab`` is an ioctl a pipe
+    cannot take, so it is only recorded.
+    """
+
+    name = "Simulated barcode scanner"
+    EVENT = struct.Struct("@llHHi")  # struct input_event: timeval, type, code, value
+
+    def __init__(self) -> None:
+        from evdev import ecodes
+
+        self._ecodes = ecodes
+        self.grabbed = False
+        self._plugged = True
+        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK)
+
+    def open(self, _device: str) -> SimKeyboard:
+        """The opener the reader calls: this keyboard, while it is plugged in."""
+        if not self._plugged:
+            raise DriverError("no input device (simulated scanner unplugged)")
+        return self
+
+    def fileno(self) -> int:
+        """The read end, for ``select``."""
+        return self._read_fd
+
+    def grab(self) -> None:
+        """Note the grab (``EVIOCGRAB`` is an ioctl on event nodes only)."""
+        self.grabbed = True
+
+    def read(self) -> Any:
+        """Waiting events, parsed by evdev's own ``EventIO.read``."""
+        if not self._plugged:
+            raise OSError(errno.ENODEV, "No such device")
+        from evdev.eventio import EventIO
+
+        reader = EventIO()
+        reader.fd = self._read_fd  # type: ignore[attr-defined]
+        return reader.read()
+
+    def close(self) -> None:
+        """Release the grab (the pipe stays for the next open)."""
+        self.grabbed = False
+
+    def unplug(self) -> None:
+        """Pull the USB plug: reads fail with ENODEV, opens fail, until :meth:`plug`.
+
+        A removed event node wakes ``select`` (POLLHUP); so does a pipe whose writer closes.
+        """
+        self._plugged = False
+        self.release()
+
+    def plug(self) -> None:
+        """Plug it back in (a new device node)."""
+        self._read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK)
+        self._plugged = True
+
+    def type(self, text: str, enter: bool = True) -> None:
+        """Type ``text`` (US layout) and Enter, as a scanner does after a read."""
+        from drivers.wedge import US_LAYOUT
+
+        keys = self._ecodes.ecodes
+        by_char: dict[str, tuple[str, bool]] = {}
+        for name, (plain, shifted) in US_LAYOUT.items():
+            if not name.startswith("KEY_KP"):
+                by_char.setdefault(plain, (name, False))
+                by_char.setdefault(shifted, (name, True))
+        events: list[tuple[int, int]] = []
+        for char in text:
+            name, shift = by_char[char]
+            press = [(keys[name], 1), (keys[name], 0)]
+            if shift:
+                press = [(keys["KEY_LEFTSHIFT"], 1), *press, (keys["KEY_LEFTSHIFT"], 0)]
+            events += press
+        if enter:
+            events += [(keys["KEY_ENTER"], 1), (keys["KEY_ENTER"], 0)]
+        self.send_keys(events)
+
+    def send_keys(self, keys: list[tuple[int, int]]) -> None:
+        """Raw key events ``(key number, 1 down / 0 up)``, each followed by a SYN_REPORT."""
+        now = time.time()
+        sec, usec = int(now), int(now % 1 * 1e6)
+        ev = self._ecodes
+        data = b"".join(self.EVENT.pack(sec, usec, ev.EV_KEY, key, value)
+                        + self.EVENT.pack(sec, usec, ev.EV_SYN, ev.SYN_REPORT, 0)
+                        for key, value in keys)
+        # Whole records in writes of at most PIPE_BUF bytes, which a pipe never splits:
+        # the reader, like the kernel's, only ever sees whole records.
+        chunk = select.PIPE_BUF // self.EVENT.size * self.EVENT.size
+        for start in range(0, len(data), chunk):
+            while True:
+                try:
+                    os.write(self._write_fd, data[start:start + chunk])
+                    break
+                except BlockingIOError:  # full: the reader drains it
+                    time.sleep(0.01)
+
+    def release(self) -> None:
+        """Close both ends of the pipe."""
+        for fd in (self._read_fd, self._write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class SimPn532:
+    """A PN532 with a tag to tap, behind the calls the kiosk makes of Adafruit's driver.
+
+    :meth:`tap` lays a tag on the reader: its UID and, for an NTAG, its memory
+    (an NDEF text record from :func:`drivers.nfc.ndef_text_memory`, or raw bytes);
+    a tag without memory answers page reads with None, as a MIFARE Classic does
+    to ``ntag2xx_read_block`` without authentication.
+    """
+
+    def __init__(self) -> None:
+        self._tag: tuple[bytes, bytes | None] | None = None
+        self._present = threading.Event()
+        self._plugged = True
+        self.configured = False
+
+    def open(self, _spec: object) -> SimPn532:
+        """The opener the reader calls: this PN532, while it answers."""
+        if not self._plugged:
+            raise OSError(errno.EIO, "PN532 not answering (simulated)")
+        return self
+
+    def tap(self, uid: bytes, text: str | None = None, memory: bytes | None = None) -> None:
+        """Lay a tag on the reader (until :meth:`take_away`)."""
+        if text is not None:
+            from drivers.nfc import ndef_text_memory
+
+            memory = ndef_text_memory(text)
+        self._tag = (uid, memory)
+        self._present.set()
+
+    def take_away(self) -> None:
+        """Lift the tag off the reader."""
+        self._present.clear()
+        self._tag = None
+
+    def unplug(self) -> None:
+        """The HAT stops answering until :meth:`plug`."""
+        self._plugged = False
+
+    def plug(self) -> None:
+        """The HAT answers again."""
+        self._plugged = True
+
+    def SAM_configuration(self) -> None:
+        """Normal mode."""
+        self.configured = True
+
+    def read_passive_target(self, card_baud: int = 0, timeout: float = 1) -> bytes | None:
+        """The UID of the tag on the reader, waiting up to ``timeout``."""
+        if not self._plugged:
+            raise RuntimeError("Failed to detect the PN532")  # what Adafruit's driver raises
+        if not self._present.wait(timeout):
+            return None
+        tag = self._tag
+        return tag[0] if tag else None
+
+    def ntag2xx_read_block(self, block_number: int) -> bytes | None:
+        """Four bytes of the tag's memory (page 4 is the first data page)."""
+        tag = self._tag
+        if tag is None or tag[1] is None:
+            return None
+        at = (block_number - 4) * 4
+        if at >= len(tag[1]):  # past the end of the tag's memory: the read fails
+            return None
+        return tag[1][at:at + 4].ljust(4, b"\x00")

@@ -8,7 +8,7 @@ the file and section in front, so the user reads one line naming what to fix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -70,12 +70,12 @@ class CameraSpec:
 
 @dataclass(frozen=True)
 class SerialSpec:
-    """A line-oriented code reader. ``sim`` opens a pseudo-terminal linked at ``sim_link``."""
+    """A serial code reader. ``sim`` opens a pseudo-terminal linked at ``sim_link``."""
 
     backend: str = "none"
     port: str = "/dev/ttyACM0"
     baud: int = 9600
-    terminator: str = "\r"
+    framing: str = "lines"
     cooldown_s: float = 5.0
     sim_link: str = "/run/kiosk/serial"
 
@@ -83,8 +83,36 @@ class SerialSpec:
         _one_of("backend", self.backend, ("pyserial", "sim", "none"))
         _require(self.baud in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200),
                  "baud", "a standard baud rate (1200 ... 115200)")
-        _require(0 < len(self.terminator.encode()) <= 2,
-                 "terminator", 'one or two characters, e.g. "\\r"')
+        _one_of("framing", self.framing, ("lines", "stx-etx"))
+        _require(self.cooldown_s >= 0, "cooldown_s", "a time of 0 s or more")
+
+
+@dataclass(frozen=True)
+class WedgeSpec:
+    """A keyboard-wedge reader (a USB scanner that types), read through evdev and grabbed."""
+
+    backend: str = "none"
+    device: str = "/dev/input/by-id/usb-barcode-scanner-event-kbd"
+    cooldown_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        _one_of("backend", self.backend, ("evdev", "sim", "none"))
+        _require(bool(self.device), "device", "an input device path or a part of its name")
+        _require(self.cooldown_s >= 0, "cooldown_s", "a time of 0 s or more")
+
+
+@dataclass(frozen=True)
+class NfcSpec:
+    """A PN532 NFC reader on I2C or a UART."""
+
+    backend: str = "none"
+    interface: str = "i2c"
+    port: str = "/dev/ttyS0"
+    cooldown_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        _one_of("backend", self.backend, ("pn532", "sim", "none"))
+        _one_of("interface", self.interface, ("i2c", "uart"))
         _require(self.cooldown_s >= 0, "cooldown_s", "a time of 0 s or more")
 
 
@@ -182,3 +210,5 @@ class HardwareSpec:
     serial: SerialSpec
     display: DisplaySpec
     lights: LightsSpec
+    keyboard: WedgeSpec = field(default_factory=WedgeSpec)
+    nfc: NfcSpec = field(default_factory=NfcSpec)

@@ -102,7 +102,8 @@ class App:
         self._known = self.cache.load()  # shared with the controller; flush-cache empties it
         counter = config.counter
         self.controller = Controller(
-            MemberCodes(config.members.pattern),
+            MemberCodes(config.members.pattern, config.members.card_issuers,
+                        config.members.tag_ids),
             Timing(counter.reply_timeout_s, counter.result_screen_s, counter.cooldown_s),
             self.device_id, self.boot_id, self._known,
             recent=self.outbox.recent_scans(time.time() - counter.cooldown_s),

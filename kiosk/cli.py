@@ -42,12 +42,19 @@ def main(argv: list[str] | None = None) -> int:
                        ("status", "online or not, outbox, last check-in, problems")):
         commands.add_parser(name, help=text).add_argument("--config", help="as for run")
 
-    card = commands.add_parser("card", help="make a QR member card image (or show it to a "
-                                           "simulated kiosk's camera)")
-    card.add_argument("text", help="what the QR code holds, e.g. LOY-ALICE01")
+    card = commands.add_parser("card", help="make a QR member card (signed with --key), a "
+                                           "printable sheet of them, or show one to a "
+                                           "simulated kiosk's camera")
+    card.add_argument("text", nargs="?", help="the member id (or, unsigned, any text)")
+    card.add_argument("--key", help="card-issuer private key file (kiosk card-key): sign")
+    card.add_argument("--sheet", help="file of member ids, one a line: a sheet to print")
     where = card.add_mutually_exclusive_group(required=True)
-    where.add_argument("--out", help="write the PNG here")
+    where.add_argument("--out", help="write the PNG here (a sheet: .pdf or .png)")
     where.add_argument("--spool", help="hold it in front of a simulated camera: its spool_dir")
+
+    card_key = commands.add_parser("card-key", help="make a card-issuer key (private key to "
+                                                    "a file; prints the public key)")
+    card_key.add_argument("--out", required=True, help="private key file (created, mode 600)")
 
     backend = commands.add_parser("backend", help="run the reference loyalty backend")
     backend.add_argument("--host", default="localhost")
@@ -77,7 +84,14 @@ def main(argv: list[str] | None = None) -> int:
             case "doctor" | "status":
                 return importlib.import_module(f"kiosk.{args.command}").main(args.config)
             case "card":
-                return _card(args.text, args.out, args.spool)
+                return _card(args, card)
+            case "card-key":
+                from kiosk.cards import new_issuer_key
+
+                public = new_issuer_key(Path(args.out))
+                print(f"card-issuer key written to {args.out} (keep it secret)\n"
+                      f"public key for [members] card_keys: {public}")
+                return 0
             case "backend":
                 return _backend(args)
     except ConfigError as exc:
@@ -118,18 +132,27 @@ def _run(path_arg: str | None) -> int:
     return 0
 
 
-def _card(text: str, out: str | None, spool: str | None) -> int:
-    from kiosk.testing.cards import qr_card
+def _card(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from kiosk import cards
 
-    image = qr_card(text)
-    if spool:
-        folder = Path(spool)
+    if bool(args.text) == bool(args.sheet):
+        parser.error("give a member id or --sheet FILE")
+    issuer = cards.load_issuer_key(Path(args.key)) if args.key else None
+    if args.sheet:
+        if not args.out:
+            parser.error("a sheet is written with --out sheet.pdf (or .png)")
+        pages = cards.write_sheet(cards.read_member_ids(Path(args.sheet)), issuer, Path(args.out))
+        print(f"{args.out}: {pages} page(s)")
+        return 0
+    image = cards.qr_card(cards.card_code(args.text, issuer))
+    if args.spool:
+        folder = Path(args.spool)
         folder.mkdir(parents=True, exist_ok=True)
         partial = folder / f".{os.getpid()}.png"  # the camera never reads a half-written file
         image.save(partial)
         partial.rename(folder / f"card-{time.time_ns()}.png")
-    elif out:
-        image.save(out)
+    else:
+        image.save(args.out)
     return 0
 
 

@@ -15,8 +15,17 @@ from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from drivers.specs import CameraSpec, DisplaySpec, HardwareSpec, LightsSpec, SerialSpec
+from drivers.specs import (
+    CameraSpec,
+    DisplaySpec,
+    HardwareSpec,
+    LightsSpec,
+    NfcSpec,
+    SerialSpec,
+    WedgeSpec,
+)
 from kiosk import KioskError
+from kiosk.signing import Verifier
 from kiosk.ui.settings import UiSection
 
 DEFAULT_PATH = "/etc/kiosk/kiosk.toml"
@@ -49,15 +58,31 @@ class KioskSection:
 
 @dataclass(frozen=True)
 class MembersSection:
-    """Which codes are member cards; anything else gets the "unknown card" screen."""
+    """Which codes are member codes; anything else gets the "unknown card" screen."""
 
     pattern: str = r"LOY-[A-Z0-9]{4,32}"
+    card_keys: str = ""
+    tag_ids: bool = True
 
     def __post_init__(self) -> None:
         try:
             re.compile(self.pattern)
         except re.error as exc:
             raise ValueError(f"pattern: expected a regular expression ({exc})") from None
+        _ = self.card_issuers  # checks card_keys
+
+    @property
+    def card_issuers(self) -> Verifier | None:
+        """The trusted card-issuer public keys; None when signed cards are not accepted."""
+        texts = [text for text in re.split(r"[\s,]+", self.card_keys) if text]
+        if not texts:
+            return None
+        try:
+            return Verifier.from_texts(texts)
+        except ValueError:
+            raise ValueError("card_keys: expected card-issuer public keys (43 characters "
+                             "of base64url each, as `kiosk card-key` prints), comma-separated"
+                             ) from None
 
 
 @dataclass(frozen=True)
@@ -186,12 +211,15 @@ class Config:
     serial: SerialSpec = field(default_factory=SerialSpec)
     display: DisplaySpec = field(default_factory=DisplaySpec)
     lights: LightsSpec = field(default_factory=LightsSpec)
+    keyboard: WedgeSpec = field(default_factory=WedgeSpec)
+    nfc: NfcSpec = field(default_factory=NfcSpec)
     ui: UiSection = field(default_factory=UiSection)
 
     @property
     def hardware(self) -> HardwareSpec:
         """The device settings, as ``drivers.factory.make_hardware`` takes them."""
-        return HardwareSpec(self.camera, self.serial, self.display, self.lights)
+        return HardwareSpec(self.camera, self.serial, self.display, self.lights,
+                            self.keyboard, self.nfc)
 
 
 def config_path(cli_path: str | None) -> Path:

@@ -30,7 +30,7 @@ from kiosk.events import (
     Signal,
     Tick,
 )
-from kiosk.members import MemberCodes, MemberStatus, redact
+from kiosk.members import MemberCodes, MemberStatus, Refused, redact
 from kiosk.screens import Idle, NotRecorded, Screen, Sync, UnknownCard, Welcome
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,11 @@ class Controller:
         raise TypeError(f"unexpected event {event!r}")
 
     def _code_read(self, event: CodeRead, now: float) -> list[Action]:
-        member_id = self._codes.parse(event.code)
-        if member_id is None:
-            log.info("unknown card from %s (%d chars)", event.source, len(event.code))
-            return [self._result(UnknownCard(), now, None), Signal("error")]
+        member_id = self._codes.parse(event.code, event.source)
+        if isinstance(member_id, Refused):
+            log.info("refused a code from %s: %s (%s, %d chars)", event.source,
+                     member_id.reason, redact(event.code), len(event.code))
+            return [self._result(UnknownCard(member_id.reason), now, None), Signal("error")]
         last = self._checked_in.get(member_id)
         if last is not None and 0 <= event.seen_at - last < self._timing.cooldown_s:
             log.info("%s checked in %.0f s ago; not again", redact(member_id),

@@ -10,6 +10,8 @@ import hashlib
 import re
 from dataclasses import dataclass, replace
 
+from kiosk.signing import SignatureError, Signer, Verifier, b64decode, b64encode
+
 
 @dataclass(frozen=True)
 class MemberStatus:
@@ -34,16 +36,96 @@ class MemberStatus:
         return replace(self, reward_unlocked="", points_earned=0, tier_changed=False, badge="")
 
 
+CARD_PREFIX = "LOY1."
+CARD_MESSAGE = b"loyalty-kiosk member card v1\n"
+"""Signed in front of every card, so a card signature can never pass for a staff message."""
+MEMBER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What a member id inside a signed card may be: it is also a field of the card."""
+TAG_ID = re.compile(r"uid:[0-9A-F]{8,20}")
+"""An NFC or 125 kHz tag's UID, as the readers hand it up."""
+MAX_CODE = 512
+TAG_SOURCES = ("nfc", "serial")
+"""Sources that read tags; a camera showing "uid:..." is a printed forgery."""
+
+_NOT_MEMBER_CODES = (
+    (re.compile(r"(?i)(https?://|www\.)"), "Web address"),
+    (re.compile(r"(?i)WIFI:"), "Wi-Fi settings"),
+    (re.compile(r"(?i)(BEGIN:VCARD|MECARD:)"), "Contact card"),
+    (re.compile(r"(?i)(mailto:|tel:|sms(to)?:|geo:|BEGIN:VEVENT)"), "Not a member code"),
+)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A code that is not a member's, and why in two or three words (screen and log)."""
+
+    reason: str
+
+
 class MemberCodes:
-    """Recognises member codes; anything else is an unknown card and nothing is sent."""
+    """Recognises member codes; anything else is refused with a reason and nothing is sent.
 
-    def __init__(self, pattern: str) -> None:
-        self._pattern = re.compile(pattern)
+    Three kinds of member code, each from config:
 
-    def parse(self, code: str) -> str | None:
-        """The member id the code stands for, or None when it is not a member code."""
+    * a plain id matching ``pattern`` (``""``: none accepted);
+    * a **signed member card** ``LOY1.<key id>.<member id>.<signature>``: Ed25519 by
+      one of the trusted card-issuer keys, checked offline, so a guessed or edited
+      id is refused without asking the backend. The kiosk holds public keys only:
+      a stolen kiosk cannot make cards;
+    * a tag id ``uid:<HEX>`` from an NFC or RFID reader, when ``tag_ids`` is on.
+    """
+
+    def __init__(self, pattern: str, card_issuers: Verifier | None = None,
+                 tag_ids: bool = True) -> None:
+        self._pattern = re.compile(pattern) if pattern else None
+        self._issuers = card_issuers
+        self._tag_ids = tag_ids
+
+    def parse(self, code: str, source: str = "") -> str | Refused:
+        """The member id ``code`` stands for, or why it is refused."""
+        if len(code) > MAX_CODE:
+            return Refused("Code too long")
+        if "\ufffd" in code or not code.isprintable():
+            return Refused("Unreadable code")  # not UTF-8, or control characters
         code = code.strip()
-        return code if self._pattern.fullmatch(code) else None
+        if code.startswith(CARD_PREFIX):
+            return self._card(code)
+        if TAG_ID.fullmatch(code):
+            if not self._tag_ids or source not in TAG_SOURCES:
+                return Refused("Tag not accepted")
+            return code
+        if self._pattern is not None and self._pattern.fullmatch(code):
+            return code
+        for kind, reason in _NOT_MEMBER_CODES:
+            if kind.match(code):
+                return Refused(reason)
+        return Refused("Not a member code")
+
+    def _card(self, code: str) -> str | Refused:
+        parts = code[len(CARD_PREFIX):].split(".")
+        if len(parts) != 3 or not MEMBER_ID.fullmatch(parts[1]):
+            return Refused("Damaged card")
+        kid, member_id, signature = parts
+        if self._issuers is None:
+            return Refused("Unknown card issuer")
+        try:
+            self._issuers.verify(kid, b64decode(signature), card_message(kid, member_id))
+        except SignatureError as exc:
+            return Refused("Unknown card issuer" if "key id" in str(exc) else "Card not valid")
+        return member_id
+
+
+def card_message(kid: str, member_id: str) -> bytes:
+    """The bytes a card's signature covers: a fixed prefix, the key id and the member id."""
+    return CARD_MESSAGE + f"{kid}\n{member_id}".encode()
+
+
+def sign_card(issuer: Signer, member_id: str) -> str:
+    """The text of a signed member card (about 120 characters: a version 7 QR code)."""
+    if not MEMBER_ID.fullmatch(member_id):
+        raise ValueError("a member id on a card is 1-64 letters, digits, '_' or '-'")
+    signature = issuer.sign(card_message(issuer.key_id, member_id))
+    return f"{CARD_PREFIX}{issuer.key_id}.{member_id}.{b64encode(signature)}"
 
 
 def redact(member_id: str) -> str:

@@ -45,7 +45,9 @@ class Welcome:
 
 @dataclass(frozen=True)
 class UnknownCard:
-    """The code is not a member code: nothing was recorded or sent."""
+    """The code is not a member code: nothing was recorded or sent. ``reason`` says what it is."""
+
+    reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,7 @@ def test_values_are_read_and_integers_are_accepted_for_seconds(tmp_path):
     ('[kiosk]\nsite = "a/b"\n', "kiosk.site: expected 1-64 letters"),
     ('[members]\npattern = "LOY-[A-Z"\n', "members.pattern: expected a regular expression"),
     ("[lights]\ngreen_pin = 17\nred_pin = 17\n", "lights.buzzer_pin: expected a different"),
-    ('[serial]\nterminator = ""\n', "serial.terminator: expected one or two characters"),
+    ('[serial]\nframing = "crlf"\n', "serial.framing: expected one of lines, stx-etx"),
     ('[mqtt]\ntls = true\nca_file = "/nonexistent/ca.pem"\n',
      "mqtt.ca_file: no such file /nonexistent/ca.pem"),
     ("mqtt = 3\n", "mqtt: expected a table"),

@@ -51,7 +51,7 @@ def test_a_member_code_is_recorded_before_the_customer_is_told(controller):
 
 def test_an_unknown_card_records_nothing(controller):
     actions = _online(controller).handle(CodeRead("https://example.com", "camera", 1.0), 1.0)
-    assert actions == [Show(UnknownCard()), Signal("error")]
+    assert actions == [Show(UnknownCard("Web address")), Signal("error")]
     assert controller.seq == 0
 
 

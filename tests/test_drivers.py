@@ -220,7 +220,9 @@ def test_any_program_can_type_into_the_linked_path(serial_reader):
 
 def test_line_noise_without_terminator_is_dropped_and_reading_goes_on(serial_reader):
     pty, seen = serial_reader
-    os.write(pty._typing_slave, b"\x00\xff" * 400)  # 800 bytes, no terminator
+    pty.send(b"\x00\xff" * 400)  # 800 bytes, no terminator: spoils the line it is on
+    pty.send(b"LOY-SPOILT1\r")
+    pty.send(b"\x00\xffLOY-BINARY2\r")  # binary garbage on a line of its own
     pty.type("LOY-DAVE004")
     wait_for(lambda: seen.codes == [("LOY-DAVE004", "serial")], what="the code after noise")
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from drivers.base import Hardware
 from drivers.factory import SimHandles
-from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
+from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, NfcSpec, SerialSpec, WedgeSpec
 from kiosk.app import App, serve
 from kiosk.config import Config, CounterSection, KioskSection, MqttSection
 from kiosk.testing.cards import qr_card
@@ -33,6 +33,8 @@ def sim_config(state_dir: Path, broker_port: int, *, device_id: str = "kiosk-tes
                           sim_link=str(state_dir / "serial")),
         display=DisplaySpec(backend="sim", sim_png=str(state_dir / "display.png")),
         lights=LightsSpec(backend="sim", buzzer_pin=22),
+        keyboard=WedgeSpec(backend="sim"),
+        nfc=NfcSpec(backend="sim"),
     )
     return replace(config, **sections)
 
@@ -99,6 +101,18 @@ class RunningKiosk:
         if self.app.sim.serial is None:
             raise RuntimeError("this kiosk has no simulated serial reader (serial.backend)")
         self.app.sim.serial.type(text)
+
+    def scan_on_keyboard(self, text: str) -> None:
+        """A customer scans ``text`` on the keyboard-wedge reader (typed, then Enter)."""
+        if self.app.sim.keyboard is None:
+            raise RuntimeError("this kiosk has no simulated keyboard reader (keyboard.backend)")
+        self.app.sim.keyboard.type(text)
+
+    def tap(self, uid: bytes, text: str | None = None) -> None:
+        """A customer taps an NFC tag (with an NDEF text record when ``text`` is given)."""
+        if self.app.sim.nfc is None:
+            raise RuntimeError("this kiosk has no simulated NFC reader (nfc.backend)")
+        self.app.sim.nfc.tap(uid, text)
 
     def wait_online(self, timeout: float = 10.0) -> None:
         """Wait until the kiosk is connected to the broker."""

@@ -48,9 +48,10 @@ def compose(screen: Screen, t: Messages, store: str = "", frame: int = 0) -> Pag
                         banner=None if online else Text(t("offline"), "small"), frame=frame)
         case Welcome(status=status, sync=sync):
             return _welcome(status, sync, t)
-        case UnknownCard():
+        case UnknownCard(reason=reason):
             return Page([Text(t("unknown_title"), "title", "bad"),
-                         Text(t("unknown_hint"), "small", drop=1)])
+                         Text(t("unknown_hint"), "small", drop=1)],
+                        banner=Text(reason, "small", "dim") if reason else None)
         case NotRecorded(reason=reason):
             return Page([Text(t("sorry"), "title", "bad", drop=2),
                          Text(t("not_recorded"), "body", "bad"),
