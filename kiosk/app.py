@@ -273,7 +273,9 @@ class App:
         )
 
     def _report_health(self) -> None:
-        self.link.publish(self.topics.health, protocol.encode_health(self.health()), qos=0)
+        # Retained: staff see every kiosk's last report (and when it came) even after it left.
+        self.link.publish(self.topics.health,
+                          protocol.encode_health(self.health(), time.time()), qos=0, retain=True)
 
     def _dispatch(self, events: tuple[Event, ...]) -> None:
         now = time.monotonic()
@@ -345,6 +347,7 @@ class App:
             case Record():
                 pass  # committed by _carry_out before anything else ran
             case Show(screen=screen):
+                screen = self.staff.screen_for(screen)  # the pairing code, until enrolled
                 self.screen = screen
                 self.presenter.show(screen, time.monotonic())
             case Signal(pattern=pattern):
