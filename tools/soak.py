@@ -1,14 +1,16 @@
 """Soak: the real daemon killed again and again while customers scan over a flapping link.
 
-    .venv/bin/python tools/soak.py [--kills 200] [--scans 10000] [--seed 1]
+    .venv/bin/python tools/soak.py [--kills 200] [--checkins 10000] [--seed 1]
 
 A private mosquitto, the reference backend, and the real ``kiosk run`` daemon
 reaching the broker through a fault proxy that blackholes, resets and refuses
 the link at random. A scanner types distinct member codes into the simulated
-serial reader as fast as the daemon takes them; the daemon is SIGKILLed at
-random moments and started again. At the end the link heals, the daemon drains
-its outbox, and every check-in it ever committed must be in the ledger exactly
-once. Prints one line; exit 0 only when nothing was lost.
+serial reader (100 a second); the daemon is SIGKILLed at random moments, 1 to
+3 s after it came up, and started again. After the kills the last daemon runs
+until ``--checkins`` check-ins have been committed in all. Then the link heals,
+the daemon drains its outbox, and every check-in it ever committed must be in
+the ledger, and no typed code may have become two check-ins. Prints one line;
+exit 0 only when nothing was lost.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 from kiosk.backend import Ledger, LoyaltyBackend
+from kiosk.config import Config
 from kiosk.testing.broker import Mosquitto
 from kiosk.testing.daemon import start_daemon
 from kiosk.testing.faultproxy import FaultProxy
@@ -46,22 +49,31 @@ def committed(state: Path, ledger: Ledger) -> set[str]:
 class Scanner(threading.Thread):
     """Types distinct codes into whatever serial link the running daemon has made."""
 
-    def __init__(self, link: Path, total: int) -> None:
+    def __init__(self, link: Path) -> None:
         super().__init__(name="scanner", daemon=True)
-        self.link, self.total, self.typed = link, total, 0
+        self.link, self.typed = link, 0
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.is_set() and self.typed < self.total:
+        while not self.stop.is_set():
             try:
                 with open(self.link, "w") as reader:
-                    while not self.stop.is_set() and self.typed < self.total:
+                    while not self.stop.wait(0.01):
                         reader.write(f"LOY-S{self.typed:07d}\r")
                         reader.flush()
                         self.typed += 1
-                        time.sleep(0.01)
             except OSError:
                 time.sleep(0.05)  # the daemon died with its pty: wait for the next one
+
+
+def start_up(config: Config, path: Path, state: Path) -> subprocess.Popen[bytes]:
+    """Start the daemon and wait until its serial reader is there."""
+    began = time.time()
+    daemon = start_daemon(config, path)
+    link = state / "serial"
+    wait_for(lambda: link.is_symlink() and link.lstat().st_mtime >= began, timeout=60,
+             what="the daemon's serial reader")
+    return daemon
 
 
 def flap(proxy: FaultProxy, rng: random.Random, stop: threading.Event) -> None:
@@ -79,7 +91,7 @@ def flap(proxy: FaultProxy, rng: random.Random, stop: threading.Event) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kills", type=int, default=200)
-    parser.add_argument("--scans", type=int, default=10000)
+    parser.add_argument("--checkins", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -95,7 +107,7 @@ def main() -> int:
         state = root / "kiosk"
         config = sim_config(state, proxy.port, device_id=DEVICE)
         path = root / "kiosk.toml"
-        scanner = Scanner(state / "serial", args.scans)
+        scanner = Scanner(state / "serial")
         stop_flapping = threading.Event()
         flapper = threading.Thread(target=flap, args=(proxy, rng, stop_flapping), daemon=True)
         flapper.start()
@@ -103,18 +115,18 @@ def main() -> int:
         daemon: subprocess.Popen[bytes] | None = None
         try:
             for kill in range(args.kills + 1):
-                daemon = start_daemon(config, path)
+                daemon = start_up(config, path, state)
                 if kill == 0:
-                    wait_for((state / "serial").is_symlink, timeout=30, what="the first daemon")
                     scanner.start()
                 if kill == args.kills:
                     break
-                time.sleep(rng.uniform(0.5, 2.5))
+                time.sleep(rng.uniform(1.0, 3.0))
                 daemon.send_signal(signal.SIGKILL)
                 daemon.wait(10)
                 ever |= committed(state, ledger)
-            wait_for(lambda: scanner.typed >= args.scans or not scanner.is_alive(),
-                     timeout=3600, what="every scan typed")
+            wait_for(lambda: len(ever | committed(state, ledger)) >= args.checkins,
+                     timeout=3600, what=f"{args.checkins} check-ins committed")
+            scanner.stop.set()
             time.sleep(2.0)  # the last codes reach the reader
             stop_flapping.set()
             flapper.join()
