@@ -179,7 +179,7 @@ class Controller:
             self._screen_until = None
             self._showing_event = None
             self.screen = Idle(self.online)
-            actions += [Show(self.screen), Signal("off" if self.online else "offline")]
+            actions += [Show(self.screen), Signal("idle" if self.online else "offline")]
         return actions
 
     def _result(self, screen: Welcome | UnknownCard | NotRecorded, now: float,
@@ -193,16 +193,18 @@ class Controller:
         if not isinstance(self.screen, Idle) or self.screen.online == self.online:
             return []
         self.screen = Idle(self.online)
-        return [Show(self.screen), Signal("off" if self.online else "offline")]
+        return [Show(self.screen), Signal("idle" if self.online else "offline")]
 
     def _note_checked_in(self, member_id: str, seen_at: float) -> None:
         if not self._timing.cooldown_s:
             return
+        self._checked_in.pop(member_id, None)  # oldest first: the dict is in time order
         self._checked_in[member_id] = seen_at
-        if len(self._checked_in) > self._max_known:  # forget those whose cooldown has passed
-            for old, at in list(self._checked_in.items()):
-                if seen_at - at >= self._timing.cooldown_s:
-                    del self._checked_in[old]
+        while self._checked_in:  # forget those whose cooldown has passed, oldest first
+            oldest, at = next(iter(self._checked_in.items()))
+            if seen_at - at < self._timing.cooldown_s and len(self._checked_in) <= self._max_known:
+                break
+            del self._checked_in[oldest]
 
     def _remember(self, member_id: str, status: MemberStatus) -> None:
         self._known.pop(member_id, None)
