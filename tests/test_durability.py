@@ -164,6 +164,7 @@ def test_acknowledgements_and_scans_are_kept_when_the_message_lane_is_full(kiosk
         assert any(isinstance(event, CodeRead) for event in taken)
         assert app.inbox.dropped_messages > 0
     finally:
+        app.hardware.close()
         app._db.close()
         app.lock.release()
 
