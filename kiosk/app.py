@@ -320,9 +320,10 @@ class App:
 
     def _record(self, checkins: list[CheckIn], now: float) -> str | None:
         """Commit ``checkins`` durably; None on success, else why they were refused."""
+        payloads = [protocol.encode_checkin(c) for c in checkins]
         try:
             rows = self.outbox.add_many(
-                [(c.event_id, protocol.encode_checkin(c)) for c in checkins],
+                [(c.event_id, payload) for c, payload in zip(checkins, payloads, strict=True)],
                 [(c.member_id, c.captured_at) for c in checkins])
         except OutboxError as exc:
             self.visits_refused += len(checkins)
@@ -337,8 +338,7 @@ class App:
                 self.outbox.forget_scans_before(time.time() - self.config.counter.cooldown_s)
             except OutboxError as exc:  # only housekeeping: try again a thousand visits later
                 log.warning("old check-in times not cleaned up: %s", exc)
-        self.publisher.stored([(row, protocol.encode_checkin(c))
-                               for row, c in zip(rows, checkins, strict=True)],
+        self.publisher.stored(list(zip(rows, payloads, strict=True)),
                               online=self.controller.online)
         return None
 
