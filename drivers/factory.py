@@ -150,6 +150,10 @@ def _add_lights(spec: LightsSpec, hardware: Hardware, handles: SimHandles) -> No
         factory = handles.pin_factory = make_mock_pin_factory()
     lights = hardware.lights = Lights(spec, pin_factory=factory)
     hardware.closers.append(lights.close)
+    if spec.backend == "sim" and spec.sim_state:
+        from drivers.sim import LightsStateFile
+
+        hardware.closers.append(LightsStateFile(lights, spec.sim_state).stop)
 
 
 def _add_keyboard(spec: WedgeSpec, hardware: Hardware, handles: SimHandles) -> None:

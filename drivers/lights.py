@@ -1,76 +1,176 @@
-"""Status LEDs and buzzer on GPIO, driven by named patterns.
+"""Status light and buzzer on GPIO, driven by named patterns.
 
-The application asks for a *meaning* ("reward", "error"); the blink timings
-live here, in one table. Patterns run in gpiozero's background threads, so a
-call returns at once.
+The application asks for a *meaning* ("reward", "error"); the colours, blink
+timings and tunes live here, in one table. Every pattern runs on gpiozero's
+own background threads (``blink``/``pulse`` with ``background=True``, and a
+buzzer's ``source`` iterator for tunes), so :meth:`Lights.show` returns at
+once; replacing a pattern only waits for gpiozero to stop the old thread,
+which wakes within one step (20 ms).
+
+Checked against gpiozero 2.0.1 (``gpiozero/output_devices.py``: ``PWMLED``,
+``RGBLED.blink/pulse``, ``Buzzer``, ``TonalBuzzer`` whose ``value`` is
+``log2(f / mid_tone) / octaves`` and whose pin must do PWM; ``mixins.py``:
+``SourceMixin._copy_values`` sets ``value`` every ``source_delay`` seconds).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from drivers import DriverError
 from drivers.specs import LightsSpec
 
-Blink = tuple[float, float, int | None]
-"""``(on_s, off_s, times)``; ``times=None`` repeats until the next pattern."""
+Colour = tuple[float, float, float]
+RED: Colour = (1.0, 0.0, 0.0)
+GREEN: Colour = (0.0, 1.0, 0.0)
+GOLD: Colour = (1.0, 0.6, 0.0)
+WHITE: Colour = (1.0, 1.0, 1.0)
+TEAL: Colour = (0.0, 0.35, 0.5)
+STEP_S = 0.02
+"""How often a tune's buzzer value is updated."""
+TONAL_OCTAVES = 2
+"""A TonalBuzzer around A4 spans A2-A6 (110-1760 Hz): every note below."""
+
+
+@dataclass(frozen=True)
+class Light:
+    """What the status light does. Discrete LEDs light red for ``colour[0]`` and green for
+    ``colour[1]`` (gold lights both)."""
+
+    colour: Colour
+    style: str = "blink"
+    """``steady``, ``blink`` or ``pulse`` (breathing)."""
+    on_s: float = 0.0
+    """blink: time on; pulse: fade-in time."""
+    off_s: float = 0.0
+    """blink: time off; pulse: fade-out time."""
+    times: int | None = 1
+    """How often; None repeats until the next pattern."""
+
+
+Tone = tuple[str | None, float]
+"""A note (``"C5"``) or a rest (None), and how long it lasts in seconds."""
 
 
 @dataclass(frozen=True)
 class Pattern:
-    """What each output does for one meaning; None leaves the output off."""
+    """The light and the tune for one meaning."""
 
-    green: Blink | None = None
-    red: Blink | None = None
-    buzzer: Blink | None = None
+    light: Light | None = None
+    tune: tuple[Tone, ...] = ()
 
 
 PATTERNS: dict[str, Pattern] = {
     "off": Pattern(),
-    "ok": Pattern(green=(1.5, 0.0, 1)),
-    "reward": Pattern(green=(0.15, 0.15, 8), buzzer=(0.08, 0.08, 3)),
-    "error": Pattern(red=(0.2, 0.2, 3), buzzer=(0.4, 0.0, 1)),
-    "offline": Pattern(red=(0.1, 2.9, None)),
-    "full": Pattern(red=(1.0, 0.0, None), buzzer=(0.4, 0.2, 2)),
-    "identify": Pattern(green=(0.25, 0.25, 20), red=(0.25, 0.25, 20), buzzer=(0.1, 0.9, 3)),
+    "idle": Pattern(Light(TEAL, "pulse", 2.0, 2.0, None)),
+    "scan": Pattern(Light(WHITE, "blink", 0.08, 0.0, 1), (("A5", 0.05),)),
+    "ok": Pattern(Light(GREEN, "blink", 1.5, 0.0, 1), (("E5", 0.08), ("A5", 0.12))),
+    "reward": Pattern(Light(GOLD, "blink", 0.15, 0.15, 8),
+                      (("C5", 0.12), ("E5", 0.12), ("G5", 0.12), ("C6", 0.36))),
+    "error": Pattern(Light(RED, "blink", 0.2, 0.2, 3), (("A3", 0.4),)),
+    "offline": Pattern(Light(RED, "blink", 0.1, 2.9, None)),
+    "full": Pattern(Light(RED, "steady"), (("A3", 0.3), (None, 0.2), ("A3", 0.3))),
+    "identify": Pattern(Light(WHITE, "blink", 0.25, 0.25, 20),
+                        (("A5", 0.1), (None, 0.1)) * 3),
 }
 
 
 class Lights:
-    """Green and red LEDs and an optional buzzer, on gpiozero's given pin factory."""
+    """The status light (two LEDs or one RGB LED) and an optional buzzer."""
 
     def __init__(self, spec: LightsSpec, pin_factory: Any = None) -> None:
-        from gpiozero import LED, Buzzer  # lazy: gpiozero probes pin libraries on import
+        from gpiozero import PWMLED, RGBLED, Buzzer, TonalBuzzer  # lazy: probes pin libraries
 
-        self._outputs: dict[str, Any] = {
-            "green": LED(spec.green_pin, pin_factory=pin_factory),
-            "red": LED(spec.red_pin, pin_factory=pin_factory),
-        }
+        self._rgb: Any = None
+        self._leds: dict[str, Any] = {}
+        if spec.led == "rgb":
+            self._rgb = RGBLED(spec.red_pin, spec.green_pin, spec.blue_pin,
+                               pin_factory=pin_factory)
+        else:
+            self._leds = {"green": PWMLED(spec.green_pin, pin_factory=pin_factory),
+                          "red": PWMLED(spec.red_pin, pin_factory=pin_factory)}
+        self._buzzer: Any = None
+        self._tonal = spec.buzzer == "tonal"
         if spec.buzzer_pin:
-            self._outputs["buzzer"] = Buzzer(spec.buzzer_pin, pin_factory=pin_factory)
+            self._buzzer = TonalBuzzer(spec.buzzer_pin, octaves=TONAL_OCTAVES,
+                                       pin_factory=pin_factory) if self._tonal \
+                else Buzzer(spec.buzzer_pin, pin_factory=pin_factory)
+            self._buzzer.source_delay = STEP_S
         self.current = "off"
 
     def show(self, name: str) -> None:
-        """Start pattern ``name``, replacing whatever was running."""
+        """Start pattern ``name``, replacing whatever was running; returns at once."""
         try:
             pattern = PATTERNS[name]
         except KeyError:
             raise DriverError(f"unknown light pattern {name!r}") from None
-        for output_name, device in self._outputs.items():
-            blink: Blink | None = getattr(pattern, output_name)
-            if blink is None:
-                device.off()
-            else:
-                on_s, off_s, times = blink
-                device.blink(on_time=on_s, off_time=off_s, n=times, background=True)
+        self._light(pattern.light)
+        if self._buzzer is not None:
+            self._buzzer.source = self._values(pattern.tune) if pattern.tune else None
+            if not pattern.tune:
+                self._buzzer.value = None if self._tonal else 0
         self.current = name
 
-    def state(self) -> dict[str, bool]:
-        """Which outputs are on right now (for the demo's terminal and for telemetry)."""
-        return {name: bool(device.value) for name, device in self._outputs.items()}
+    def _light(self, light: Light | None) -> None:
+        if self._rgb is not None:
+            _drive(self._rgb, light, light.colour if light else WHITE, (0.0, 0.0, 0.0))
+            return
+        for index, led in ((0, self._leds["red"]), (1, self._leds["green"])):
+            level = light.colour[index] if light else 0.0
+            _drive(led, light if level else None, level, 0.0)
+
+    def _values(self, tune: tuple[Tone, ...]) -> Iterator[float | None]:
+        """The buzzer's value every ``STEP_S``: a tone (TonalBuzzer) or on/off, then silence."""
+        for note, seconds in tune:
+            value = self._tone_value(note) if self._tonal else float(note is not None)
+            for _ in range(max(1, round(seconds / STEP_S))):
+                yield value
+        yield None if self._tonal else 0.0
+
+    def _tone_value(self, note: str | None) -> float | None:
+        if note is None:
+            return None
+        from gpiozero.tones import Tone as GpioTone
+
+        mid = self._buzzer.mid_tone.frequency
+        return math.log2(GpioTone(note).frequency / mid) / self._buzzer.octaves
+
+    def state(self) -> dict[str, Any]:
+        """What the light and buzzer do right now (the demo's terminal, the sim's JSON file)."""
+        leds = dict(zip(("red", "green", "blue"), self._rgb.value, strict=True)) \
+            if self._rgb is not None else {name: led.value for name, led in self._leds.items()}
+        state: dict[str, Any] = {"pattern": self.current,
+                                 "led": {name: round(v, 2) for name, v in leds.items()}}
+        if self._buzzer is not None:
+            if self._tonal:
+                tone = self._buzzer.tone
+                state["buzzer"] = tone.note if tone is not None else ""
+            else:
+                state["buzzer"] = "on" if self._buzzer.value else ""
+        return state
 
     def close(self) -> None:
         """Turn everything off and release the pins."""
-        for device in self._outputs.values():
-            device.close()
+        for device in (self._rgb, *self._leds.values(), self._buzzer):
+            if device is not None:
+                device.close()
+
+
+def _drive(device: Any, light: Light | None, on: Any, off: Any) -> None:
+    """Run ``light`` on a PWMLED (``on`` = brightness) or an RGBLED (``on`` = colour)."""
+    rgb = isinstance(on, tuple)
+    if light is None:
+        device.off()
+    elif light.style == "steady":
+        device.value = on
+    elif light.style == "pulse":
+        colours = {"on_color": on, "off_color": off} if rgb else {}
+        device.pulse(fade_in_time=light.on_s, fade_out_time=light.off_s, n=light.times,
+                     background=True, **colours)
+    else:
+        colours = {"on_color": on, "off_color": off} if rgb else {}
+        device.blink(on_time=light.on_s, off_time=light.off_s, n=light.times,
+                     background=True, **colours)

@@ -13,12 +13,14 @@ Any program, in any language, can drive a running simulated kiosk:
   ``printf 'LOY-ALICE01\\r' > /run/kiosk/serial``.
 * **display** — every frame is saved (atomically) as a PNG, in the configured
   panel's size, mode and rotation.
+* **lights** — the light's and buzzer's state is kept in a small JSON file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import queue
@@ -29,13 +31,16 @@ import time
 import tty
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from drivers import DriverError
 from drivers.base import Worker
 from drivers.specs import CameraSpec, DisplaySpec, SerialSpec
+
+if TYPE_CHECKING:
+    from drivers.lights import Lights
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +302,7 @@ def make_dummy_display(spec: DisplaySpec) -> Any:
     return PngDummy()
 
 
-def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Write ``path`` through a hidden temporary file, so a reader never sees half of it."""
     partial = path.with_name("." + path.name)
     write(partial)
@@ -338,10 +343,46 @@ class CaptureBus:
 
 
 def make_mock_pin_factory() -> Any:
-    """gpiozero's own mock pins, which keep their state history for tests."""
-    from gpiozero.pins.mock import MockFactory
+    """gpiozero's own mock pins, which keep their state history for tests.
 
-    return MockFactory()
+    PWM pins (``MockPWMPin``), as on a Pi with lgpio: the LEDs breathe and a
+    TonalBuzzer needs PWM (gpiozero 2.0.1 ``pins/mock.py``: ``MockFactory(pin_class=...)``).
+    """
+    from gpiozero.pins.mock import MockFactory, MockPWMPin
+
+    return MockFactory(pin_class=MockPWMPin)
+
+
+class LightsStateFile:
+    """Writes the simulated lights' state to a small JSON file whenever it changes.
+
+    For integrators who do not speak Python: ``{"pattern": "reward", "led":
+    {"red": 1.0, "green": 0.6, "blue": 0.0}, "buzzer": "C6"}``, replaced
+    atomically, checked ten times a second.
+    """
+
+    def __init__(self, lights: Lights, path: str) -> None:
+        self._lights = lights
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._last = ""
+        self._worker = Worker("kiosk-sim-lights", self._run)
+        self._worker.start()
+
+    def _run(self, stopping: threading.Event) -> None:
+        while not stopping.wait(0.1):
+            self.write()
+
+    def write(self) -> None:
+        """Write the state now if it changed."""
+        text = json.dumps(self._lights.state(), sort_keys=True)
+        if text != self._last:
+            write_atomically(self.path, lambda path: path.write_text(text + "\n"))
+            self._last = text
+
+    def stop(self) -> None:
+        """Stop watching (the file keeps the last state)."""
+        self._worker.stop()
 
 
 class SimKeyboard:

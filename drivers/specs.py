@@ -186,19 +186,32 @@ class DisplaySpec:
 
 @dataclass(frozen=True)
 class LightsSpec:
-    """Status LEDs and an optional buzzer on BCM GPIO numbers (0 = not fitted)."""
+    """Status light and buzzer on BCM GPIO numbers (0 = not fitted).
+
+    ``led = "discrete"``: a green and a red LED. ``led = "rgb"``: one RGB LED on
+    ``red_pin``, ``green_pin`` and ``blue_pin``. ``buzzer = "active"`` beeps at
+    its own pitch; ``"tonal"`` (a passive piezo) plays tunes on PWM.
+    """
 
     backend: str = "gpio"
+    led: str = "discrete"
     green_pin: int = 17
     red_pin: int = 27
+    blue_pin: int = 0
     buzzer_pin: int = 0
+    buzzer: str = "active"
+    sim_state: str = "/run/kiosk/lights.json"
 
     def __post_init__(self) -> None:
         _one_of("backend", self.backend, ("gpio", "sim", "none"))
-        for key in ("green_pin", "red_pin", "buzzer_pin"):
+        _one_of("led", self.led, ("discrete", "rgb"))
+        _one_of("buzzer", self.buzzer, ("active", "tonal"))
+        for key in ("green_pin", "red_pin", "blue_pin", "buzzer_pin"):
             pin = getattr(self, key)
             _require(pin == 0 or 2 <= pin <= 27, key, "a BCM GPIO number 2 to 27 (0 = not fitted)")
-        pins = [p for p in (self.green_pin, self.red_pin, self.buzzer_pin) if p]
+        _require(self.led == "discrete" or self.blue_pin != 0, "blue_pin",
+                 "a GPIO pin for an RGB LED's blue leg")
+        pins = [p for p in (self.green_pin, self.red_pin, self.blue_pin, self.buzzer_pin) if p]
         _require(len(set(pins)) == len(pins), "buzzer_pin", "a different GPIO pin for each light")
 
 

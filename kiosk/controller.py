@@ -179,7 +179,7 @@ class Controller:
             self._screen_until = None
             self._showing_event = None
             self.screen = Idle(self.online)
-            actions += [Show(self.screen), Signal("off" if self.online else "offline")]
+            actions += [Show(self.screen), Signal("idle" if self.online else "offline")]
         return actions
 
     def _result(self, screen: Welcome | UnknownCard | NotRecorded, now: float,
@@ -193,7 +193,7 @@ class Controller:
         if not isinstance(self.screen, Idle) or self.screen.online == self.online:
             return []
         self.screen = Idle(self.online)
-        return [Show(self.screen), Signal("off" if self.online else "offline")]
+        return [Show(self.screen), Signal("idle" if self.online else "offline")]
 
     def _note_checked_in(self, member_id: str, seen_at: float) -> None:
         if not self._timing.cooldown_s:

@@ -2,8 +2,9 @@
 
 A private mosquitto (when installed), the reference backend, and a kiosk on
 simulated hardware. Scripted customers hold real QR images in front of the
-simulated camera; real pyzbar decodes them; every frame of the 128x64 display
-is drawn in the terminal with the LEDs beside it.
+simulated camera; real pyzbar decodes them; the 128x64 display is drawn in
+the terminal (2x2 pixels a character, 80 columns with the lights beside it),
+redrawn in place on a terminal and one frame after another otherwise.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
@@ -24,6 +26,7 @@ from kiosk.termview import draw
 from kiosk.testing.broker import Mosquitto, find_mosquitto, free_port
 from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
 
+NEWS_LINES = 8
 CUSTOMERS = ["LOY-ALICE01", "LOY-BOB0002", "LOY-CAROL03", "LOY-DAVE004", "LOY-ERIN005"]
 PAUSE_S = 1.0
 
@@ -40,13 +43,29 @@ class _Demo:
         self.quiet = quiet
         self.out = out
         self._print_lock = threading.Lock()
+        self._live = not quiet and out.isatty()
+        """On a terminal the display is redrawn in place, with the latest news below it."""
+        self._news: deque[str] = deque(maxlen=NEWS_LINES)
+        self._frame_text = ""
 
     def say(self, text: str) -> None:
         with self._print_lock:
-            print(text, file=self.out, flush=True)
+            if self._live:
+                self._news.extend(text.strip("\n").splitlines())
+                self._paint()
+            else:
+                print(text, file=self.out, flush=True)
+
+    def _paint(self) -> None:
+        """Redraw the terminal in place: home, the frame, the news, clear the rest."""
+        news = "".join(f"\n{line[:80]}\x1b[K" for line in self._news)
+        self.out.write(f"\x1b[H{self._frame_text}{news}\x1b[J")
+        self.out.flush()
 
     def run(self, scans: int) -> int:
         broker = backend = ledger = None
+        if self._live:
+            self.out.write("\x1b[2J")  # clear once; every frame is then drawn over the last
         if find_mosquitto():
             broker = Mosquitto(self.root / "broker")
             broker.start()
@@ -118,5 +137,10 @@ class _Demo:
 
     def _frame(self, kiosk: RunningKiosk, image: Image.Image) -> None:
         lights = kiosk.app.hardware.lights
-        state = lights.state() if lights is not None else {}
-        self.say(draw(image, state))
+        text = draw(image, lights.state() if lights is not None else {})
+        if not self._live:
+            self.say(text)
+            return
+        with self._print_lock:
+            self._frame_text = text
+            self._paint()

@@ -95,7 +95,7 @@ def test_the_result_returns_to_idle_and_idle_follows_the_link(controller):
     # no reply can come now: "will sync" at once, and the result stays up
     assert controller.handle(LinkDown("gone"), 2.0) == [Show(Welcome(KNOWN, Sync.PENDING))]
     assert controller.handle(Tick(), 7.0) == [Show(Idle(online=False)), Signal("offline")]
-    assert controller.handle(LinkUp(), 8.0) == [Show(Idle(online=True)), Signal("off")]
+    assert controller.handle(LinkUp(), 8.0) == [Show(Idle(online=True)), Signal("idle")]
     assert controller.handle(LinkUp(), 8.1) == []
 
 

@@ -17,11 +17,10 @@ from drivers import DriverError
 from drivers.base import Debounce
 from drivers.camera import CameraSource, region
 from drivers.display import DisplayWorker
-from drivers.lights import PATTERNS, Lights
 from drivers.qr import installed_decoders, make_decoder
 from drivers.serial_reader import SerialCodeSource
-from drivers.sim import PtySerial, SimCamera, make_dummy_display, make_mock_pin_factory
-from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
+from drivers.sim import PtySerial, SimCamera, make_dummy_display
+from drivers.specs import CameraSpec, DisplaySpec, SerialSpec
 from kiosk.testing.cards import blank_card, qr_card
 from kiosk.testing.harness import wait_for
 
@@ -255,49 +254,6 @@ def test_a_reader_plugged_in_later_is_opened_when_it_appears(tmp_path):
         pty.close()
     finally:
         source.stop()
-
-
-# --- lights on gpiozero's mock pins -------------------------------------------------
-
-
-@pytest.fixture
-def lights():
-    factory = make_mock_pin_factory()
-    lights = Lights(LightsSpec(backend="sim", green_pin=17, red_pin=27, buzzer_pin=22),
-                    pin_factory=factory)
-    yield lights, factory
-    lights.close()
-    factory.reset()
-
-
-def test_ok_lights_green_only(lights):
-    lamps, factory = lights
-    lamps.show("ok")  # gpiozero blinks on a background thread
-    wait_for(lambda: lamps.state() == {"green": True, "red": False, "buzzer": False},
-             what="green on")
-    assert factory.pin(17).state and not factory.pin(27).state
-
-
-def test_error_blinks_red_and_beeps(lights):
-    lamps, factory = lights
-    lamps.show("error")
-    red, buzzer = factory.pin(27), factory.pin(22)
-    wait_for(lambda: not red.state and sum(state for _, state in red.states) >= 3,
-             what="three red blinks")
-    assert [state for _, state in red.states].count(True) == 3
-    assert [state for _, state in buzzer.states].count(True) == 1
-    assert not factory.pin(17).state
-
-
-def test_every_pattern_runs_and_off_turns_everything_off(lights):
-    lamps, _ = lights
-    for name in PATTERNS:
-        lamps.show(name)
-        assert lamps.current == name
-    lamps.show("off")
-    assert lamps.state() == {"green": False, "red": False, "buzzer": False}
-    with pytest.raises(DriverError, match="unknown light pattern"):
-        lamps.show("disco")
 
 
 # --- display ------------------------------------------------------------------------

@@ -89,10 +89,18 @@ def test_the_terminal_shows_the_display_pixel_for_pixel_with_the_leds():
     image = Image.new("1", (4, 4), 0)
     for xy in [(0, 0), (1, 1), (2, 0), (2, 1)]:
         image.putpixel(xy, 1)
-    assert frame_lines(image) == ["\u2580\u2584\u2588 ", "    "]
-    drawn = draw(image, {"green": True, "red": False})
-    assert drawn.splitlines()[1].endswith("green  \u25cf")
-    assert drawn.splitlines()[2].endswith("red    \u25cb")
+    assert frame_lines(image) == ["\u259a\u258c", "  "]  # 2x2 pixels a character
+    drawn = draw(image, {"pattern": "ok", "led": {"green": 1.0, "red": 0.0}, "buzzer": "E5"})
+    assert drawn.splitlines()[1].endswith(" ok")
+    assert drawn.splitlines()[2].endswith("green  \u25cf")
+
+
+@pytest.mark.parametrize("size", [(128, 64), (256, 64), (128, 128)])
+def test_every_display_fits_an_80_column_terminal(size):
+    state = {"pattern": "identify", "led": {"red": 1.0, "green": 1.0, "blue": 1.0},
+             "buzzer": "A5"}
+    drawn = draw(Image.new("RGB", size, (255, 255, 255)), state)
+    assert max(len(line) for line in drawn.splitlines()) <= 80
 
 
 @pytest.mark.usefixtures("mosquitto")  # skips where mosquitto is not installed
@@ -101,7 +109,7 @@ def test_the_demo_delivers_every_scan_and_says_so_last():
     assert run_demo(3, out=out) == 0
     lines = out.getvalue().splitlines()
     assert lines[-1] == "demo: 3 scans, 3 check-ins delivered, 0 lost"
-    assert sum("\u2500" * 128 in line for line in lines) >= 6  # display frames were drawn
+    assert sum("\u2500" * 64 in line for line in lines) >= 6  # display frames were drawn
 
 
 def test_a_config_written_out_reads_back_equal(tmp_path):

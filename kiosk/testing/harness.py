@@ -32,7 +32,8 @@ def sim_config(state_dir: Path, broker_port: int, *, device_id: str = "kiosk-tes
         serial=SerialSpec(backend="sim" if serial else "none",
                           sim_link=str(state_dir / "serial")),
         display=DisplaySpec(backend="sim", sim_png=str(state_dir / "display.png")),
-        lights=LightsSpec(backend="sim", buzzer_pin=22),
+        lights=LightsSpec(backend="sim", buzzer_pin=22, buzzer="tonal",
+                          sim_state=str(state_dir / "lights.json")),
         keyboard=WedgeSpec(backend="sim"),
         nfc=NfcSpec(backend="sim"),
     )
