@@ -65,6 +65,8 @@ TICK_S = 0.2
 FLUSH_AT = 256
 """Acknowledged rows deleted in one go at the latest (a flush also runs whenever the inbox is
 empty)."""
+FORGET_EVERY = 1000
+"""Check-ins between two clean-ups of the remembered check-in times (cooldown)."""
 STORAGE_CHECK_S = 2.0
 """While storage is in trouble, how often to try whether it works again."""
 
@@ -327,7 +329,12 @@ class App:
             self.problems.set("storage", text)
             self._next_storage_check = now + STORAGE_CHECK_S
             return str(exc)
-        self.checkins_recorded += len(rows)
+        before, self.checkins_recorded = self.checkins_recorded, self.checkins_recorded + len(rows)
+        if before // FORGET_EVERY != self.checkins_recorded // FORGET_EVERY:
+            try:
+                self.outbox.forget_scans_before(time.time() - self.config.counter.cooldown_s)
+            except OutboxError as exc:  # only housekeeping: try again a thousand visits later
+                log.warning("old check-in times not cleaned up: %s", exc)
         self.publisher.stored([(row, protocol.encode_checkin(c))
                                for row, c in zip(rows, checkins, strict=True)],
                               online=self.controller.online)

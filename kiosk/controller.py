@@ -198,11 +198,13 @@ class Controller:
     def _note_checked_in(self, member_id: str, seen_at: float) -> None:
         if not self._timing.cooldown_s:
             return
+        self._checked_in.pop(member_id, None)  # oldest first: the dict is in time order
         self._checked_in[member_id] = seen_at
-        if len(self._checked_in) > self._max_known:  # forget those whose cooldown has passed
-            for old, at in list(self._checked_in.items()):
-                if seen_at - at >= self._timing.cooldown_s:
-                    del self._checked_in[old]
+        while self._checked_in:  # forget those whose cooldown has passed, oldest first
+            oldest, at = next(iter(self._checked_in.items()))
+            if seen_at - at < self._timing.cooldown_s and len(self._checked_in) <= self._max_known:
+                break
+            del self._checked_in[oldest]
 
     def _remember(self, member_id: str, status: MemberStatus) -> None:
         self._known.pop(member_id, None)

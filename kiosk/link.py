@@ -44,6 +44,9 @@ from kiosk.protocol import ProtocolError, Topics
 
 log = logging.getLogger(__name__)
 
+NO_MATCHING_SUBSCRIBERS = 0x10
+"""MQTT 5 PUBACK reason code (mosquitto 2 sends it for a QoS 1 message nobody subscribes to)."""
+
 
 class LinkError(KioskError):
     """A message could not even be queued for sending."""
@@ -140,10 +143,10 @@ class Link:
         """
         if self._loop_thread is not None and not self.alive():
             log.error("the MQTT network thread died; starting it again")
-            self.thread_restarts += 1
             self._client.loop_stop()  # the thread is dead: this only clears paho's handle
             self._client.loop_start()
             self._loop_thread = self._client._thread
+            self.thread_restarts += 1
             return
         keepalive = self._settings.keepalive_s
         if self._client.is_connected():
@@ -242,7 +245,12 @@ class Link:
                     reason_code: Any, _properties: Any) -> None:
         try:
             self._heard()
-            self._emit(Acked(mid, ok=not reason_code.is_failure, reason=str(reason_code)))
+            # MQTT 5: "No matching subscribers" means the broker took the message and gave
+            # it to nobody (a broker restarted without persistence, before the backend
+            # subscribed again). For a check-in that is not delivery: keep it, try again.
+            unrouted = reason_code.value == NO_MATCHING_SUBSCRIBERS
+            self._emit(Acked(mid, ok=not (reason_code.is_failure or unrouted),
+                             reason=str(reason_code)))
         except Exception:
             log.exception("on_publish failed")
 

@@ -127,6 +127,14 @@ class Outbox:
             raise OutboxError(f"storage error: {exc}") from exc
 
     def recent_scans(self, since: float) -> dict[str, float]:
-        """Members who checked in at or after ``since`` (unix time), and when."""
-        self._conn.execute("DELETE FROM recent_scans WHERE seen_at < ?", (since,))
-        return dict(self._conn.execute("SELECT member_id, seen_at FROM recent_scans"))
+        """Members who checked in at or after ``since`` (unix time), and when, oldest first."""
+        self.forget_scans_before(since)
+        return dict(self._conn.execute(
+            "SELECT member_id, seen_at FROM recent_scans ORDER BY seen_at"))
+
+    def forget_scans_before(self, since: float) -> None:
+        """Drop the check-in times older than ``since``: their cooldown has passed."""
+        try:
+            self._conn.execute("DELETE FROM recent_scans WHERE seen_at < ?", (since,))
+        except sqlite3.Error as exc:
+            raise OutboxError(f"storage error: {exc}") from exc

@@ -30,8 +30,8 @@ from kiosk.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_S = 5.0
-"""A row the broker refused (negative PUBACK) is offered again after this long."""
+RETRY_AFTER_S = 2.0
+"""A row the broker refused, or gave to no subscriber, is offered again after this long."""
 LIVE_LIMIT = 1000
 """Live rows kept in memory at most; beyond that they wait in the backlog like any other."""
 
@@ -127,7 +127,9 @@ class Publisher:
         else:
             # Keep the row; rewind so it (and everything after it) goes again, in order.
             self.refused += 1
-            log.error("broker refused a check-in (%s); will retry", reason)
+            if self._retry_at is None:  # once per round, not once per row in the window
+                log.error("broker did not deliver a check-in (%s); will retry in %g s",
+                          reason, RETRY_AFTER_S)
             self._cursor = min(self._cursor, row_id - 1)
             self._sent_ahead = {row for row in self._sent_ahead if row < row_id}
             self._retry_at = time.monotonic() + RETRY_AFTER_S

@@ -181,7 +181,7 @@ def test_bad_arguments_are_an_error_result(kiosk, staff, issuer):
     assert body["status"] == "error" and "0 to 255" in body["error"]
 
 
-def test_restart_command_restarts_the_kiosk_in_process(kiosk, staff, issuer):
+def test_restart_command_restarts_the_kiosk_in_process(kiosk, staff, issuer, backend):
     wait_listening(staff, kiosk)
     order, payload = issuer.command(target_of(kiosk), "restart")
     assert send(staff, kiosk, "restart", payload, order.cmd_id)["status"] == "ok"

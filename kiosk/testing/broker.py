@@ -46,10 +46,12 @@ class Mosquitto:
 
     host = "127.0.0.1"
 
-    def __init__(self, workdir: Path, port: int | None = None, drop_in: str | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, drop_in: str | None = None,
+                 persistence: bool = True) -> None:
         """``drop_in`` replaces the open loopback listener with a ``conf.d`` file of your own
         (e.g. the shipped TLS config, moved by :func:`secure_drop_in`); it must listen on
-        ``port``."""
+        ``port``. ``persistence=False`` makes a restart forget every session and
+        subscription (a careless production broker): the kiosk must still lose nothing."""
         binary = find_mosquitto()
         if binary is None:
             raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
@@ -58,6 +60,7 @@ class Mosquitto:
         self.port = port or free_port()
         self.log_path = workdir / "mosquitto.log"
         self._drop_in = drop_in
+        self.persistence = persistence
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> None:
@@ -67,9 +70,9 @@ class Mosquitto:
         conf.write_text(
             # Persistent like a production broker: sessions (the backend's subscription)
             # survive a restart, saved after every change so even a SIGKILL keeps them.
-            "persistence true\n"
-            f"persistence_location {self.workdir}/\n"
-            "autosave_on_changes true\nautosave_interval 1\n"
+            (f"persistence true\npersistence_location {self.workdir}/\n"
+             "autosave_on_changes true\nautosave_interval 1\n" if self.persistence
+             else "persistence false\n")
             # Run as root, mosquitto would switch to its own user and lose our files.
             + ("user root\n" if os.geteuid() == 0 else "")
             + f"log_dest file {self.log_path}\n"
