@@ -430,7 +430,7 @@ class SimKeyboard:
         from evdev.eventio import EventIO
 
         reader = EventIO()
-        reader.fd = self._read_fd  # type: ignore[attr-defined]
+        reader.fd = self._read_fd  # type: ignore[attr-defined,unused-ignore]
         return reader.read()
 
     def close(self) -> None:

@@ -273,7 +273,9 @@ class App:
         )
 
     def _report_health(self) -> None:
-        self.link.publish(self.topics.health, protocol.encode_health(self.health()), qos=0)
+        # Retained: staff see every kiosk's last report (and when it came) even after it left.
+        self.link.publish(self.topics.health,
+                          protocol.encode_health(self.health(), time.time()), qos=0, retain=True)
 
     def _dispatch(self, events: tuple[Event, ...]) -> None:
         now = time.monotonic()
@@ -318,9 +320,10 @@ class App:
 
     def _record(self, checkins: list[CheckIn], now: float) -> str | None:
         """Commit ``checkins`` durably; None on success, else why they were refused."""
+        payloads = [protocol.encode_checkin(c) for c in checkins]
         try:
             rows = self.outbox.add_many(
-                [(c.event_id, protocol.encode_checkin(c)) for c in checkins],
+                [(c.event_id, payload) for c, payload in zip(checkins, payloads, strict=True)],
                 [(c.member_id, c.captured_at) for c in checkins])
         except OutboxError as exc:
             self.visits_refused += len(checkins)
@@ -335,8 +338,7 @@ class App:
                 self.outbox.forget_scans_before(time.time() - self.config.counter.cooldown_s)
             except OutboxError as exc:  # only housekeeping: try again a thousand visits later
                 log.warning("old check-in times not cleaned up: %s", exc)
-        self.publisher.stored([(row, protocol.encode_checkin(c))
-                               for row, c in zip(rows, checkins, strict=True)],
+        self.publisher.stored(list(zip(rows, payloads, strict=True)),
                               online=self.controller.online)
         return None
 
@@ -345,6 +347,7 @@ class App:
             case Record():
                 pass  # committed by _carry_out before anything else ran
             case Show(screen=screen):
+                screen = self.staff.screen_for(screen)  # the pairing code, until enrolled
                 self.screen = screen
                 self.presenter.show(screen, time.monotonic())
             case Signal(pattern=pattern):

@@ -322,9 +322,9 @@ class Health:
     cpu_temp_c: float | None
 
 
-def encode_health(health: Health) -> bytes:
-    """The health report as sent."""
-    body = {"v": VERSION, **asdict(health)}
+def encode_health(health: Health, sent_at: float) -> bytes:
+    """The health report as sent; ``sent_at`` (Unix seconds) is when, for "last seen"."""
+    body = {"v": VERSION, **asdict(health), "sent_at": round(sent_at, 3)}
     return _dump(body)
 
 

@@ -85,6 +85,14 @@ class StaffInfo:
     """True while staff asked the kiosk to identify itself (the screen flashes)."""
 
 
+@dataclass(frozen=True)
+class Pairing:
+    """No staff key is trusted yet: staff enroll the kiosk with this id and code."""
+
+    device_id: str
+    code: str
+
+
 # The moments of a fresh reply, shown one after another before the Welcome summary
 # (``kiosk.ui.story``); the controller never returns them itself.
 
@@ -119,4 +127,4 @@ class BadgeEarned:
 
 
 Screen = (Idle | Welcome | UnknownCard | NotRecorded | OutOfService
-          | StaffInfo | PointsEarned | RewardUnlocked | TierUpgrade | BadgeEarned)
+          | StaffInfo | Pairing | PointsEarned | RewardUnlocked | TierUpgrade | BadgeEarned)

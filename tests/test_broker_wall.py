@@ -277,6 +277,16 @@ def test_only_the_backend_may_write_a_reply(peers):
     assert [json.loads(payload)["display_name"] for _, payload, _ in kiosk_b.received] == ["Alice"]
 
 
+def test_a_packet_too_big_for_any_kiosk_never_reaches_one(peers):
+    kiosk_b = peers(B).up().subscribe(f"{_root(B)}/cmd/+", f"{_root(B)}/reply")
+    staff = peers(STAFF).up()
+    staff.client.publish(f"{_root(B)}/cmd/ping", b"x" * (1 << 20), qos=1)
+    wait_for(staff.gone.is_set, 5, "the broker to disconnect the sender")
+    assert peers(BACKEND).up().may_publish(f"{_root(B)}/reply", _reply(name="Alice"))
+    wait_for(lambda: kiosk_b.received, 5, "the reply after it")
+    assert kiosk_b.topics() == [f"{_root(B)}/reply"]
+
+
 def test_staff_command_and_configure_but_cannot_act_as_a_kiosk_or_the_backend(peers):
     staff = peers(STAFF).up()
     assert staff.may_publish(f"{_root(B)}/config/desired", b"{}", retain=True)

@@ -164,6 +164,7 @@ def test_acknowledgements_and_scans_are_kept_when_the_message_lane_is_full(kiosk
         assert any(isinstance(event, CodeRead) for event in taken)
         assert app.inbox.dropped_messages > 0
     finally:
+        app.hardware.close()
         app._db.close()
         app.lock.release()
 
@@ -333,3 +334,29 @@ def test_a_read_only_state_directory_is_one_clear_line(kiosk_config):
     assert daemon.returncode == 1
     assert "Traceback" not in err and err.count("\n") == 1, err
     assert str(state) in err
+
+
+# --- the backlog does not starve the customer at the counter ------------------------
+
+
+def test_a_live_check_in_goes_ahead_of_a_long_backlog(kiosk_config, mosquitto, backend, ledger):
+    from kiosk import protocol
+    from kiosk.checkin import CheckIn, uuid7
+
+    state = Path(kiosk_config.kiosk.state_dir)
+    conn, _ = open_db(state / "kiosk.db")
+    backlog = [CheckIn(uuid7(), "kiosk-test", "boot0", n + 1, time.time(), f"LOY-OLD{n:05d}",
+                       "camera") for n in range(2_000)]
+    Outbox(conn, max_rows=100_000).add_many(
+        [(c.event_id, protocol.encode_checkin(c)) for c in backlog], [])
+    conn.close()
+    kiosk = RunningKiosk(kiosk_config).start()
+    try:
+        kiosk.wait_online()
+        kiosk.type_code("LOY-ALICE01")
+        wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, timeout=30, what="Alice credited")
+        assert kiosk.app.outbox.depth > 500, "the live visit waited for the backlog"
+        visit = next(v for v in ledger.visits(kiosk.app.device_id) if v[2] == "LOY-ALICE01")
+        assert visit[3] is False  # sent live, not replayed
+    finally:
+        kiosk.stop()

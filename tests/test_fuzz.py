@@ -13,6 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk import protocol
+from kiosk.checkin import CheckIn, uuid7
 from kiosk.config import CounterSection
 from kiosk.members import MemberStatus
 from kiosk.screens import Sync, Welcome
@@ -59,6 +60,16 @@ def _synced(kiosk, name: str) -> bool:
             and screen.status.display_name == name)
 
 
+def _flood(client: mqtt.Client, topic: str, payloads: list[bytes]) -> None:
+    """Publish all at QoS 0 (20 times quicker here than 2,000 PUBACKs), the last at QoS 1.
+
+    Its PUBACK means the broker has taken every one before it, in order.
+    """
+    for payload in payloads[:-1]:
+        client.publish(topic, payload, qos=0)
+    client.publish(topic, payloads[-1], qos=1).wait_for_publish(30)
+
+
 def test_two_thousand_hostile_replies_are_counted_and_the_next_customer_is_served(
         kiosk_config, mosquitto, backend, ledger, tmp_path):
     config = replace(kiosk_config, counter=CounterSection(reply_timeout_s=3, result_screen_s=60))
@@ -76,9 +87,7 @@ def test_two_thousand_hostile_replies_are_counted_and_the_next_customer_is_serve
         # Replies for the check-in on screen, by someone who read its event id: the
         # strongest position an attacker on the reply topic can have.
         cases = _fuzz(event_id, "LOY-ALICE01", 2000, seed=5)
-        infos = [attacker.publish(kiosk.app.topics.reply, case.payload, qos=1) for case in cases]
-        for info in infos:
-            info.wait_for_publish(30)
+        _flood(attacker, kiosk.app.topics.reply, [case.payload for case in cases])
 
         kiosk.type_code("LOY-BOB0002")  # its reply comes after every fuzzed one
         wait_for(lambda: _synced(kiosk, "Bob"), 30, "the next customer served")
@@ -100,3 +109,24 @@ def test_two_thousand_hostile_replies_are_counted_and_the_next_customer_is_serve
         attacker.loop_stop()
         attacker.disconnect()
         kiosk.stop()
+
+
+def test_the_backend_refuses_a_thousand_broken_check_ins_and_keeps_crediting(kiosk, mosquitto,
+                                                                            backend, ledger):
+    checkin = CheckIn(uuid7(), "kiosk-test", "b00t", 1, 1795388285.351, "LOY-MALLORY1", "serial")
+    cases = hostile_payloads(json.loads(protocol.encode_checkin(checkin)), 1000, seed=9)
+    assert not any(case.valid for case in cases)  # no free text: every case is broken
+    sender = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="broken-kiosk")
+    sender.connect(mosquitto.host, mosquitto.port)
+    sender.loop_start()
+    try:
+        _flood(sender, kiosk.app.topics.checkin, [case.payload for case in cases])
+        wait_for(lambda: backend.rejected == len(cases), 30, "every broken check-in refused")
+        assert ledger.balance("LOY-MALLORY1") == 0
+        kiosk.wait_online()
+        kiosk.type_code("LOY-ALICE01")
+        wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="a real check-in credited")
+        assert backend.rejected == len(cases)
+    finally:
+        sender.loop_stop()
+        sender.disconnect()

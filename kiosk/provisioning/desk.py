@@ -16,8 +16,10 @@ from kiosk import protocol
 from kiosk.config import Config
 from kiosk.events import StaffMessage
 from kiosk.provisioning.commands import CommandError, Commands, Parts
+from kiosk.provisioning.enrollment import Enrollment, shown
 from kiosk.provisioning.guard import Guard, SequenceBook, clock_synced
 from kiosk.provisioning.shadow import Shadow
+from kiosk.screens import Idle, Pairing, Screen
 from kiosk.signing import Verifier
 from kiosk.staff.envelope import Rejected, Sealed, unseal
 
@@ -36,8 +38,10 @@ class StaffDesk:
         self._publish = publish
         self.shadow = shadow
         self.verifier = Verifier.from_texts(list(config.staff.trusted_keys))
-        self.guard = Guard(self.verifier, topics.site, topics.device_id, SequenceBook(conn),
-                           clock_synced(config.staff.clock_synced_file))
+        book, clock = SequenceBook(conn), clock_synced(config.staff.clock_synced_file)
+        self.guard = Guard(self.verifier, topics.site, topics.device_id, book, clock)
+        self.enrollment = Enrollment(not config.staff.trusted_keys, topics, shadow, book, clock,
+                                     publish)
         self.commands = Commands(parts, lambda: self.shadow.version)
         self.carried_out = 0
         self.rejected = 0
@@ -59,6 +63,10 @@ class StaffDesk:
             sealed = unseal(message.payload)
             if kind == "config":
                 self.shadow.desired(sealed, self.guard)
+                return
+            if kind == "enroll":
+                order = self.enrollment.handle(sealed)
+                self._answer(name, order.cmd_id, True, "", {"enrolled": True})
                 return
             order = self.guard.admit(sealed, kind, name)
         except Rejected as exc:
@@ -88,8 +96,15 @@ class StaffDesk:
                       protocol.encode_result(cmd_id, ok, error[:protocol.MAX_REASON], data), False)
 
     def link_up(self) -> None:
-        """Connected: say which config is in force."""
+        """Connected: say which config is in force (and ask to be enrolled, if not yet)."""
         self.shadow.link_up()
+        self.enrollment.link_up()
+
+    def screen_for(self, screen: Screen) -> Screen:
+        """While waiting to be enrolled, the idle screen shows the pairing code instead."""
+        if self.enrollment.waiting and isinstance(screen, Idle):
+            return Pairing(self._topics.device_id, shown(self.enrollment.code))
+        return screen
 
     def tick(self, now: float) -> None:
         """Time passes: end display tests, roll back a config that never connected."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from kiosk import protocol
 from kiosk.config import Config
@@ -39,6 +40,8 @@ class Shadow:
         self._request_restart = request_restart
         self._deadline = (time.monotonic() + start.rollback_after_s) if start.trial else None
         self._restarting = False
+        self.reported = False
+        """True once ``config/reported`` has been sent (the kiosk listens to staff by then)."""
 
     @property
     def version(self) -> int:
@@ -56,11 +59,16 @@ class Shadow:
         if self._restarting or sealed.order.cmd_id in (self._cmd_id, last.get("cmd_id")):
             return  # the retained copy of a config already decided on: nothing new
         order = guard.admit(sealed, "config", "config")
-        version, table = order.args.get("version"), order.args.get("config")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise Rejected("invalid", "args.version: expected an integer from 1")
-        if not isinstance(table, dict) or set(order.args) != {"version", "config"}:
+        if set(order.args) != {"version", "config"}:
             raise Rejected("invalid", "args: expected exactly version and config")
+        self.apply(order.cmd_id, order.args["version"], order.args["config"])
+
+    def apply(self, cmd_id: str, version: Any, table: Any) -> None:
+        """Check an admitted config and restart with it, or raise :class:`Rejected`."""
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise Rejected("invalid", "version: expected an integer from 1")
+        if not isinstance(table, dict):
+            raise Rejected("invalid", "config: expected a table of sections")
         if version <= self.version:
             raise Rejected("stale-version", f"version {version} is not above {self.version} "
                                             "in force")
@@ -71,8 +79,8 @@ class Shadow:
         if not merged.staff.trusted_keys:
             raise Rejected("invalid", "staff.trusted_keys would be empty: nobody could "
                                       "manage this kiosk any more")
-        overlay.write_trial(self._folder, overlay.Applied(version, order.cmd_id, table))
-        log.info("config version %d (%s) stored; restarting to apply it", version, order.cmd_id)
+        overlay.write_trial(self._folder, overlay.Applied(version, cmd_id, table))
+        log.info("config version %d (%s) stored; restarting to apply it", version, cmd_id)
         self._restarting = True
         self._request_restart(f"config version {version}")
 
@@ -108,6 +116,7 @@ class Shadow:
                                            overlay.redacted(self.config),
                                            overlay.rejection(self._folder))
         self._publish(self._topics.config_reported, payload, True)
+        self.reported = True
 
     @property
     def _cmd_id(self) -> str:

@@ -42,6 +42,7 @@ class StaffClient:
         self.seen_at: dict[str, float] = {}
         self.results: list[tuple[str, dict[str, Any]]] = []
         """Every command result heard: ``(topic, body)``."""
+        self.received = 0
         self.on_message: Callable[[str, bytes], None] | None = None
         client = mqtt.Client(CallbackAPIVersion.VERSION2,
                              client_id=f"kioskctl-{uuid.uuid4().hex[:10]}",
@@ -96,6 +97,14 @@ class StaffClient:
                     return value
                 self._lock.wait(min(left, 0.5))
 
+    def settle(self, quiet_s: float = 0.3, limit_s: float = 3.0) -> None:
+        """Wait until the retained messages have arrived: nothing new for ``quiet_s``."""
+        deadline = time.monotonic() + limit_s
+        seen = -1
+        while time.monotonic() < deadline and seen != self.received:
+            seen = self.received
+            time.sleep(quiet_s)
+
     def results_for(self, cmd_id: str) -> list[tuple[str, dict[str, Any]]]:
         """The results heard so far for one order."""
         return [(topic, body) for topic, body in self.results if body.get("cmd_id") == cmd_id]
@@ -127,6 +136,7 @@ class StaffClient:
         payload = bytes(message.payload)
         with self._lock:
             self.latest[message.topic] = payload
+            self.received += 1
             self.seen_at[message.topic] = time.time()
             if message.topic.endswith("/result"):
                 # a result that is not one is not ours to judge: kioskctl shows what it can read

@@ -46,6 +46,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "connected": "connected",
         "disconnected": "offline",
         "identify": "IDENTIFY",
+        "pair_title": "Pairing code",
     },
     "tr": {
         "scan": "Kartınızı okutun",
@@ -82,6 +83,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "connected": "bağlı",
         "disconnected": "bağlı değil",
         "identify": "TANIMLA",
+        "pair_title": "Eşleştirme kodu",
     },
 }
 

@@ -14,6 +14,7 @@ from kiosk.screens import (
     Idle,
     NotRecorded,
     OutOfService,
+    Pairing,
     PointsEarned,
     RewardUnlocked,
     Screen,
@@ -63,6 +64,10 @@ def compose(screen: Screen, t: Messages, store: str = "", frame: int = 0) -> Pag
                         banner=Text(detail, "small", "dim") if detail else None)
         case StaffInfo():
             return _staff(screen, t, frame)
+        case Pairing(device_id=device_id, code=code):
+            return Page([Text(t("pair_title"), "small"),
+                         Text(code, "big", "accent", wrap=False),
+                         Text(t("staff_device", value=device_id), "small", drop=1)])
         case PointsEarned(status=status):
             shown = math.ceil(status.points_earned * min(frame + 1, COUNT_UP_FRAMES)
                               / COUNT_UP_FRAMES)

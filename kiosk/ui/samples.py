@@ -10,6 +10,7 @@ from kiosk.screens import (
     Idle,
     NotRecorded,
     OutOfService,
+    Pairing,
     PointsEarned,
     RewardUnlocked,
     Screen,
@@ -52,6 +53,7 @@ SCREENS: dict[str, Screen] = {
     "out-of-service-hardware": OutOfService(Fault.HARDWARE, "camera: not found"),
     "staff": StaffInfo("pi-a1b2c3d4", "192.168.1.23", "connected", 7),
     "staff-identify": StaffInfo("pi-a1b2c3d4", "192.168.1.23", "offline", 7, identify=True),
+    "pairing": Pairing("pi-a1b2c3d4", "K7QM-X3PA"),
 }
 
 LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (

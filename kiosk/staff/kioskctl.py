@@ -1,0 +1,375 @@
+"""``kioskctl``: staff manage kiosks over MQTT — list, show, configure, command, watch, enroll.
+
+Exit codes scripts can rely on:
+
+0  done (every kiosk answered ok / applied)
+1  could not do it here (broker unreachable, bad staff config, key missing)
+2  usage error (argparse)
+3  a kiosk refused (an error result, a refused or rolled-back config, a wrong pairing code)
+4  a kiosk did not answer in time
+5  no kiosk of that name (or at that site) has been heard of on the broker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from kiosk import KioskError, protocol
+from kiosk.config import ConfigError
+from kiosk.staff import fleet
+from kiosk.staff.client import StaffClient
+from kiosk.staff.fleet import UnknownKiosk
+from kiosk.staff.keyring import Keyring
+from kiosk.staff.settings import StaffSettings, load_settings, settings_path
+
+OK, FAILED, USAGE, REFUSED, NO_ANSWER, UNKNOWN = 0, 1, 2, 3, 4, 5
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``kioskctl`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+        return int(args.run(args, settings))
+    except UnknownKiosk as exc:
+        print(f"kioskctl: {exc}", file=sys.stderr)
+        return UNKNOWN
+    except (KioskError, OSError) as exc:  # ConfigError, broker or key problems
+        print(f"kioskctl: {exc}", file=sys.stderr)
+        return FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kioskctl", description=__doc__.split("\n")[0],
+                                     epilog=__doc__.split("\n", 2)[2],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="staff config file (default: $KIOSKCTL_CONFIG or "
+                                         "~/.config/kioskctl.toml)")
+    parser.add_argument("--host", help="broker host (overrides the config file)")
+    parser.add_argument("--port", type=int, help="broker port")
+    parser.add_argument("--prefix", help="topic prefix")
+    parser.add_argument("--ca-file", help="CA certificate: TLS on")
+    parser.add_argument("--cert-file", help="staff client certificate")
+    parser.add_argument("--key-file", help="staff client certificate's key")
+    parser.add_argument("--keys", help="signing key folder (overrides keys.dir)")
+    parser.add_argument("--key", help="signing key name (overrides keys.sign_with)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait for kiosks to answer (default 30)")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    verb = verbs.add_parser("list", help="every kiosk the broker knows, as a table")
+    verb.set_defaults(run=_list)
+    verb = verbs.add_parser("show", help="everything retained about one kiosk")
+    verb.add_argument("device")
+    verb.set_defaults(run=_show)
+
+    config = verbs.add_parser("config", help="desired / reported config").add_subparsers(
+        dest="config_verb", required=True)
+    verb = config.add_parser("get", help="the config in force on a kiosk (secrets removed)")
+    verb.add_argument("device")
+    verb.set_defaults(run=_config_get)
+    verb = config.add_parser("apply", help="push a TOML file of sections/keys to change")
+    verb.add_argument("file")
+    _add_targets(verb)
+    verb.set_defaults(run=_config_apply)
+
+    verb = verbs.add_parser("cmd", help="run a command and wait for its result")
+    _add_targets(verb, single=True)
+    verb.add_argument("name", help="identify, restart, display-test, ping, status, "
+                                   "flush-cache or set-brightness")
+    verb.add_argument("args", nargs="*", help="KEY=VALUE arguments, e.g. level=80")
+    verb.set_defaults(run=_cmd)
+
+    verb = verbs.add_parser("watch", help="live health reports (Ctrl-C ends)")
+    verb.add_argument("device", nargs="?", help="only this kiosk")
+    verb.add_argument("--count", type=int, default=0, help="stop after this many reports")
+    verb.set_defaults(run=_watch)
+
+    keys = verbs.add_parser("keys", help="staff signing keys").add_subparsers(
+        dest="keys_verb", required=True)
+    verb = keys.add_parser("gen", help="make a new signing key")
+    verb.add_argument("name")
+    verb.set_defaults(run=_keys_gen)
+    verb = keys.add_parser("add", help="record a colleague's public key")
+    verb.add_argument("name")
+    verb.add_argument("public_key")
+    verb.set_defaults(run=_keys_add)
+    verb = keys.add_parser("list", help="the keys in the key folder")
+    verb.set_defaults(run=_keys_list)
+
+    verb = verbs.add_parser("enroll", help="approve a kiosk showing a pairing code")
+    verb.add_argument("device")
+    verb.add_argument("code", help="the pairing code on the kiosk's screen")
+    verb.add_argument("--apply", metavar="FILE", help="a first config to send with it (TOML)")
+    verb.set_defaults(run=_enroll)
+    return parser
+
+
+def _add_targets(verb: argparse.ArgumentParser, single: bool = False) -> None:
+    verb.add_argument("devices", nargs="?" if single else "*", metavar="DEVICE",
+                      help="kiosk id" if single else "kiosk ids")
+    group = verb.add_mutually_exclusive_group()
+    group.add_argument("--site", help="every kiosk of this site")
+    group.add_argument("--all", action="store_true", help="every kiosk")
+
+
+def _settings(args: argparse.Namespace) -> StaffSettings:
+    settings = load_settings(settings_path(args.config))
+    changes = {name: value for name, value in (
+        ("host", args.host), ("port", args.port), ("topic_prefix", args.prefix),
+        ("ca_file", args.ca_file), ("cert_file", args.cert_file), ("key_file", args.key_file),
+    ) if value is not None}
+    if args.ca_file:
+        changes["tls"] = True
+    keys = {name: value for name, value in (("dir", args.keys), ("sign_with", args.key))
+            if value is not None}
+    try:
+        return replace(settings, mqtt=replace(settings.mqtt, **changes),
+                       keys=replace(settings.keys, **keys))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@contextmanager
+def _connected(settings: StaffSettings) -> Iterator[StaffClient]:
+    client = StaffClient(settings.mqtt).connect()
+    try:
+        client.settle()
+        yield client
+    finally:
+        client.close()
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True) if args.json else text)
+
+
+def _progress(total: int) -> fleet.Progress:
+    """A one-line progress bar on stderr for fleet operations (quiet for one kiosk)."""
+    def show(done: int, all_: int) -> None:
+        if all_ > 1:
+            bar = "#" * (20 * done // all_)
+            print(f"\r[{bar:<20}] {done}/{all_}", end="\n" if done == all_ else "",
+                  file=sys.stderr, flush=True)
+    show(0, total)
+    return show
+
+
+# --- verbs ----------------------------------------------------------------------
+
+
+def _list(args: argparse.Namespace, settings: StaffSettings) -> int:
+    with _connected(settings) as client:
+        kiosks = fleet.survey(client)
+    rows = [["DEVICE", "SITE", "STATUS", "STATE", "FIRMWARE", "CONFIG", "OUTBOX", "LAST SEEN"]]
+    for kiosk in kiosks:
+        rows.append([kiosk.device_id, kiosk.site,
+                     "enroll?" if kiosk.waiting_to_enroll else kiosk.status, kiosk.state or "-",
+                     kiosk.firmware or "-", _dash(kiosk.config_version),
+                     _dash(kiosk.outbox_depth), _ago(kiosk.last_seen)])
+    _emit(args, [asdict(kiosk) for kiosk in kiosks], _table(rows))
+    return OK
+
+
+def _show(args: argparse.Namespace, settings: StaffSettings) -> int:
+    with _connected(settings) as client:
+        (kiosk,) = fleet.choose(fleet.survey(client), [args.device])
+        shown = fleet.details(client, kiosk)
+    _emit(args, shown, json.dumps(shown, indent=2, sort_keys=True))
+    return OK
+
+
+def _config_get(args: argparse.Namespace, settings: StaffSettings) -> int:
+    with _connected(settings) as client:
+        (kiosk,) = fleet.choose(fleet.survey(client), [args.device])
+        reported = fleet.details(client, kiosk).get("config/reported")
+    if not isinstance(reported, dict):
+        print(f"kioskctl: {args.device} has not reported a config yet", file=sys.stderr)
+        return NO_ANSWER
+    _emit(args, reported, json.dumps(reported, indent=2, sort_keys=True))
+    return OK
+
+
+def _config_apply(args: argparse.Namespace, settings: StaffSettings) -> int:
+    table = _toml(args.file)
+    keyring = Keyring(Path(settings.keys.dir))
+    issuer, key_name = keyring.issuer(settings.keys.sign_with)
+    with _connected(settings) as client:
+        kiosks = fleet.choose(fleet.survey(client), args.devices, args.site, args.all)
+        if not kiosks:
+            raise UnknownKiosk("name kiosks, --site SITE or --all")
+        try:
+            outcomes = fleet.apply_config(client, issuer, kiosks, table, args.timeout,
+                                          _progress(len(kiosks)))
+        finally:
+            keyring.save_seq(key_name, issuer)
+    rows = [["DEVICE", "VERSION", "OUTCOME", "REASON"]]
+    rows += [[device, str(o["version"]), o["outcome"], o["reason"]]
+             for device, o in sorted(outcomes.items())]
+    _emit(args, outcomes, _table(rows))
+    return _worst(o["outcome"] for o in outcomes.values())
+
+
+def _cmd(args: argparse.Namespace, settings: StaffSettings) -> int:
+    if bool(args.devices) == bool(args.site or args.all):
+        print("kioskctl: name one DEVICE, or --site SITE, or --all", file=sys.stderr)
+        return USAGE
+    keyring = Keyring(Path(settings.keys.dir))
+    issuer, key_name = keyring.issuer(settings.keys.sign_with)
+    with _connected(settings) as client:
+        known = fleet.survey(client)
+        if args.devices:
+            kiosks, group = fleet.choose(known, [args.devices]), None
+        else:
+            chosen = fleet.choose(known, [], args.site, args.all)
+            kiosks = [kiosk for kiosk in chosen if kiosk.status == "online"]
+            group = args.site or protocol.ALL
+        try:
+            answers = fleet.run_command(client, issuer, kiosks, group, args.name,
+                                        _arguments(args.args), args.timeout,
+                                        _progress(len(kiosks)))
+        finally:
+            keyring.save_seq(key_name, issuer)
+    rows = [["DEVICE", "STATUS", "ERROR / DATA"]]
+    for device, body in sorted(answers.items()):
+        if body is None:
+            rows.append([device, "no answer", ""])
+        else:
+            rows.append([device, body["status"],
+                         body["error"] or json.dumps(body["data"], sort_keys=True)])
+    _emit(args, answers, _table(rows))
+    return _worst("no answer" if body is None else "applied" if body["status"] == "ok"
+                  else "refused" for body in answers.values())
+
+
+def _watch(args: argparse.Namespace, settings: StaffSettings) -> int:
+    reports: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    seen = 0
+    with _connected(settings) as client:  # retained (old) reports have arrived by now
+        client.on_message = lambda topic, payload: (
+            reports.put((topic, payload)) if topic.endswith("/tele/health") else None)
+        try:
+            while not args.count or seen < args.count:
+                try:
+                    topic, payload = reports.get(timeout=1.0)
+                except queue.Empty:
+                    continue
+                where = protocol.kiosk_of(topic)
+                if where is None or (args.device and where[1] != args.device):
+                    continue
+                seen += 1
+                report = fleet.health_of(payload)
+                _emit(args, {"site": where[0], "device_id": where[1], **report},
+                      f"{time.strftime('%H:%M:%S')} {where[1]:<20} " + " ".join(
+                          f"{key}={report.get(key, '-')}" for key in fleet.WATCHED))
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+    return OK
+
+
+def _keys_gen(args: argparse.Namespace, settings: StaffSettings) -> int:
+    info = Keyring(Path(settings.keys.dir)).generate(args.name)
+    _emit(args, asdict(info), f"key {info.name}: id {info.key_id}\npublic key (for a kiosk's "
+          f"staff.trusted_keys):\n{info.public}")
+    return OK
+
+
+def _keys_add(args: argparse.Namespace, settings: StaffSettings) -> int:
+    info = Keyring(Path(settings.keys.dir)).add(args.name, args.public_key)
+    _emit(args, asdict(info), f"key {info.name}: id {info.key_id}")
+    return OK
+
+
+def _keys_list(args: argparse.Namespace, settings: StaffSettings) -> int:
+    keys = Keyring(Path(settings.keys.dir)).list()
+    rows = [["NAME", "KEY ID", "PRIVATE", "PUBLIC KEY"]]
+    rows += [[k.name, k.key_id, "yes" if k.private else "no", k.public] for k in keys]
+    _emit(args, [asdict(key) for key in keys], _table(rows))
+    return OK
+
+
+def _enroll(args: argparse.Namespace, settings: StaffSettings) -> int:
+    from kiosk.staff.enroll import enroll
+
+    keyring = Keyring(Path(settings.keys.dir))
+    issuer, key_name = keyring.issuer(settings.keys.sign_with)
+    table = _toml(args.apply) if args.apply else {}
+    with _connected(settings) as client:
+        (kiosk,) = fleet.choose(fleet.survey(client), [args.device])
+        try:
+            body = enroll(client, issuer, kiosk, args.code, table,
+                          [key.public for key in keyring.list()], args.timeout)
+        finally:
+            keyring.save_seq(key_name, issuer)
+    if body is None:
+        print(f"kioskctl: {args.device} did not answer", file=sys.stderr)
+        return NO_ANSWER
+    _emit(args, body, "enrolled" if body["status"] == "ok" else f"refused: {body['error']}")
+    return OK if body["status"] == "ok" else REFUSED
+
+
+# --- helpers ----------------------------------------------------------------------
+
+
+def _worst(outcomes: Any) -> int:
+    found = set(outcomes)
+    if "refused" in found:
+        return REFUSED
+    if "no answer" in found:
+        return NO_ANSWER
+    return OK
+
+
+def _arguments(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a VALUE that reads as JSON (80, 1.5, true) is that, else text."""
+    arguments: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"argument {pair!r}: expected KEY=VALUE")
+        try:
+            arguments[key] = json.loads(value)
+        except ValueError:
+            arguments[key] = value
+    return arguments
+
+
+def _toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+                     .rstrip() for row in rows)
+
+
+def _dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _ago(when: float | None) -> str:
+    if when is None:
+        return "-"
+    seconds = max(0.0, time.time() - when)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
