@@ -68,7 +68,7 @@ say "install as README says: sudo tools/install.sh"
 in_root sh -c 'cd /root/loyalty-kiosk && sudo tools/install.sh'
 in_root /opt/kiosk/.venv/bin/kiosk check-config --config /etc/kiosk/kiosk.toml
 say "second run (must change nothing)"
-in_root sh -c 'cd /root/loyalty-kiosk && sudo tools/install.sh' | tail -1
+in_root sh -c 'cd /root/loyalty-kiosk && sudo tools/install.sh' | grep 'change(s)'
 
 say "test suite: tools/dev.sh test"
 set +e

@@ -189,7 +189,7 @@ install_all() {
     configuration
     service
     say "$changes change(s)$([ "$DRY" -eq 1 ] && echo ' to make')"
-    if [ -z "$ROOT" ] && [ "$DRY" -eq 0 ] && ! systemctl --quiet is-active kiosk.service; then
+    if [ -z "$ROOT" ] && [ "$DRY" -eq 0 ] && ! systemctl --quiet is-active kiosk.service 2>/dev/null; then
         say "next: edit /etc/kiosk/kiosk.toml, then: sudo /opt/kiosk/.venv/bin/kiosk doctor" \
             "&& sudo systemctl start kiosk"
     fi
