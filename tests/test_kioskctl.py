@@ -13,9 +13,9 @@ from kiosk.config import Config, StaffSection, TelemetrySection
 from kiosk.screens import Pairing
 from kiosk.signing import Signer, public_key_text
 from kiosk.staff.keyring import Keyring
-from kiosk.staff.kioskctl import NO_ANSWER, OK, REFUSED, UNKNOWN, main
+from kiosk.staff.kioskctl import FAILED, NO_ANSWER, OK, REFUSED, UNKNOWN, main
 from kiosk.staff.settings import StaffSettings, load_settings
-from kiosk.testing.broker import Mosquitto
+from kiosk.testing.broker import Mosquitto, free_port
 from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
 
 FLEET = (("kiosk-a", "shop-1"), ("kiosk-b", "shop-1"), ("kiosk-c", "shop-2"))
@@ -200,3 +200,9 @@ def test_enrollment_with_the_right_code_trusts_the_staff_key(staff, newcomer, tm
 def test_the_example_staff_config_shows_exactly_the_defaults():
     example = Path(__file__).resolve().parent.parent / "config" / "kioskctl.toml"
     assert load_settings(example) == StaffSettings()
+
+
+def test_an_unreachable_broker_is_exit_code_1(tmp_path, capsys):
+    code = main(["--config", str(tmp_path / "none.toml"), "--host", "127.0.0.1",
+                 "--port", str(free_port()), "list"])
+    assert code == FAILED and "cannot reach the broker" in capsys.readouterr().err
