@@ -28,7 +28,7 @@ from kiosk import db as kiosk_db
 from kiosk.config import OutboxSection, TelemetrySection
 from kiosk.db import StorageError, open_db
 from kiosk.outbox import Outbox
-from kiosk.screens import NotRecorded, Sync, Welcome
+from kiosk.screens import Fault, NotRecorded, OutOfService, Sync, Welcome
 from kiosk.testing.daemon import to_toml
 from kiosk.testing.harness import RunningKiosk, wait_for
 
@@ -204,6 +204,9 @@ def test_a_full_outbox_is_a_degraded_state_and_a_health_counter_until_it_drains(
             wait_for(lambda: kiosk.app.checkins_recorded == 1, what="Alice stored")
             kiosk.type_code("LOY-BOB0002")
             wait_for(lambda: isinstance(kiosk.app.screen, NotRecorded), what="Bob refused")
+            # once the refusal has been read, the idle screen says why: staff must step in
+            wait_for(lambda: kiosk.app.screen == OutOfService(
+                Fault.OUTBOX_FULL, "outbox full (1 check-ins waiting)"), what="out of service")
             mosquitto.resume()
             wait_for(lambda: any(json.loads(s)["state"] == "degraded"
                                  and "outbox full" in json.loads(s)["reason"] for s in states),
@@ -213,6 +216,8 @@ def test_a_full_outbox_is_a_degraded_state_and_a_health_counter_until_it_drains(
             wait_for(lambda: kiosk.app.outbox.depth == 0, what="Alice delivered")
             wait_for(lambda: json.loads(states[-1])["state"] == "ready",
                      what="ready again once there is room")
+            wait_for(lambda: not isinstance(kiosk.app.screen, OutOfService),
+                     what="in service again")
         finally:
             kiosk.stop()
 
