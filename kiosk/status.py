@@ -3,8 +3,9 @@ when did it last check someone in, what is wrong.
 
 The database is read read-only (no ``sqlite3`` command needed). The broker is
 asked for the kiosk's retained ``status`` and ``state`` under a client id of its
-own and without the kiosk's credentials: with the kiosk's own identity the
-broker would hand this short session the kiosk's place and drop the daemon.
+own, anonymously, and only when the kiosk itself connects without credentials:
+with the kiosk's identity (and ``use_username_as_clientid``) the broker would
+hand this short session the kiosk's place and drop the daemon.
 """
 
 from __future__ import annotations
@@ -89,6 +90,11 @@ def main(config_arg: str | None, out: TextIO = sys.stdout) -> int:
 
 
 def _broker_view(settings: MqttSection, topics: protocol.Topics, out: TextIO) -> bool:
+    if settings.username or settings.cert_file:
+        print("online   not asked: the broker knows this kiosk by its credentials, and a "
+              "second session under them would take over the kiosk's (kiosk doctor checks "
+              "that the broker answers)", file=out)
+        return True
     view = retained(settings, topics)
     if isinstance(view, str):
         print(f"online   unknown: {view}", file=out)

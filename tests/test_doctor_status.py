@@ -9,6 +9,8 @@ import socket
 import sqlite3
 from dataclasses import replace
 
+import pytest
+
 from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
 from kiosk import doctor, status
 from kiosk.config import MqttSection
@@ -130,3 +132,21 @@ def test_status_of_an_offline_kiosk_with_visits_waiting(tmp_path):
     assert text.rstrip().endswith("run `kiosk doctor` for what to do")
     with sqlite3.connect(tmp_path / "state" / "kiosk.db") as conn:  # status only read it
         assert conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
+
+
+def test_status_never_connects_with_the_kiosks_own_credentials(tmp_path):
+    with socket.socket() as broker:  # anything that connects shows up in accept()
+        broker.bind(("127.0.0.1", 0))
+        broker.listen()
+        broker.settimeout(0.5)
+        port = broker.getsockname()[1]
+        config = replace(sim_config(tmp_path / "state", port),
+                         mqtt=MqttSection(host="127.0.0.1", port=port, username="kiosk-test",
+                                          password="secret"))
+        path = tmp_path / "kiosk.toml"
+        path.write_text(to_toml(config))
+        out = io.StringIO()
+        status.main(str(path), out)
+        assert "online   not asked" in out.getvalue()
+        with pytest.raises(TimeoutError):
+            broker.accept()

@@ -36,8 +36,9 @@ done
 USER_NAME=kiosk
 HW_GROUPS=(gpio video dialout i2c spi input)   # the unit's SupplementaryGroups=
 APT_NEEDED=(python3-venv libzbar0 ca-certificates)
-# Raspberry Pi OS archive: camera stack, GPIO for Pi 5, SPI bus, RPi.GPIO on lgpio.
-APT_PI=(python3-picamera2 python3-lgpio python3-spidev python3-rpi-lgpio)
+# Raspberry Pi OS archive: camera stack, GPIO for Pi 5, SPI bus, RPi.GPIO on lgpio;
+# evdev for keyboard-wedge readers (pip would have to compile it). Skipped where absent.
+APT_PI=(python3-picamera2 python3-lgpio python3-spidev python3-rpi-lgpio python3-evdev)
 changes=0
 
 say() { printf 'install.sh: %s\n' "$*"; }
@@ -133,7 +134,7 @@ account() {
 }
 
 program() {
-    local venv="$ROOT/opt/kiosk/.venv" extras=gpio stamp
+    local venv="$ROOT/opt/kiosk/.venv" extras=pi-io stamp
     directory /opt/kiosk 755 root:root
     [ -x "$venv/bin/python" ] \
         || act "create /opt/kiosk/.venv" python3 -m venv --system-site-packages "$venv"

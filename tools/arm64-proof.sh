@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Proof that the kiosk installs and passes its tests on 64-bit ARM (a Raspberry Pi's CPU),
+# without a Pi: a Debian bookworm arm64 root under qemu-user emulation.
+#
+#   sudo nice -n 19 tools/arm64-proof.sh [WORKDIR]     (default /var/tmp/kiosk-arm64)
+#
+# 1. builds the root with mmdebstrap from Debian's own packages (qemu-user-static runs
+#    its arm64 programs through binfmt_misc);
+# 2. installs the kiosk there as README's "Install on a Raspberry Pi" says: git, a clone,
+#    tools/install.sh (picamera2, lgpio and rpi-lgpio are Raspberry Pi OS packages, so
+#    the installer skips them and the camera stays simulated);
+# 3. runs the test suite there as README's Quickstart says (tools/dev.sh test); the root
+#    also has build-essential and python3-dev, as Raspberry Pi OS does, because pip
+#    compiles evdev (a test dependency) from source.
+# Slow (emulation) and CPU-heavy: not part of CI. The log goes to WORKDIR/proof.log.
+set -euo pipefail
+
+SRC="$(cd "$(dirname "$0")/.." && pwd)"
+WORK="${1:-/var/tmp/kiosk-arm64}"
+ROOTFS="$WORK/rootfs"
+say() { printf 'arm64-proof: %s\n' "$*"; }
+[ "$(id -u)" -eq 0 ] || { say "run as root (it builds a root file system)"; exit 1; }
+mkdir -p "$WORK"
+exec > >(tee -a "$WORK/proof.log") 2>&1
+started=$(date +%s)
+say "started $(date -u +%FT%TZ) on $(uname -m), source $(git -C "$SRC" rev-parse --short HEAD)"
+
+missing=()
+for tool in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static; do
+    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Register qemu for arm64 programs unless something (systemd-binfmt) already did.
+binfmt=/proc/sys/fs/binfmt_misc
+[ -e "$binfmt/register" ] || mount -t binfmt_misc binfmt_misc "$binfmt"
+if [ ! -e "$binfmt/qemu-aarch64" ]; then
+    grep -v '^#' /usr/lib/binfmt.d/qemu-aarch64.conf > "$binfmt/register"
+fi
+
+if [ ! -x "$ROOTFS/usr/bin/python3" ]; then
+    say "building the bookworm arm64 root"
+    rm -rf "$ROOTFS"
+    mmdebstrap --arch=arm64 --variant=minbase --include=ca-certificates,sudo,git,python3,systemd,build-essential,python3-dev \
+        bookworm "$ROOTFS"
+fi
+cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+for fs in proc sys dev dev/pts; do
+    mountpoint -q "$ROOTFS/$fs" || mount --bind "/$fs" "$ROOTFS/$fs"
+done
+trap 'for fs in dev/pts dev sys proc; do umount "$ROOTFS/$fs" 2>/dev/null || true; done' EXIT
+in_root() { chroot "$ROOTFS" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 "$@"; }
+say "inside: $(in_root uname -m), $(in_root python3 --version)"
+
+rm -rf "$ROOTFS/root/loyalty-kiosk"
+git -C "$SRC" archive --format=tar --prefix=loyalty-kiosk/ HEAD | tar -x -C "$ROOTFS/root"
+say "install as README says: sudo tools/install.sh"
+in_root sh -c 'cd /root/loyalty-kiosk && sudo tools/install.sh'
+in_root /opt/kiosk/.venv/bin/kiosk check-config --config /etc/kiosk/kiosk.toml
+say "second run (must change nothing)"
+in_root sh -c 'cd /root/loyalty-kiosk && sudo tools/install.sh' | tail -1
+
+say "test suite: tools/dev.sh test"
+set +e
+in_root sh -c 'cd /root/loyalty-kiosk && tools/dev.sh test -q -p no:cacheprovider' \
+    | tee "$WORK/pytest.log"
+status=${PIPESTATUS[0]}
+set -e
+say "tests exit status $status; $(tail -1 "$WORK/pytest.log")"
+say "took $(( ($(date +%s) - started) / 60 )) min"
+exit "$status"

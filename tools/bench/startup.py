@@ -1,0 +1,185 @@
+"""Start-up and footprint of the real ``kiosk run`` daemon, against a bare Python that
+imports the same libraries.
+
+    .venv/bin/python tools/bench/startup.py [--runs 5] [--checkins 10000]
+
+- import time: ``import kiosk.app`` against importing the libraries it is built on
+  (paho, PIL, pyzbar, pyserial, luma, gpiozero, sqlite3) in a fresh interpreter;
+- READY: process start to ``READY=1`` on a real ``NOTIFY_SOCKET``, against a bare
+  script that imports the same libraries and sends ``READY=1`` itself;
+- RSS: the daemon's resident memory (``VmRSS``) after READY and along 10,000
+  check-ins typed on its simulated serial reader and delivered to a real mosquitto,
+  against the bare script's RSS.
+
+Targets on the development machine: READY <= 0.5 s, RSS <= 50 MiB, no growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kiosk.inbox import SCAN_LANE
+from kiosk.testing.broker import Mosquitto
+from kiosk.testing.daemon import start_daemon
+from kiosk.testing.harness import sim_config
+
+LIBRARIES = ("paho.mqtt.client", "PIL.Image", "pyzbar.pyzbar", "serial", "luma.core.device",
+             "gpiozero", "sqlite3")
+RAW_READY = (f"import {', '.join(LIBRARIES)}, os, socket, time\n"
+             "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+             "s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n"
+             "time.sleep(30)\n")
+MIB = 1024 * 1024
+
+
+def import_seconds(statement: str) -> float:
+    """Wall time of a fresh interpreter running ``statement``, minus an empty one's."""
+    def run(code: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        return time.perf_counter() - start
+    return run(statement) - run("pass")
+
+
+def rss(pid: int) -> float:
+    """Resident memory of ``pid`` in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024 / MIB
+    raise RuntimeError("no VmRSS")
+
+
+def until_ready(start: float, listener: socket.socket) -> float:
+    """Seconds from ``start`` to the first ``READY=1``."""
+    listener.settimeout(30)
+    while not listener.recv(4096).startswith(b"READY=1"):
+        pass
+    return time.perf_counter() - start
+
+
+def notify_socket(path: Path) -> socket.socket:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    return listener
+
+
+def ready_raw(work: Path) -> tuple[float, float]:
+    """The bare script: seconds to READY and its RSS then."""
+    path = work / f"raw-{time.monotonic_ns()}.sock"
+    with notify_socket(path) as listener:
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", RAW_READY],
+                                env={**os.environ, "NOTIFY_SOCKET": str(path)})
+        try:
+            return until_ready(start, listener), rss(proc.pid)
+        finally:
+            proc.kill()
+            proc.wait()
+
+
+def ready_kiosk(work: Path, port: int, run: int) -> tuple[float, subprocess.Popen[bytes], Path]:
+    """Start the daemon; seconds to READY, the process (still running) and its serial link."""
+    path = work / f"kiosk-{run}.sock"
+    listener = notify_socket(path)
+    config = sim_config(work / f"state-{run}", port, device_id=f"bench-{run}")
+    env = {**os.environ, "NOTIFY_SOCKET": str(path)}
+    start = time.perf_counter()
+    daemon = start_daemon(config, work / f"kiosk-{run}.toml", env=env)
+    try:
+        seconds = until_ready(start, listener)
+    finally:
+        listener.close()
+    return seconds, daemon, Path(config.serial.sim_link)
+
+
+def footprint(daemon: subprocess.Popen[bytes], link: Path, port: int, checkins: int,
+              device: str) -> list[tuple[int, float]]:
+    """Type ``checkins`` member codes in batches; RSS after each batch once all are delivered."""
+    delivered = 0
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+
+    def count(*_: object) -> None:
+        nonlocal delivered
+        delivered += 1
+
+    client.on_message = count
+    client.connect("127.0.0.1", port)
+    client.subscribe(f"loyalty/test-shop/{device}/evt/checkin", qos=1)
+    client.loop_start()
+    samples = [(0, rss(daemon.pid))]
+    batch = SCAN_LANE // 2  # inside the controller's scan lane, so no scan is turned away
+    with link.open("wb", buffering=0) as scanner:
+        for first in range(0, checkins, batch):
+            scanner.write(b"".join(f"LOY-M{n:07d}\r".encode()
+                                   for n in range(first, first + batch)))
+            deadline = time.monotonic() + 60
+            while delivered < first + batch:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"only {delivered} of {first + batch} check-ins arrived")
+                time.sleep(0.01)
+            samples.append((first + batch, rss(daemon.pid)))
+    client.loop_stop()
+    client.disconnect()
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--checkins", type=int, default=10_000)
+    args = parser.parse_args()
+
+    kiosk_imports = [import_seconds("import kiosk.app") for _ in range(args.runs)]
+    raw_imports = [import_seconds(f"import {', '.join(LIBRARIES)}") for _ in range(args.runs)]
+    print(f"import: kiosk.app {statistics.median(kiosk_imports) * 1000:.0f} ms (median of "
+          f"{args.runs}), the libraries alone {statistics.median(raw_imports) * 1000:.0f} ms, "
+          f"ratio {statistics.median(kiosk_imports) / statistics.median(raw_imports):.2f}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        broker = Mosquitto(work / "broker")
+        broker.start()
+        try:
+            raw = [ready_raw(work) for _ in range(args.runs)]
+            kiosk: list[float] = []
+            for run in range(args.runs):
+                seconds, daemon, link = ready_kiosk(work, broker.port, run)
+                kiosk.append(seconds)
+                if run < args.runs - 1:
+                    daemon.terminate()
+                    daemon.wait(20)
+            raw_ready = statistics.median(r[0] for r in raw)
+            print(f"READY: kiosk run {min(kiosk):.3f}-{max(kiosk):.3f} s (median "
+                  f"{statistics.median(kiosk):.3f}), bare script {raw_ready:.3f} s, ratio "
+                  f"{statistics.median(kiosk) / raw_ready:.2f}")
+            try:
+                samples = footprint(daemon, link, broker.port, args.checkins,
+                                    f"bench-{args.runs - 1}")
+            finally:
+                daemon.terminate()
+                daemon.wait(20)
+        finally:
+            broker.stop()
+    raw_rss = statistics.median(r[1] for r in raw)
+    first_k = next(sample for sample in samples if sample[0] >= 1000)
+    shown = [samples[0], first_k, samples[len(samples) // 2], samples[-1]]
+    print("RSS: " + ", ".join(f"{rss_mib:.1f} MiB after {n}" for n, rss_mib in shown)
+          + f" check-ins; bare script {raw_rss:.1f} MiB, ratio at the end "
+          f"{samples[-1][1] / raw_rss:.2f}")
+    print(f"growth from check-in {first_k[0]} to {samples[-1][0]}: "
+          f"{samples[-1][1] - first_k[1]:+.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
