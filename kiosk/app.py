@@ -62,9 +62,9 @@ from kiosk.watchdog import Watchdog
 log = logging.getLogger(__name__)
 
 TICK_S = 0.2
-FLUSH_AT = 256
-"""Acknowledged rows deleted in one go at the latest (a flush also runs whenever the inbox is
-empty)."""
+FLUSH_AT = 64
+"""Acknowledged rows deleted in one transaction at the latest (else on the next tick, or once
+nothing is in flight)."""
 FORGET_EVERY = 1000
 """Check-ins between two clean-ups of the remembered check-in times (cooldown)."""
 STORAGE_CHECK_S = 2.0
@@ -171,23 +171,21 @@ class App:
             while not stop.is_set() and self.restart_requested is None:
                 event = self.inbox.get(TICK_S)
                 now = time.monotonic()
-                if now >= next_tick:
+                ticked = now >= next_tick
+                if ticked:
                     next_tick = now + TICK_S
                     self._dispatch_safely(Tick())
                     self.staff.tick(now)
                     self.link.supervise(now)
                     self._check_storage(now)
                     self._check_display()
-                if isinstance(event, CodeRead):  # a rush is committed in one transaction
-                    self._dispatch_safely(event, *self.inbox.pending_scans())
-                elif event is not None:
-                    self._dispatch_safely(event)
+                if event is not None:
+                    self._take(event)
                 if self.inbox.dropped_scans > self._scans_lost_told:
                     lost = self.inbox.dropped_scans - self._scans_lost_told
                     self._scans_lost_told += lost
                     self._dispatch_safely(ScansLost(lost))
-                if not len(self.inbox) or self.publisher.pending_deletes >= FLUSH_AT:
-                    self._flush()
+                self._deliver(ticked)
                 watchdog.feed(now)  # from this loop: a stuck controller stops the pings
                 if health_every and now >= next_health and self.link.connected:
                     next_health = now + health_every
@@ -215,12 +213,31 @@ class App:
         systemd.notify(f"READY=1\nSTATUS=device {self.device_id}, version {__version__}")
         self._ready.set()
 
+    def _take(self, event: Event) -> None:
+        """Handle ``event``, with those of its kind waiting behind it where that saves work."""
+        if isinstance(event, CodeRead):  # a rush is committed in one transaction
+            self._dispatch_safely(event, *self.inbox.pending_scans())
+        elif isinstance(event, Acked):  # only the publisher cares: a drain's PUBACKs at once
+            for ack in (event, *self.inbox.pending_acks()):
+                self.publisher.acked(ack.mid, ack.ok, ack.reason)
+        else:
+            self._dispatch_safely(event)
+
     def _dispatch_safely(self, *events: Event) -> None:
         # A bug triggered by one event must not stop the counter for the next customer.
         try:
             self._dispatch(events)
         except Exception:
             log.exception("failed to handle %s", type(events[0]).__name__)
+
+    def _deliver(self, ticked: bool) -> None:
+        """Delete acknowledged rows in batches (a full batch, a tick, or when nothing else is
+        in flight) and refill the publish window when the inbox has nothing more for now."""
+        pending = self.publisher.pending_deletes
+        if pending and (pending >= FLUSH_AT or ticked or not self.publisher.in_flight):
+            self._flush()
+        elif not len(self.inbox):
+            self.publisher.pump()
 
     def _flush(self) -> None:
         """Delete acknowledged rows and refill the publish window."""
@@ -296,8 +313,6 @@ class App:
         self._carry_out(groups, now)
         for event in events:
             match event:
-                case Acked(mid=mid, ok=ok, reason=reason):
-                    self.publisher.acked(mid, ok, reason)
                 case LinkUp():
                     self.staff.link_up()
                     self.publisher.pump()
@@ -410,7 +425,7 @@ class App:
         for source in self.hardware.sources:
             source.stop()
         while (event := self.inbox.get(0)) is not None:  # codes read before the sources
-            self._dispatch_safely(event)                  # stopped are still check-ins
+            self._take(event)                             # stopped are still check-ins
         self._flush()
         self.link.stop()
         if self.display:

@@ -83,6 +83,15 @@ class Inbox:
             self._scans.clear()
             return scans
 
+    def pending_acks(self) -> list[Acked]:
+        """Take the acknowledgements waiting at the head of the link lane (a drain's PUBACKs are
+        handled in one go; a connect or disconnect behind them keeps its place)."""
+        acks: list[Acked] = []
+        with self._ready:
+            while self._link and isinstance(self._link[0], Acked):
+                acks.append(self._link.popleft())  # type: ignore[arg-type]
+        return acks
+
     def __len__(self) -> int:
         with self._ready:
             return len(self._link) + len(self._scans) + len(self._messages)

@@ -15,8 +15,8 @@ in the window's remaining room. Within each of the two streams the order is
 the scan order; ``boot_id`` + ``seq`` give the backend the total order.
 
 **Batches.** PUBACKs are collected and their rows deleted in one transaction
-(:meth:`flush`), and the window is refilled with one query per flush, not one
-per acknowledgement.
+(:meth:`flush`), and the backlog refills the window a quarter of it at a time:
+one query for many rows, not one per acknowledgement.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Publisher:
         self._outbox = outbox
         self._link = link
         self._window = window
+        self._refill_at = max(1, window // 4)
         self._in_flight: dict[int, int] = {}  # paho mid -> outbox row id
         self._cursor = 0  # backlog: the highest row id handed to paho in id order
         self._live: list[tuple[int, bytes]] = []  # stored while online, not sent yet
@@ -51,6 +52,11 @@ class Publisher:
         self._retry_at: float | None = None
         self.delivered = 0
         self.refused = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Rows handed to paho and not acknowledged yet."""
+        return len(self._in_flight)
 
     @property
     def pending_deletes(self) -> int:
@@ -89,6 +95,8 @@ class Publisher:
 
     def _pump_backlog(self) -> None:
         room = self._window - len(self._in_flight)
+        if self._in_flight and room < self._refill_at:
+            return  # refill in batches: one query for many rows, not one per PUBACK
         # Rows in the outbox are in flight, acknowledged, or not sent yet: nothing to
         # read when none is unsent (the usual case on every tick).
         while room > 0 and (self._outbox.depth - len(self._in_flight) - len(self._acked)
