@@ -118,6 +118,15 @@ class Worker:
         """True while the thread runs."""
         return self._thread.is_alive()
 
+    def cpu_seconds(self) -> float:
+        """CPU time this thread has used so far (0 before it starts or after it ends)."""
+        if self._thread.ident is None or not self._thread.is_alive():
+            return 0.0
+        try:
+            return time.clock_gettime(time.pthread_getcpuclockid(self._thread.ident))
+        except OSError:  # ended between the check and the call
+            return 0.0
+
     def stop(self, timeout: float = 2.0) -> bool:
         """Ask the thread to stop and wait; False (and an error log) if it did not."""
         self.stopping.set()

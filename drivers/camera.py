@@ -105,6 +105,27 @@ def region(plane: Plane, roi: tuple[int, int, int, int] | None) -> Plane:
     return plane[y:y + height, x:x + width]
 
 
+class FrameReader:
+    """What the capture thread does with each frame: cut the region, gate, decode.
+
+    ``look`` returns the codes in a frame, or None when the gate skipped it.
+    """
+
+    def __init__(self, spec: CameraSpec, decoder: Decoder) -> None:
+        self.gate = MotionGate(spec.motion_threshold, spec.idle_after_s)
+        self.decoder = decoder
+        self._roi = spec.region
+
+    def look(self, plane: Plane, now: float) -> list[str] | None:
+        """The codes in ``plane`` (seen at monotonic time ``now``); None if not decoded."""
+        plane = region(plane, self._roi)
+        if not self.gate.should_decode(plane, now):
+            return None
+        codes = self.decoder.decode(plane)
+        self.gate.decoded(bool(codes))
+        return codes
+
+
 class CameraSource:
     """A :class:`~drivers.base.CodeSource` that decodes QR codes from a frame source."""
 
@@ -147,8 +168,7 @@ class CameraSource:
 
     def _capture(self, stopping: threading.Event, decoder: Decoder, on_code: OnCode) -> None:
         spec = self.spec
-        gate = MotionGate(spec.motion_threshold, spec.idle_after_s)
-        roi = spec.region
+        looker = FrameReader(spec, decoder)
         fps = spec.fps
         while not stopping.is_set():
             plane = self.frames.read()  # raises when the camera fails: keep_open reopens it
@@ -157,22 +177,24 @@ class CameraSource:
                 stopping.wait(1.0 / fps)
                 continue
             self.frames_seen += 1
-            plane = region(plane, roi)
-            if gate.should_decode(plane, now):
-                try:
-                    codes = decoder.decode(plane)
-                except DriverError as exc:
-                    log.warning("%s: frame skipped: %s", self.name, exc)
-                    continue
+            try:
+                codes = looker.look(plane, now)
+            except DriverError as exc:
+                log.warning("%s: frame skipped: %s", self.name, exc)
+                continue
+            if codes is not None:
                 self.frames_decoded += 1
-                gate.decoded(bool(codes))
                 for code in codes:
                     if self._debounce.accept(code):
                         on_code(code, self.name, time.time())
-            wanted = spec.fps if gate.active(now) else min(spec.idle_fps, spec.fps)
+            wanted = spec.fps if looker.gate.active(now) else min(spec.idle_fps, spec.fps)
             if wanted != fps:
                 fps = wanted
                 self.frames.set_fps(fps)
+
+    def cpu_seconds(self) -> float:
+        """CPU time the capture thread has used (for the benchmark and health)."""
+        return self._worker.cpu_seconds() if self._worker is not None else 0.0
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the capture thread (which releases the sensor)."""

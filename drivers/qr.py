@@ -11,6 +11,8 @@ interest cut out of it).
   so a strided view is read **in place**, and the GIL is released while it
   decodes. QR only; rotate/invert/downscale are options (off by default: a QR
   code is found at any angle anyway, and each option costs a full extra pass).
+  Two passes: the fast global-histogram binarizer, then zxing's default
+  local-average binarizer only when the first found nothing.
 * :class:`ZbarDecoder` — zbar through pyzbar's ctypes wrapper, with one scanner
   kept enabled for QR only. zbar has no row stride: a C-contiguous plane is read
   in place, a strided view is copied first (one ``memcpy`` of the plane).
@@ -68,6 +70,10 @@ class ZxingDecoder:
             raise DriverUnavailable("zxing-cpp is not installed: pip install zxing-cpp "
                                     '(or set camera.decoder = "pyzbar")') from exc
         self._zxing = zxingcpp
+        # One global threshold first: about five times faster, and it reads most cards.
+        # Where it finds nothing (uneven light, blur), zxing's default local-average
+        # binarizer looks again, so nothing the default would read is missed.
+        self._binarizers = (zxingcpp.Binarizer.GlobalHistogram, zxingcpp.Binarizer.LocalAverage)
         self._try_downscale = try_downscale
         self._try_invert = try_invert
 
@@ -75,10 +81,13 @@ class ZxingDecoder:
         """The text of every QR code in the plane."""
         _check(plane)
         zx = self._zxing
-        found = zx.read_barcodes(plane, formats=zx.BarcodeFormat.QRCode, try_rotate=False,
-                                 try_downscale=self._try_downscale, try_invert=self._try_invert,
-                                 binarizer=zx.Binarizer.LocalAverage)
-        return [_text(code.bytes) for code in found]
+        for binarizer in self._binarizers:
+            found = zx.read_barcodes(plane, formats=zx.BarcodeFormat.QRCode, try_rotate=False,
+                                     try_downscale=self._try_downscale,
+                                     try_invert=self._try_invert, binarizer=binarizer)
+            if found:
+                return [_text(code.bytes) for code in found]
+        return []
 
     def close(self) -> None:
         """zxing-cpp keeps no state between calls."""

@@ -26,7 +26,7 @@ started=$(date +%s)
 say "started $(date -u +%FT%TZ) on $(uname -m), source $(git -C "$SRC" rev-parse --short HEAD)"
 
 missing=()
-for tool in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static; do
+for tool in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static arch-test:arch-test; do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

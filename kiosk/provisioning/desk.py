@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,10 @@ from kiosk.signing import Verifier
 from kiosk.staff.envelope import Rejected, Sealed, unseal
 
 log = logging.getLogger(__name__)
+
+ANSWER_RATE = 5.0
+"""Refusals of unsigned or forged messages answered per second, at most (signed ones always)."""
+ANSWER_BURST = 20
 
 Publish = Callable[[str, bytes, bool], None]
 """``publish(topic, payload, retain)`` at QoS 1; must not raise."""
@@ -46,6 +51,11 @@ class StaffDesk:
         self.carried_out = 0
         self.rejected = 0
         self.retained_dropped = 0
+        self.unanswered = 0
+        """Refusals of unsigned or forged messages not answered (over ANSWER_RATE)."""
+        self._unanswered_told = 0
+        self._budget = float(ANSWER_BURST)
+        self._budget_at = time.monotonic()
 
     def handle(self, message: StaffMessage) -> None:
         """Check one message and act on it, or refuse it and say why."""
@@ -71,13 +81,31 @@ class StaffDesk:
             order = self.guard.admit(sealed, kind, name)
         except Rejected as exc:
             self.rejected += 1
+            if not exc.signed and not self._may_answer():
+                self.unanswered += 1  # a flood of junk: counted, not answered one by one
+                return
             log.warning("refused a staff %s on %s: %s", kind, message.topic, exc)
             if kind == "config":
-                self.shadow.refused(sealed, str(exc))
+                self.shadow.refused(sealed, exc)
             else:
                 self._answer(name, sealed.order.cmd_id if sealed else "", False, str(exc))
             return
         self._run(name, order.cmd_id, order.args)
+
+    def _may_answer(self) -> bool:
+        """A token bucket for answering unsigned junk, so a flood cannot make the kiosk
+        publish (and log) as much as it receives."""
+        now = time.monotonic()
+        self._budget = min(ANSWER_BURST, self._budget + (now - self._budget_at) * ANSWER_RATE)
+        self._budget_at = now
+        if self._budget < 1:
+            return False
+        if self.unanswered > self._unanswered_told:
+            log.warning("%d more unsigned or forged staff messages refused without an answer",
+                        self.unanswered - self._unanswered_told)
+            self._unanswered_told = self.unanswered
+        self._budget -= 1
+        return True
 
     def _run(self, name: str, cmd_id: str, args: dict[str, Any]) -> None:
         try:

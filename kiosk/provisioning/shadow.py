@@ -41,6 +41,7 @@ class Shadow:
         self._deadline = (time.monotonic() + start.rollback_after_s) if start.trial else None
         self._restarting = False
         self.reported = False
+        self._last_refusal: dict[str, Any] | None = None
         """True once ``config/reported`` has been sent (the kiosk listens to staff by then)."""
 
     @property
@@ -84,13 +85,22 @@ class Shadow:
         self._restarting = True
         self._request_restart(f"config version {version}")
 
-    def refused(self, sealed: Sealed | None, reason: str) -> None:
-        """A desired config was refused: remember and report why."""
+    def refused(self, sealed: Sealed | None, rejected: Rejected) -> None:
+        """A desired config was refused: report why (and remember it, if it was signed).
+
+        A refusal of an unsigned or forged message is only reported, never written:
+        anyone on the broker can send those, and a flood must not wear out the SD card.
+        """
         version = sealed.order.args.get("version", 0) if sealed else 0
         if isinstance(version, bool) or not isinstance(version, int):
             version = 0
-        overlay.record_rejection(self._folder, version, sealed.order.cmd_id if sealed else "",
-                                 reason)
+        cmd_id = sealed.order.cmd_id if sealed else ""
+        if rejected.signed:
+            overlay.record_rejection(self._folder, version, cmd_id, str(rejected))
+            self._last_refusal = None
+        else:
+            self._last_refusal = {"version": version, "cmd_id": cmd_id,
+                                  "reason": str(rejected)[:500]}
         self.report()
 
     def link_up(self) -> None:
@@ -114,7 +124,7 @@ class Shadow:
         """Publish (retained) the config in force and the last refusal."""
         payload = protocol.encode_reported(self.version, self._cmd_id,
                                            overlay.redacted(self.config),
-                                           overlay.rejection(self._folder))
+                                           self._last_refusal or overlay.rejection(self._folder))
         self._publish(self._topics.config_reported, payload, True)
         self.reported = True
 

@@ -47,12 +47,21 @@ MAX_SEQ = 2**53  # exact in every JSON implementation
 LIMITS = Limits(max_bytes=MAX_BYTES, max_depth=MAX_DEPTH, max_string=MAX_STRING)
 
 
+UNVERIFIED = frozenset({"malformed", "unknown-key", "bad-signature"})
+"""Refusal codes of messages nobody trusted has signed: anyone on the broker can send them."""
+
+
 class Rejected(KioskError, ValueError):
     """An order that must not be carried out; ``code`` is a stable word scripts can test."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
         self.code = code
+
+    @property
+    def signed(self) -> bool:
+        """True when a trusted key signed the refused order (it got past the signature)."""
+        return self.code not in UNVERIFIED
 
 
 @dataclass(frozen=True)
