@@ -55,7 +55,7 @@ def test_a_silent_link_is_noticed_within_a_keepalive_and_a_half_and_back_within_
     assert noticed <= 1.5 * KEEPALIVE_S, f"noticed after {noticed:.1f} s"
     kiosk.type_code("LOY-ALICE01")  # a customer during the outage
     wait_for(lambda: kiosk.app.checkins_recorded == 1, what="the visit stored")
-    time.sleep(KEEPALIVE_S)  # the outage goes on while the kiosk keeps trying
+    time.sleep(2.0)  # the outage goes on while the kiosk keeps trying
     proxy.heal()
     healed = time.monotonic()
     kiosk.wait_online(timeout=15)
