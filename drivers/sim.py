@@ -381,8 +381,9 @@ class LightsStateFile:
             self._last = text
 
     def stop(self) -> None:
-        """Stop watching (the file keeps the last state)."""
+        """Stop watching; the file keeps the state at this moment."""
         self._worker.stop()
+        self.write()
 
 
 class SimKeyboard:

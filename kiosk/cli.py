@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check-config", help="load a config file and report problems")
     check.add_argument("--config", help="config file (default: as for run)")
 
+    selftest = commands.add_parser("selftest", help="show every screen and play every light "
+                                                    "pattern on the configured hardware")
+    selftest.add_argument("--config", help="config file (default: as for run)")
+    selftest.add_argument("--screen-s", type=float, default=1.5, help="seconds per screen")
+    selftest.add_argument("--pattern-s", type=float, default=2.5, help="seconds per pattern")
+
     demo = commands.add_parser("demo", help="a simulated kiosk, broker and backend in a terminal")
     demo.add_argument("--scans", type=int, default=0,
                       help="exit after this many customers (default: run until Ctrl-C)")
@@ -76,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
                 load_config(path)
                 print(f"{path}: ok")
                 return 0
+            case "selftest":
+                from kiosk.selftest import run_selftest
+
+                _logging("WARNING")
+                return run_selftest(load_config(config_path(args.config)), sys.stdout,
+                                    args.screen_s, args.pattern_s)
             case "demo":
                 from kiosk.demo import run_demo
 

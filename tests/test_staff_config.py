@@ -126,3 +126,13 @@ def test_a_kiosk_that_died_while_trying_a_config_starts_with_the_good_one(kiosk_
     assert start.config == kiosk_config and not start.trial
     assert overlay.rejection(folder) == {
         "version": 4, "cmd_id": "c4", "reason": "rolled back: the kiosk stopped while trying it"}
+
+
+def test_changes_accumulate_over_the_config_in_force(kiosk, staff, issuer):
+    reported(staff, kiosk)
+    push(staff, kiosk, issuer, 1, {"counter": {"reply_timeout_s": 5.0}})
+    reported(staff, kiosk, lambda body: body["version"] == 1)
+    push(staff, kiosk, issuer, 2, {"counter": {"result_screen_s": 3.0}})
+    body = reported(staff, kiosk, lambda body: body["version"] == 2)
+    assert body["config"]["counter"]["reply_timeout_s"] == 5.0
+    assert kiosk.app.config.counter.result_screen_s == 3.0

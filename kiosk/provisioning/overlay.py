@@ -61,6 +61,17 @@ def folder_of(base: Config) -> Path:
     return Path(base.kiosk.state_dir) / "config"
 
 
+def combine(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
+    """Overlay ``later`` on ``earlier``, section by section: staff's changes accumulate."""
+    combined = {section: dict(values) for section, values in earlier.items()}
+    for section, values in later.items():
+        if isinstance(values, dict) and isinstance(combined.get(section), dict):
+            combined[section].update(values)
+        else:
+            combined[section] = values
+    return combined
+
+
 def merge(base: Config, overlay: dict[str, Any]) -> Config:
     """``base`` with ``overlay``'s keys replaced, checked like the file; ValueError if not."""
     table: dict[str, Any] = asdict(base)

@@ -73,6 +73,9 @@ class Shadow:
         if version <= self.version:
             raise Rejected("stale-version", f"version {version} is not above {self.version} "
                                             "in force")
+        # Changes accumulate: a file that names one key keeps what earlier ones set
+        # (e.g. the keys trusted at enrollment).
+        table = overlay.combine(self._start.applied.config if self._start.applied else {}, table)
         try:
             merged = overlay.merge(self._base, table)
         except ValueError as exc:

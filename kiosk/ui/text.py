@@ -19,6 +19,9 @@ ELLIPSIS = "…"
 MAX_CHARS = 512
 """Nothing longer is ever shown, whatever a display's width."""
 
+WIDTHS_KEPT = 512
+"""Measured lines remembered per font (a screen shows a handful)."""
+
 Measure = Callable[[str], float]
 
 
@@ -28,10 +31,16 @@ class Fitter:
     def __init__(self, face: Font, measure: Measure | None = None) -> None:
         self._measure = measure or (lambda text: face.getlength(text))
         self._advances: dict[str, float] = {}
+        self._widths: dict[str, float] = {}  # lines are measured again on every animation frame
 
     def width(self, text: str) -> float:
         """The rendered width of ``text`` (kerning included)."""
-        return self._measure(text)
+        width = self._widths.get(text)
+        if width is None:
+            if len(self._widths) >= WIDTHS_KEPT:
+                self._widths.clear()
+            width = self._widths[text] = self._measure(text)
+        return width
 
     def _advance(self, char: str) -> float:
         advance = self._advances.get(char)
