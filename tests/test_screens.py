@@ -159,3 +159,20 @@ def test_animated_screens_change_between_frames():
     for name in ("idle", "points-earned", "reward-unlocked", "staff-identify"):
         frames = {render(SCREENS[name], frame=frame).tobytes() for frame in range(4)}
         assert len(frames) > 1, name
+
+
+def test_the_readmes_screen_pictures_are_up_to_date():
+    """The README shows what the renderer draws today (``tools/screenshots.py`` remakes them)."""
+    import importlib.util
+
+    tool = Path(__file__).parent.parent / "tools" / "screenshots.py"
+    spec = importlib.util.spec_from_file_location("screenshots", tool)
+    assert spec is not None and spec.loader is not None
+    screenshots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(screenshots)
+    docs = tool.parent.parent / "docs" / "screens"
+    for layout_name, layout in LAYOUTS.items():
+        for locale in LOCALES:
+            with Image.open(docs / f"sheet-{layout_name}-{locale}.png") as shown:
+                expected = screenshots.sheet(layout, locale)
+                assert shown.convert("RGB").tobytes() == expected.tobytes(), layout_name

@@ -47,12 +47,19 @@ if [ ! -x "$ROOTFS/usr/bin/python3" ]; then
         bookworm "$ROOTFS"
 fi
 cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
+# pip inside reaches the package index the way the host's does: the host's local CA
+# certificates (a proxy that inspects TLS has its own) and pip.conf come along.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$ROOTFS/usr/local/share/ca-certificates/"
+fi
+[ ! -e /etc/pip.conf ] || cp /etc/pip.conf "$ROOTFS/etc/pip.conf"
 for fs in proc sys dev dev/pts; do
     mountpoint -q "$ROOTFS/$fs" || mount --bind "/$fs" "$ROOTFS/$fs"
 done
 trap 'for fs in dev/pts dev sys proc; do umount "$ROOTFS/$fs" 2>/dev/null || true; done' EXIT
 in_root() { chroot "$ROOTFS" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     LANG=C.UTF-8 "$@"; }
+in_root update-ca-certificates >/dev/null
 say "inside: $(in_root uname -m), $(in_root python3 --version)"
 
 rm -rf "$ROOTFS/root/loyalty-kiosk"

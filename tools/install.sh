@@ -94,7 +94,13 @@ packages() {
             || missing+=("$package")
     done
     [ ${#missing[@]} -eq 0 ] && return
-    act "update the apt package lists" apt-get update -qq
+    # Refresh the lists only when they cannot answer: a required package is missing or
+    # there are none yet. Otherwise a board without Raspberry Pi OS's archive would
+    # run apt-get update on every run for packages it can never have.
+    local lists=(/var/lib/apt/lists/*_Packages)
+    if [[ " ${APT_NEEDED[*]} " == *" ${missing[0]} "* ]] || [ ! -e "${lists[0]}" ]; then
+        act "update the apt package lists" apt-get update -qq
+    fi
     for package in "${missing[@]}"; do
         if [[ " ${APT_NEEDED[*]} " == *" $package "* ]] \
                 || [ -n "$(apt-cache madison "$package" 2>/dev/null)" ]; then
