@@ -53,9 +53,9 @@ from kiosk.provisioning import overlay
 from kiosk.provisioning.desk import StaffDesk
 from kiosk.provisioning.shadow import Shadow
 from kiosk.publisher import Publisher
-from kiosk.screens import Screen
+from kiosk.screens import Fault, Idle, OutOfService, Screen, StaffInfo
 from kiosk.statedir import StateLock
-from kiosk.telemetry import Rate, cpu_temperature
+from kiosk.telemetry import Rate, cpu_temperature, local_address
 from kiosk.ui.presenter import Presenter
 from kiosk.watchdog import Watchdog
 
@@ -67,6 +67,8 @@ FLUSH_AT = 64
 nothing is in flight)."""
 FORGET_EVERY = 1000
 """Check-ins between two clean-ups of the remembered check-in times (cooldown)."""
+IDENTIFY_S = 15.0
+"""How long the staff screen stays up after an ``identify`` command."""
 STORAGE_CHECK_S = 2.0
 """While storage is in trouble, how often to try whether it works again."""
 
@@ -121,7 +123,9 @@ class App:
         self.display = DisplayWorker(self.hardware.display) if self.hardware.display else None
         self.presenter = Presenter(self.display, config.ui, config.display.kind,
                                    config.display.contrast, config.counter.result_screen_s)
-        self.problems = Problems(self.link.set_state)
+        self._wanted: Screen | None = None  # what the controller last asked to show
+        self._identify_until = 0.0
+        self.problems = Problems(self._problems_changed)
         """What is wrong right now; the retained ``state`` is ``degraded`` while any is."""
         for problem in self.hardware.problems:
             self.problems.set(problem, problem)
@@ -179,6 +183,7 @@ class App:
                     self.link.supervise(now)
                     self._check_storage(now)
                     self._check_display()
+                    self._present()  # the staff screen ends, out of service begins or ends
                 if event is not None:
                     self._take(event)
                 if self.inbox.dropped_scans > self._scans_lost_told:
@@ -362,9 +367,8 @@ class App:
             case Record():
                 pass  # committed by _carry_out before anything else ran
             case Show(screen=screen):
-                screen = self.staff.screen_for(screen)  # the pairing code, until enrolled
-                self.screen = screen
-                self.presenter.show(screen, time.monotonic())
+                self._wanted = screen
+                self._present(force=True)
             case Signal(pattern=pattern):
                 if self.hardware.lights is not None:
                     self.hardware.lights.show(pattern)
@@ -376,6 +380,31 @@ class App:
             case _:
                 raise TypeError(f"unknown action {action!r}")
 
+    def _present(self, force: bool = False) -> None:
+        """Show the controller's screen, or what stands in for its idle screen: "out of
+        service" while no visit can be stored, the staff screen while identifying, the pairing
+        code until enrolled. Called again whenever one of those changes."""
+        if self._wanted is None:
+            return
+        now = time.monotonic()
+        screen = self._wanted
+        if isinstance(screen, Idle) and "storage" in self.problems:
+            screen = OutOfService(Fault.OUTBOX_FULL if self.outbox.full else Fault.HARDWARE,
+                                  self.problems.text("storage"))
+        elif isinstance(screen, Idle) and now < self._identify_until:
+            screen = StaffInfo(self.device_id, local_address(self.config.mqtt.host),
+                               "connected" if self.link.connected else "offline",
+                               self.staff.shadow.version, identify=True)
+        else:
+            screen = self.staff.screen_for(screen)  # the pairing code, until enrolled
+        if force or screen != self.screen:
+            self.screen = screen
+            self.presenter.show(screen, now)
+
+    def _problems_changed(self, state: str, reason: str) -> None:
+        self.link.set_state(state, reason)
+        self._present()
+
     # --- what staff commands use (kiosk.provisioning.commands.Parts) ---------
 
     def _publish_staff(self, topic: str, payload: bytes, retain: bool) -> None:
@@ -385,7 +414,11 @@ class App:
             log.warning("staff answer not sent: %s", exc)
 
     def signal(self, pattern: str) -> bool:
-        """Run a light pattern; False when no lights are fitted."""
+        """Run a light pattern; False when no lights are fitted. ``identify`` also puts the
+        staff screen (device id, address, broker, config version) up for a while."""
+        if pattern == "identify":
+            self._identify_until = time.monotonic() + IDENTIFY_S
+            self._present()
         if self.hardware.lights is None:
             return False
         self.hardware.lights.show(pattern)

@@ -47,6 +47,10 @@ class Problems:
         """Every problem, in the order they began, as one line."""
         return "; ".join(self._texts.values())
 
+    def text(self, key: str) -> str:
+        """What ``key`` says now ("" when it is not a problem)."""
+        return self._texts.get(key, "")
+
     def texts(self) -> list[str]:
         """Every problem, in the order they began."""
         return list(self._texts.values())

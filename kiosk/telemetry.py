@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -30,3 +31,16 @@ class Rate:
         rate = (count - self._count) / elapsed if elapsed > 0 else 0.0
         self._count, self._at = count, now
         return round(rate, 1)
+
+
+def local_address(towards: str) -> str:
+    """This kiosk's IP address on the way to ``towards`` (the broker), for the staff screen.
+
+    A UDP socket is connected, which only picks a route: nothing is sent.
+    """
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect((towards, 9))
+            return str(sock.getsockname()[0])
+    except OSError:
+        return "no network"

@@ -42,7 +42,8 @@ class Limits:
 MAX_INT_DIGITS = 19
 """Integers beyond 64 bits are refused while parsing (Python would happily make 4,300 digits)."""
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_TOKEN = re.compile(r'\\.|["\[\]{}]', re.DOTALL)
+"""What nesting depends on: quotes, escapes (which may hide a quote) and brackets."""
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
@@ -66,23 +67,38 @@ def load_object(payload: bytes | bytearray | str, limits: Limits) -> dict[str, A
         raise ProtocolError(f"not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise ProtocolError("expected a JSON object")
-    _check_strings(body, limits.max_string)
+    # Lone surrogates come from \u escapes (or a str payload); no string is longer than
+    # the text. The usual small ASCII message needs no walk at all.
+    surrogates = "\\u" in text or not text.isascii()
+    if surrogates or len(text) > limits.max_string:
+        _check_strings(body, limits.max_string, surrogates)
     return body
 
 
 def _check_depth(text: str, max_depth: int) -> None:
     """Refuse nesting deeper than ``max_depth`` before the parser recurses into it.
 
-    Strings are cut out first so brackets inside them do not count; what is left
-    of a payload within its size limit is short.
+    One pass over the quotes, escapes and brackets, so the time is linear in the
+    payload whatever it holds (a regex that skips whole strings is quadratic on
+    an unterminated one full of escaped quotes). Brackets inside strings do not
+    count; a backslash outside a string makes the JSON invalid at that point, so
+    skipping the bracket after it cannot let the parser recurse deeper than seen.
     """
+    if text.count("[") + text.count("{") <= max_depth:  # the usual flat message
+        return
     depth = 0
-    for char in _STRING.sub("", text):
-        if char in "[{":
+    in_string = False
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token == '"':
+            in_string = not in_string
+        elif in_string or token[0] == "\\":
+            continue
+        elif token in "[{":
             depth += 1
             if depth > max_depth:
                 raise ProtocolError(f"nested deeper than {max_depth} levels")
-        elif char in "]}":
+        else:
             depth -= 1
 
 
@@ -111,21 +127,22 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return body
 
 
-def _check_strings(value: Any, max_string: int) -> None:
-    """Every key and string: within ``max_string`` and encodable (no lone surrogates)."""
+def _check_strings(value: Any, max_string: int, surrogates: bool) -> None:
+    """Every key and string: within ``max_string``, and encodable (no lone surrogates)."""
     pending = [value]
     while pending:
         item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item)
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str):
+        kind = type(item)
+        if kind is str:
             if len(item) > max_string:
                 raise ProtocolError(f"a string of {len(item)} characters exceeds {max_string}")
-            if _SURROGATE.search(item):
+            if surrogates and _SURROGATE.search(item):
                 raise ProtocolError("a string holds a lone surrogate (not valid Unicode)")
+        elif kind is dict:
+            pending.extend(item)
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
 
 
 _REQUIRED: Any = object()
@@ -147,7 +164,7 @@ class Fields:
         value = self._get(name, str, default)
         if len(value) > max_len:
             raise ProtocolError(f"field {name!r} is longer than {max_len} characters")
-        if printable and _CONTROL.search(value):
+        if printable and not (value.isascii() and value.isprintable()) and _CONTROL.search(value):
             raise ProtocolError(f"field {name!r} holds a control character")
         return value
 

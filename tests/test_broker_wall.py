@@ -268,6 +268,12 @@ def test_kiosk_a_cannot_kick_kiosk_b_off_by_reusing_its_client_id(peers):
     assert not kiosk_b.gone.is_set()
 
 
+def test_one_certificate_is_one_connection(peers):
+    first = peers(STAFF, client_id="watch").up()
+    peers(STAFF, client_id="command").up()  # both become client id "staff:admin"
+    wait_for(first.gone.is_set, 5, "the first connection taken over")
+
+
 def test_only_the_backend_may_write_a_reply(peers):
     kiosk_b = peers(B).up().subscribe(f"{_root(B)}/reply")
     for writer in (peers(A).up(), kiosk_b, peers(STAFF).up()):

@@ -148,3 +148,36 @@ def test_only_the_most_recent_check_ins_are_remembered(controller):
     assert controller.handle(Reply("evt-1", "LOY-MEMBER0", NEW), 2.0) == []
     last = f"evt-{RECENT_CHECKINS + 1}"
     assert controller.handle(Reply(last, f"LOY-MEMBER{RECENT_CHECKINS}", NEW), 2.0) != []
+
+
+def test_a_member_within_the_cooldown_is_told_and_nothing_is_recorded():
+    controller = _online(Controller(
+        MemberCodes(r"LOY-[A-Z0-9]{4,32}"), Timing(3.0, 6.0, cooldown_s=30.0), "kiosk-1",
+        "boot-1", known={ALICE: KNOWN}, recent={ALICE: 1000.0}))  # as loaded after a restart
+    assert controller.handle(CodeRead(ALICE, "camera", 1029.0), 1.0) == [
+        Show(Welcome(KNOWN, Sync.ALREADY)), Signal("ok")]
+    assert controller.seq == 0
+    other = controller.handle(CodeRead("LOY-BOB0002", "camera", 1029.5), 1.5)
+    assert isinstance(other[0], Record)  # the next member is not held up
+    again = controller.handle(CodeRead(ALICE, "camera", 1030.0), 2.0)  # 30 s later: a new visit
+    assert isinstance(again[0], Record)
+    assert controller.handle(CodeRead(ALICE, "camera", 1031.0), 3.0)[0] == Show(
+        Welcome(KNOWN, Sync.ALREADY))
+
+
+def test_a_clock_that_went_back_does_not_hold_a_member_up():
+    controller = _online(Controller(
+        MemberCodes(r"LOY-[A-Z0-9]{4,32}"), Timing(3.0, 6.0, cooldown_s=30.0), "kiosk-1",
+        "boot-1", known={}, recent={ALICE: 5000.0}))  # stored before the Pi's clock was set back
+    assert isinstance(controller.handle(CodeRead(ALICE, "camera", 1000.0), 1.0)[0], Record)
+
+
+def test_the_cooldown_memory_is_bounded_oldest_first():
+    controller = _online(Controller(
+        MemberCodes(r"LOY-[A-Z0-9]{4,32}"), Timing(3.0, 6.0, cooldown_s=30.0), "kiosk-1",
+        "boot-1", known={}, max_known=3))
+    for n in range(5):
+        controller.handle(CodeRead(f"LOY-M{n:04d}", "camera", 1000.0 + n), 1.0)
+    assert isinstance(controller.handle(CodeRead("LOY-M0000", "camera", 1006.0), 2.0)[0], Record)
+    assert controller.handle(CodeRead("LOY-M0004", "camera", 1006.0), 2.0)[0] == Show(
+        Welcome(None, Sync.ALREADY))

@@ -25,10 +25,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk import db as kiosk_db
-from kiosk.config import CounterSection, OutboxSection, TelemetrySection
+from kiosk.config import OutboxSection, TelemetrySection
 from kiosk.db import StorageError, open_db
 from kiosk.outbox import Outbox
-from kiosk.screens import NotRecorded, Sync, Welcome
+from kiosk.screens import Fault, NotRecorded, OutOfService, Sync, Welcome
 from kiosk.testing.daemon import to_toml
 from kiosk.testing.harness import RunningKiosk, wait_for
 
@@ -125,12 +125,10 @@ def test_a_reply_flood_during_a_scan_rush_loses_no_acknowledgement_and_no_scan(
         forged = json.dumps({"v": 1, "event_id": "nope", "member_id": "LOY-X0001",
                              "display_name": "X", "balance": 1, "tier": "Gold",
                              "points_to_next": 1, "progress": 0.5}).encode()
-        for n in range(20_000):
+        for n in range(15_000):
             flooder.publish(kiosk.app.topics.reply, forged, qos=0)
-            if n % 700 == 0:
-                kiosk.type_code(members[n // 700])
-        for member in members[29:]:
-            kiosk.type_code(member)
+            if n % 500 == 0:
+                kiosk.type_code(members[n // 500])
         wait_for(lambda: kiosk.app.scans_seen + kiosk.app.scans_not_taken >= 30, timeout=30,
                  what="every scan accounted for")
     finally:
@@ -180,11 +178,12 @@ def test_a_delete_that_fails_after_its_puback_is_retried(kiosk, backend, ledger,
     kiosk.app._db.execute("PRAGMA query_only = 1")  # every write now fails, as on a full card
     mosquitto.resume()
     wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="the delivery")
-    wait_for(lambda: "storage" in kiosk.app.problems.reason, what="storage trouble reported")
+    wait_for(lambda: "storage" in kiosk.app.problems.reason, timeout=20,
+             what="storage trouble reported")
     assert kiosk.app.outbox.depth == 1
     kiosk.app._db.execute("PRAGMA query_only = 0")  # space again
-    wait_for(lambda: kiosk.app.outbox.depth == 0, what="the delete retried")
-    wait_for(lambda: not kiosk.app.problems.active, what="the trouble cleared")
+    wait_for(lambda: kiosk.app.outbox.depth == 0, timeout=20, what="the delete retried")
+    wait_for(lambda: not kiosk.app.problems.active, timeout=20, what="the trouble cleared")
 
 
 # --- 4. storage trouble is visible to monitoring, and clears --------------------
@@ -205,6 +204,9 @@ def test_a_full_outbox_is_a_degraded_state_and_a_health_counter_until_it_drains(
             wait_for(lambda: kiosk.app.checkins_recorded == 1, what="Alice stored")
             kiosk.type_code("LOY-BOB0002")
             wait_for(lambda: isinstance(kiosk.app.screen, NotRecorded), what="Bob refused")
+            # once the refusal has been read, the idle screen says why: staff must step in
+            wait_for(lambda: kiosk.app.screen == OutOfService(
+                Fault.OUTBOX_FULL, "outbox full (1 check-ins waiting)"), what="out of service")
             mosquitto.resume()
             wait_for(lambda: any(json.loads(s)["state"] == "degraded"
                                  and "outbox full" in json.loads(s)["reason"] for s in states),
@@ -214,6 +216,8 @@ def test_a_full_outbox_is_a_degraded_state_and_a_health_counter_until_it_drains(
             wait_for(lambda: kiosk.app.outbox.depth == 0, what="Alice delivered")
             wait_for(lambda: json.loads(states[-1])["state"] == "ready",
                      what="ready again once there is room")
+            wait_for(lambda: not isinstance(kiosk.app.screen, OutOfService),
+                     what="in service again")
         finally:
             kiosk.stop()
 
@@ -264,28 +268,6 @@ def test_a_card_scanned_again_after_a_restart_within_the_cooldown_checks_in_once
         assert ledger.balance("LOY-ALICE01") == 10
     finally:
         second.stop()
-
-
-def test_the_cooldown_is_per_member_and_ends(kiosk_config, mosquitto, backend, ledger):
-    config = replace(kiosk_config, counter=CounterSection(
-        reply_timeout_s=3.0, result_screen_s=0.5, cooldown_s=3.0),
-        serial=replace(kiosk_config.serial, cooldown_s=0.0))  # the reader forgets in 1 s
-    kiosk = RunningKiosk(config).start()
-    try:
-        kiosk.wait_online()
-        started = time.monotonic()
-        kiosk.type_code("LOY-ALICE01")
-        wait_for(lambda: kiosk.app.checkins_recorded == 1, what="Alice")
-        time.sleep(1.2)  # past the reader's own repeat filter, inside the cooldown
-        kiosk.type_code("LOY-ALICE01")
-        kiosk.type_code("LOY-BOB0002")
-        wait_for(lambda: kiosk.app.scans_seen == 3, what="three scans")
-        assert kiosk.app.checkins_recorded == 2  # Alice once, Bob once
-        time.sleep(max(0.0, 3.1 - (time.monotonic() - started)))
-        kiosk.type_code("LOY-ALICE01")
-        wait_for(lambda: ledger.balance("LOY-ALICE01") == 20, what="Alice again after cooldown")
-    finally:
-        kiosk.stop()
 
 
 # --- 7, 8. one daemon per state directory; clear start-up errors -------------------

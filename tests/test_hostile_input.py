@@ -76,6 +76,13 @@ def test_nesting_far_beyond_the_recursion_limit_is_refused_before_parsing():
     assert load_object(b'{"a":"[[[[[[[[[[[[[[[[[["}', Limits(max_bytes=100))["a"] == "[" * 18
 
 
+@pytest.mark.timeout(20)  # the first pre-scan (a regex) took hours on this: quadratic
+def test_an_unterminated_string_of_escaped_quotes_is_refused_without_stalling():
+    sneaky = b'{"a":"' + b'\\"' * (1 << 19)  # 1 MiB: the regex engine retried at every quote
+    with pytest.raises(ProtocolError, match="not JSON"):
+        load_object(sneaky, Limits(max_bytes=2 << 20))
+
+
 def test_every_string_and_key_is_bounded_wherever_it_is():
     limits = Limits(max_bytes=10_000, max_string=10)
     with pytest.raises(ProtocolError, match="11 characters exceeds 10"):

@@ -13,9 +13,9 @@ from kiosk.config import Config, StaffSection, TelemetrySection
 from kiosk.screens import Pairing
 from kiosk.signing import Signer, public_key_text
 from kiosk.staff.keyring import Keyring
-from kiosk.staff.kioskctl import NO_ANSWER, OK, REFUSED, UNKNOWN, main
+from kiosk.staff.kioskctl import FAILED, NO_ANSWER, OK, REFUSED, UNKNOWN, main
 from kiosk.staff.settings import StaffSettings, load_settings
-from kiosk.testing.broker import Mosquitto
+from kiosk.testing.broker import Mosquitto, free_port
 from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
 
 FLEET = (("kiosk-a", "shop-1"), ("kiosk-b", "shop-1"), ("kiosk-c", "shop-2"))
@@ -85,7 +85,7 @@ def test_keys_are_made_added_and_listed(staff):
     assert staff("keys", "gen", "alice")[0] == 1  # never overwrites a key
 
 
-def test_list_shows_every_kiosk_with_its_config_version_and_outbox(staff, fleet):
+def test_staff_see_every_kiosk_and_what_it_reports(staff, fleet):
     wait_for(lambda: all(k.app.link.connects for k in fleet), 5, "connections")
     code, out, _ = staff("list")
     assert code == OK
@@ -97,8 +97,6 @@ def test_list_shows_every_kiosk_with_its_config_version_and_outbox(staff, fleet)
     assert {k["device_id"]: k["config_version"] for k in kiosks} == {
         "kiosk-a": 0, "kiosk-b": 0, "kiosk-c": 0}
 
-
-def test_show_and_config_get_read_what_the_kiosk_reports(staff, fleet):
     code, shown = staff.json("show", "kiosk-a")
     assert code == OK and shown["status"] == "online" and shown["site"] == "shop-1"
     code, reported = staff.json("config", "get", "kiosk-b")
@@ -107,15 +105,13 @@ def test_show_and_config_get_read_what_the_kiosk_reports(staff, fleet):
     assert staff("show", "nobody")[0] == UNKNOWN
 
 
-def test_a_command_waits_for_its_result(staff, fleet):
+def test_commands_wait_for_every_answer(staff, fleet):
     code, answers = staff.json("cmd", "kiosk-a", "ping")
     assert code == OK and answers["kiosk-a"]["status"] == "ok"
     code, out, _ = staff("cmd", "kiosk-b", "set-brightness", "level=999")
     assert code == REFUSED and "0 to 255" in out
     assert staff("cmd", "nobody", "ping")[0] == UNKNOWN
 
-
-def test_site_and_fleet_commands_collect_every_answer(staff, fleet):
     code, answers = staff.json("cmd", "--site", "shop-1", "ping")
     assert code == OK and sorted(answers) == ["kiosk-a", "kiosk-b"]
     code, answers = staff.json("cmd", "--all", "status")
@@ -204,3 +200,9 @@ def test_enrollment_with_the_right_code_trusts_the_staff_key(staff, newcomer, tm
 def test_the_example_staff_config_shows_exactly_the_defaults():
     example = Path(__file__).resolve().parent.parent / "config" / "kioskctl.toml"
     assert load_settings(example) == StaffSettings()
+
+
+def test_an_unreachable_broker_is_exit_code_1(tmp_path, capsys):
+    code = main(["--config", str(tmp_path / "none.toml"), "--host", "127.0.0.1",
+                 "--port", str(free_port()), "list"])
+    assert code == FAILED and "cannot reach the broker" in capsys.readouterr().err

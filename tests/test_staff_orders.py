@@ -14,6 +14,7 @@ import pytest
 
 from kiosk import protocol
 from kiosk.config import Config
+from kiosk.screens import StaffInfo
 from kiosk.signing import Signer
 from kiosk.staff.client import StaffClient
 from kiosk.staff.envelope import target_for
@@ -166,11 +167,15 @@ def _lit(frame) -> float:
     return mono.histogram()[255] / (mono.width * mono.height)
 
 
-def test_identify_blinks_the_lights(kiosk, staff, issuer):
+def test_identify_blinks_the_lights_and_shows_the_staff_screen(kiosk, staff, issuer):
     wait_listening(staff, kiosk)
     order, payload = issuer.command(target_of(kiosk), "identify")
     assert send(staff, kiosk, "identify", payload, order.cmd_id)["status"] == "ok"
     assert kiosk.app.hardware.lights.current == "identify"
+    screen = kiosk.app.screen
+    assert isinstance(screen, StaffInfo) and screen.identify
+    assert screen.device_id == kiosk.app.device_id and screen.broker == "connected"
+    assert screen.ip_address == "127.0.0.1"  # the way to the test broker
 
 
 def test_set_brightness_reaches_the_panel(kiosk, staff, issuer):

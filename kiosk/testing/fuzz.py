@@ -3,8 +3,9 @@
 :func:`hostile_payloads` breaks a valid JSON message in every way the wire
 decoder (:mod:`kiosk.wire`) must refuse — malformed JSON, wrong types, missing
 fields, a wrong schema version, ``NaN``, huge numbers, long strings, 1 MiB
-payloads, deep nesting, lone surrogates, invalid UTF-8, duplicate keys — plus
-odd but *valid* Unicode in free-text fields, which a receiver must accept.
+payloads, deep nesting, unterminated strings, lone surrogates, invalid UTF-8,
+duplicate keys — plus odd but *valid* Unicode in free-text fields, which a
+receiver must accept.
 Each :class:`Case` says which it is, by construction, so a test can count:
 refused == sent - valid. Point it at any topic (``reply``, ``cmd/<name>``,
 ``config/desired``) with that topic's valid message as the template.
@@ -123,6 +124,11 @@ class _Maker:
         nested = opener * depth + "1" + closer * depth
         return self.with_raw(self.field(), nested)
 
+    def unterminated_string(self) -> bytes:
+        """A string of escaped quotes that never ends: quadratic for a naive string regex."""
+        whole = self.with_raw(self.field(self.strings), '"@@')
+        return whole.replace(b"@@", b'\\"' * self.rng.randrange(100, 1500))[:-1]
+
     def lone_surrogate(self) -> bytes:
         name = self.field(self.strings)
         surrogate = f"\\u{self.rng.randrange(0xD800, 0xE000):04x}"
@@ -153,6 +159,7 @@ _BROKEN: dict[str, tuple[Callable[[_Maker], bytes], int]] = {
     "long-string": (_Maker.long_string, 6), "big-payload": (_Maker.big_payload, 1),
     "deep-nesting": (_Maker.deep_nesting, 6), "lone-surrogate": (_Maker.lone_surrogate, 8),
     "bad-utf8": (_Maker.bad_utf8, 8), "duplicate-key": (_Maker.duplicate_key, 4),
+    "unterminated-string": (_Maker.unterminated_string, 4),
 }
 
 
