@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from kiosk.members import MemberStatus
 from kiosk.screens import PointsEarned, RewardUnlocked, StaffInfo, Sync, Welcome
@@ -77,6 +77,14 @@ def test_every_line_fits_its_display(layout, locale, screen):
 
 def _face_of(layout, role: str) -> Font:
     return font(layout.sizes[role], bold=role in BOLD_ROLES)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS.values()), ids=list(LAYOUTS))
+def test_text_is_laid_out_the_same_whatever_the_system_has(layout):
+    """Pillow lays text out with Raqm when the system has libfribidi and places glyphs
+    differently then; the kiosk pins the basic engine so a Pi draws what these tests saw."""
+    for role in layout.sizes:
+        assert _face_of(layout, role).layout_engine == ImageFont.Layout.BASIC, role
 
 
 def test_turkish_letters_are_drawn_not_replaced():

@@ -3,8 +3,15 @@
 DejaVu 2.37 (from Debian's ``fonts-dejavu-core``; Bitstream Vera licence,
 DejaVu changes public domain; see ``fonts/LICENSE``) has every glyph the
 catalogue needs: Turkish ı İ ş Ş ğ Ğ ç Ç ö Ö ü Ü, ✓, ★, — and …. Shipping the
-files, not looking them up on the system, keeps the reference images
-pixel-exact on every machine.
+files, not looking them up on the system, and always laying text out with
+Pillow's basic engine keep the reference images pixel-exact on every machine.
+
+The layout engine is pinned because Pillow picks Raqm whenever the system happens
+to have libfribidi (Pillow 13.0 ``PIL/ImageFont.py``, ``FreeTypeFont.__init__``: no
+engine given means ``Layout.RAQM`` if ``core.HAVE_RAQM``), and Raqm places glyphs differently: the
+arm64 proof (no fribidi in a bare bookworm root) failed 238 reference screens that
+pass on a desktop with fribidi. The catalogue's scripts (Latin, Turkish) need no
+shaping, so the basic engine loses nothing, and it is the cheaper of the two.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ Font = ImageFont.FreeTypeFont
 @cache
 def font(size: int, bold: bool = False) -> Font:
     """The font at ``size`` pixels, loaded once."""
-    return ImageFont.truetype(str(BOLD if bold else REGULAR), size)
+    return ImageFont.truetype(str(BOLD if bold else REGULAR), size,
+                              layout_engine=ImageFont.Layout.BASIC)
 
 
 TALLEST = "ÜİÇğyj|"
