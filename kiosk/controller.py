@@ -163,14 +163,23 @@ class Controller:
         return actions
 
     def _expire(self, due: Callable[[float], bool]) -> list[Action]:
-        """Give up waiting for the replies whose deadline is ``due``."""
+        """Give up waiting for the replies whose deadline is ``due``.
+
+        Deadlines are added in order (the time of the scan plus one timeout, on a
+        monotonic clock), so the walk stops at the first one not yet due: a tick costs
+        what expires, not every reply a rush is still waiting for.
+        """
+        expired: list[tuple[str, str]] = []
+        for event_id, (member_id, deadline) in self._awaiting.items():
+            if not due(deadline):
+                break
+            expired.append((event_id, member_id))
         actions: list[Action] = []
-        for event_id, (member_id, deadline) in list(self._awaiting.items()):
-            if due(deadline):
-                del self._awaiting[event_id]
-                if event_id == self._showing_event:
-                    self.screen = Welcome(self._known.get(member_id), Sync.PENDING)
-                    actions.append(Show(self.screen))
+        for event_id, member_id in expired:
+            del self._awaiting[event_id]
+            if event_id == self._showing_event:
+                self.screen = Welcome(self._known.get(member_id), Sync.PENDING)
+                actions.append(Show(self.screen))
         return actions
 
     def _tick(self, now: float) -> list[Action]:

@@ -181,3 +181,16 @@ def test_the_cooldown_memory_is_bounded_oldest_first():
     assert isinstance(controller.handle(CodeRead("LOY-M0000", "camera", 1006.0), 2.0)[0], Record)
     assert controller.handle(CodeRead("LOY-M0004", "camera", 1006.0), 2.0)[0] == Show(
         Welcome(None, Sync.ALREADY))
+
+
+def test_a_tick_expires_the_replies_that_are_due_and_keeps_the_rest(controller):
+    """Replies are awaited in deadline order and a tick walks only the due ones: in a
+    rush of 600, the screen's own check-in (the last) turns pending exactly on time."""
+    _online(controller)
+    for n in range(600):
+        controller.handle(CodeRead(f"LOY-RUSH{n:04d}", "serial", float(n)), n * 0.01)
+    assert controller.handle(Tick(), 3.5) == []  # the first 51 are due, not the shown one
+    assert controller.handle(Tick(), 8.98) == []
+    assert controller.handle(Tick(), 8.99) == [Show(Welcome(None, Sync.PENDING))]
+    accepted = controller.handle(Reply("evt-600", "LOY-RUSH0599", NEW), 9.5)
+    assert Remember("LOY-RUSH0599", NEW) in accepted  # late, and still taken

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from importlib import resources
 
 import pytest
@@ -102,3 +103,14 @@ def test_the_envelope_body_is_described_field_by_field(spec):
 ])
 def test_staff_topics_are_routed_by_the_kiosk(topic, route):
     assert protocol.Topics("loyalty", "s", "k").staff_order(topic) == route
+
+
+def test_event_ids_are_unique_version_7_uuids_across_the_entropy_pool():
+    """Thousands of ids (the pool of random bytes is refilled many times): all distinct,
+    version 7, RFC 9562 variant, and in time order."""
+    ids = [uuid7(unix_ms=1_795_000_000_000 + n // 100) for n in range(5000)]
+    assert len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(text) for text in ids]
+    assert {u.version for u in parsed} == {7}
+    assert {u.variant for u in parsed} == {uuid.RFC_4122}
+    assert [u.int >> 80 for u in parsed] == sorted(u.int >> 80 for u in parsed)

@@ -7,7 +7,7 @@ import pytest
 from kiosk.cache import MemberCache
 from kiosk.db import open_db
 from kiosk.members import MemberStatus
-from kiosk.outbox import Outbox, OutboxError
+from kiosk.outbox import ROWS_PER_STATEMENT, Outbox, OutboxError
 
 
 @pytest.fixture
@@ -30,6 +30,25 @@ def test_rows_come_out_in_the_order_they_went_in_and_survive_a_reopen(db_path):
         b'{"n":0}', b'{"n":2}', b'{"n":3}', b'{"n":4}']
     assert [row for row, _ in outbox.after(ids[2], 10)] == ids[3:]
     assert outbox.oldest_age() >= 0.0
+
+
+def test_a_rush_larger_than_one_statement_gets_the_ids_it_was_stored_under(db_path):
+    """add_many stores a rush with multi-row INSERTs and works the ids out from the last
+    one; after deletes at the end (AUTOINCREMENT does not reuse them) the ids it returns
+    must still be exactly the stored rows', in order, and the cooldown rows all land."""
+    conn, _ = open_db(db_path)
+    outbox = Outbox(conn, max_rows=10_000)
+    first = outbox.add_many([(f"a{n}", b"x") for n in range(10)], [])
+    outbox.remove(first[5:])  # the highest ids are gone; new ones must not reuse them
+    rush = [(f"b{n}", f"{n}".encode()) for n in range(ROWS_PER_STATEMENT * 2 + 7)]
+    seen = [(f"M{n}", float(n)) for n in range(ROWS_PER_STATEMENT + 3)]
+    ids = outbox.add_many(rush, seen)
+    stored = conn.execute("SELECT id, event_id FROM outbox WHERE event_id LIKE 'b%' "
+                          "ORDER BY id").fetchall()
+    assert stored == [(row_id, event_id) for row_id, (event_id, _) in zip(ids, rush, strict=True)]
+    assert min(ids) > max(first)
+    assert outbox.depth == 5 + len(rush)
+    assert conn.execute("SELECT COUNT(*) FROM recent_scans").fetchone()[0] == len(seen)
 
 
 def test_the_database_is_durable_wal_with_full_sync(db_path):

@@ -11,9 +11,10 @@
     starts (an outage's worth), timed from start until the outbox is empty.
 
 A QoS 1 subscriber (the backend's part) takes every message in all three, so the
-broker does the same work for each. The broker runs without persistence: the
-test broker's save-after-every-change would be the bottleneck, and a
-production broker snapshots only every ``autosave_interval``. ``--nodelay`` runs the broker with and
+broker does the same work for each; it runs in its own process, as a backend does.
+The broker runs without persistence: the test broker's save-after-every-change
+would be the bottleneck, and a production broker snapshots only every
+``autosave_interval``. ``--nodelay`` runs the broker with and
 without ``set_tcp_nodelay`` to show whether it matters. Prints events/s and the
 ratio (b)/(a); targets: (b)/(a) >= 0.5, (c) <= 30 s.
 """
@@ -21,6 +22,8 @@ ratio (b)/(a); targets: (b)/(a) >= 0.5, (c) <= 30 s.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -40,27 +43,36 @@ from kiosk.outbox import Outbox
 from kiosk.testing.broker import Mosquitto, free_port
 from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
 
+SUBSCRIBER = """
+import sys, threading
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+subscribed = threading.Event()
+client.on_subscribe = lambda *_: subscribed.set()
+client.connect(sys.argv[1], int(sys.argv[2]))
+client.subscribe(sys.argv[3], qos=1)
+client.loop_start()
+subscribed.wait(10)
+print("subscribed", flush=True)
+sys.stdin.read()
+"""
 
-class Counter:
-    """A QoS 1 subscriber that counts what it gets (the backend's share of the work)."""
+
+class Subscriber:
+    """A QoS 1 subscriber in its own process: the backend's share of the work, kept out of
+    the kiosk's process (and its GIL) as a real backend is."""
 
     def __init__(self, broker: Mosquitto, topic: str) -> None:
-        self.count = 0
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self._client.on_message = self._on_message
-        subscribed = threading.Event()
-        self._client.on_subscribe = lambda *_: subscribed.set()
-        self._client.connect(broker.host, broker.port)
-        self._client.subscribe(topic, qos=1)
-        self._client.loop_start()
-        subscribed.wait(10)
-
-    def _on_message(self, *_args: object) -> None:
-        self.count += 1
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", SUBSCRIBER, broker.host, str(broker.port), topic],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self._process.stdout is not None
+        if self._process.stdout.readline().strip() != "subscribed":
+            raise RuntimeError("the subscriber did not subscribe")
 
     def close(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
+        self._process.communicate("", timeout=10)
 
 
 def raw_paho(broker: Mosquitto, n: int) -> float:
@@ -155,11 +167,11 @@ def run(nodelay: bool, n: int, backlog: int) -> None:
             f"max_queued_messages 1000000\n{'set_tcp_nodelay true' if nodelay else ''}\n"))
         broker.start()
         try:
-            counter = Counter(broker, "#")
+            subscriber = Subscriber(broker, "#")
             a = raw_paho(broker, n)
             b = kiosk_rush(root / "rush", broker, n)
             c = kiosk_backlog(root / "backlog", broker, backlog)
-            counter.close()
+            subscriber.close()
         finally:
             broker.stop()
     label = "set_tcp_nodelay true" if nodelay else "mosquitto defaults"
