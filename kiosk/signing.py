@@ -2,11 +2,12 @@
 
 Why Ed25519 through ``cryptography``: small keys and signatures (32 and 64 bytes,
 short enough for a QR code), deterministic signing (no random-number failure
-mode on a freshly booted Pi), fast verification, and ``cryptography`` is the
-library Raspberry Pi OS already ships (``python3-cryptography``) with wheels on
-PyPI for aarch64/armv7, where PyNaCl would add libsodium for no gain. Raw key
-bytes come from ``public_bytes_raw``/``private_bytes_raw`` (cryptography >= 40):
-the ``serialization`` module they replace cost the daemon 50 ms of its start-up.
+mode on a freshly booted Pi), fast verification, and ``cryptography`` has wheels
+on PyPI for aarch64/armv7 (Raspberry Pi OS also packages it, but bookworm's 38 is
+older than the 40 needed here, so pip puts a wheel in the kiosk's venv), where
+PyNaCl would add libsodium for no gain. Raw key bytes come from
+``public_bytes_raw``/``private_bytes_raw`` (new in 40): the ``serialization``
+module they replace cost the daemon 50 ms of its start-up.
 
 Keys travel as text: the raw 32-byte key in unpadded base64url. A key is named
 by its *key id*, the first 16 hex digits of the SHA-256 of the raw public key,
