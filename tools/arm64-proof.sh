@@ -62,17 +62,26 @@ in_root() { chroot "$ROOTFS" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:
 in_root update-ca-certificates >/dev/null
 say "inside: $(in_root uname -m), $(in_root python3 --version)"
 
-rm -rf "$ROOTFS/root/loyalty-kiosk"
-git -C "$SRC" archive --format=tar --prefix=loyalty-kiosk/ HEAD | tar -x -C "$ROOTFS/root"
+# A bare mmdebstrap root has no /etc/hosts: "localhost" (the TLS tests' broker name)
+# would not resolve, as it does on every Raspberry Pi OS image.
+grep -qs '^127.0.0.1[[:space:]].*localhost' "$ROOTFS/etc/hosts" \
+    || printf '127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost\n' "$(hostname)" \
+        >> "$ROOTFS/etc/hosts"
+# The checkout goes where any user can read it (a test runs the daemon as nobody), as a
+# clone in a Pi user's home is; not under /root.
+CHECKOUT=/usr/local/src/loyalty-kiosk
+rm -rf "$ROOTFS/root/loyalty-kiosk" "$ROOTFS$CHECKOUT"
+mkdir -p "$ROOTFS$CHECKOUT"
+git -C "$SRC" archive --format=tar HEAD | tar -x -C "$ROOTFS$CHECKOUT"
 say "install as README says: sudo tools/install.sh"
-in_root sh -c 'cd /root/loyalty-kiosk && sudo tools/install.sh'
+in_root sh -c "cd $CHECKOUT && sudo tools/install.sh"
 in_root /opt/kiosk/.venv/bin/kiosk check-config --config /etc/kiosk/kiosk.toml
 say "second run (must change nothing)"
-in_root sh -c 'cd /root/loyalty-kiosk && sudo tools/install.sh' | grep 'change(s)'
+in_root sh -c "cd $CHECKOUT && sudo tools/install.sh" | grep 'change(s)'
 
 say "test suite: tools/dev.sh test"
 set +e
-in_root sh -c 'cd /root/loyalty-kiosk && tools/dev.sh test -q -p no:cacheprovider' \
+in_root sh -c "cd $CHECKOUT && tools/dev.sh test -q -p no:cacheprovider" \
     | tee "$WORK/pytest.log"
 status=${PIPESTATUS[0]}
 set -e
