@@ -125,6 +125,7 @@ class App:
                                    config.display.contrast, config.counter.result_screen_s)
         self._wanted: Screen | None = None  # what the controller last asked to show
         self._identify_until = 0.0
+        self._identify_address = ""  # looked up once per identify, not on every tick
         self.problems = Problems(self._problems_changed)
         """What is wrong right now; the retained ``state`` is ``degraded`` while any is."""
         for problem in self.hardware.problems:
@@ -392,7 +393,7 @@ class App:
             screen = OutOfService(Fault.OUTBOX_FULL if self.outbox.full else Fault.HARDWARE,
                                   self.problems.text("storage"))
         elif isinstance(screen, Idle) and now < self._identify_until:
-            screen = StaffInfo(self.device_id, local_address(self.config.mqtt.host),
+            screen = StaffInfo(self.device_id, self._identify_address,
                                "connected" if self.link.connected else "offline",
                                self.staff.shadow.version, identify=True)
         else:
@@ -418,6 +419,9 @@ class App:
         staff screen (device id, address, broker, config version) up for a while."""
         if pattern == "identify":
             self._identify_until = time.monotonic() + IDENTIFY_S
+            # The route (and a DNS lookup of the broker's name) once, not on every tick
+            # while the staff screen is up: with the network down each could block the loop.
+            self._identify_address = local_address(self.config.mqtt.host)
             self._present()
         if self.hardware.lights is None:
             return False
