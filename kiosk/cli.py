@@ -83,22 +83,22 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{path}: ok")
                 return 0
             case "selftest":
-                from kiosk.selftest import run_selftest
+                from kiosk.ops.selftest import run_selftest
 
                 _logging("WARNING")
                 return run_selftest(load_config(config_path(args.config)), sys.stdout,
                                     args.screen_s, args.pattern_s)
             case "demo":
-                from kiosk.demo import run_demo
+                from kiosk.sim.demo import run_demo
 
                 _logging("WARNING")
                 return run_demo(args.scans, quiet=args.quiet)
             case "doctor" | "status":
-                return importlib.import_module(f"kiosk.{args.command}").main(args.config)
+                return importlib.import_module(f"kiosk.ops.{args.command}").main(args.config)
             case "card":
                 return _card(args, card)
             case "card-key":
-                from kiosk.cards import new_issuer_key
+                from kiosk.ops.cards import new_issuer_key
 
                 public = new_issuer_key(Path(args.out))
                 print(f"card-issuer key written to {args.out} (keep it secret)\n"
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _logging(level: str, member_pattern: str = MembersSection.pattern) -> None:
-    from kiosk import logs
+    from kiosk.ops import logs
 
     logs.setup(level, member_pattern)
 
@@ -129,7 +129,7 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _run(path_arg: str | None) -> int:
-    from kiosk.app import App, serve
+    from kiosk.daemon.app import App, serve
 
     config = load_config(config_path(path_arg))
     os.umask(0o027)  # kiosk.db and everything else the daemon writes: not world-readable
@@ -145,7 +145,7 @@ def _run(path_arg: str | None) -> int:
 
 
 def _card(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from kiosk import cards
+    from kiosk.ops import cards
 
     if bool(args.text) == bool(args.sheet):
         parser.error("give a member id or --sheet FILE")
@@ -169,7 +169,7 @@ def _card(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _backend(args: argparse.Namespace) -> int:
-    from kiosk.backend import Ledger, LoyaltyBackend, TlsFiles
+    from backend.service import Ledger, LoyaltyBackend, TlsFiles
 
     _logging("INFO")
     stop = _stop_on_signals()

@@ -25,7 +25,7 @@ from drivers.specs import (
     WedgeSpec,
 )
 from kiosk import KioskError
-from kiosk.signing import Verifier
+from kiosk.trust.signing import Verifier
 from kiosk.ui.settings import UiSection
 
 DEFAULT_PATH = "/etc/kiosk/kiosk.toml"
@@ -185,7 +185,7 @@ class StaffSection:
     rollback_after_s: float = 120.0
 
     def __post_init__(self) -> None:
-        from kiosk.signing import SignatureError, public_key_from_text
+        from kiosk.trust.signing import SignatureError, public_key_from_text
 
         for text in self.trusted_keys:
             try:

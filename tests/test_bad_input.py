@@ -11,11 +11,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kiosk import protocol
-from kiosk.checkin import uuid7
 from kiosk.config import CounterSection, OutboxSection
-from kiosk.members import MemberStatus
-from kiosk.screens import NotRecorded, Sync, UnknownCard, Welcome
+from kiosk.counter.checkin import uuid7
+from kiosk.counter.members import MemberStatus
+from kiosk.counter.screens import NotRecorded, Sync, UnknownCard, Welcome
+from kiosk.mqtt import protocol
 from kiosk.testing.harness import RunningKiosk, wait_for
 
 

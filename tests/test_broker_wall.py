@@ -2,7 +2,7 @@
 
 Every test starts mosquitto with ``config/mosquitto/loyalty.conf`` and
 ``loyalty.acl`` exactly as shipped (only the port and file paths moved) and
-certificates from ``tools/make-certs`` (``kiosk.pki``), made once per session.
+certificates from ``tools/make-certs`` (``kiosk.trust.pki``), made once per session.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kiosk import pki, protocol
-from kiosk.backend import Ledger, LoyaltyBackend, TlsFiles
-from kiosk.checkin import CheckIn, uuid7
-from kiosk.members import MemberStatus
-from kiosk.screens import Sync, Welcome
+from backend.service import Ledger, LoyaltyBackend, TlsFiles
+from kiosk.counter.checkin import CheckIn, uuid7
+from kiosk.counter.members import MemberStatus
+from kiosk.counter.screens import Sync, Welcome
+from kiosk.mqtt import protocol
 from kiosk.testing.broker import Mosquitto, find_mosquitto, free_port, secure_drop_in
 from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
+from kiosk.trust import pki
 
 SHIPPED = Path(__file__).resolve().parent.parent / "config" / "mosquitto"
 SITE = "test-shop"
@@ -367,7 +368,7 @@ def test_a_simulated_kiosk_delivers_a_check_in_over_tls(tmp_path, wall, certs, t
 def test_the_kiosk_refuses_a_broker_whose_certificate_names_another_host(tmp_path, certs, caplog):
     broker = _broker(tmp_path / "broker", certs / "wrong-name")
     kiosk = RunningKiosk(_tls_kiosk_config(tmp_path, broker, certs, A))
-    caplog.set_level(logging.WARNING, logger="kiosk.link")
+    caplog.set_level(logging.WARNING, logger="kiosk.mqtt.link")
     try:
         kiosk.start()
         wait_for(lambda: any("Hostname mismatch" in record.getMessage()

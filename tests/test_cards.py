@@ -8,8 +8,8 @@ from PIL import Image
 
 from drivers.qr import make_decoder
 from kiosk.cli import main
-from kiosk.members import MemberCodes
-from kiosk.signing import Verifier
+from kiosk.counter.members import MemberCodes
+from kiosk.trust.signing import Verifier
 
 
 def _read_qr_codes(image: Image.Image) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.config import Config, ConfigError, config_path, load_config
-from kiosk.identity import default_device_id
+from kiosk.ops.identity import default_device_id
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from kiosk.checkin import CheckIn
-from kiosk.controller import RECENT_CHECKINS, Controller, Timing
-from kiosk.events import (
+from kiosk.counter.checkin import CheckIn
+from kiosk.counter.controller import RECENT_CHECKINS, Controller, Timing
+from kiosk.counter.events import (
     CodeRead,
     LinkDown,
     LinkUp,
@@ -20,8 +20,8 @@ from kiosk.events import (
     Signal,
     Tick,
 )
-from kiosk.members import MemberCodes, MemberStatus
-from kiosk.screens import Idle, NotRecorded, Sync, UnknownCard, Welcome
+from kiosk.counter.members import MemberCodes, MemberStatus
+from kiosk.counter.screens import Idle, NotRecorded, Sync, UnknownCard, Welcome
 
 ALICE = "LOY-ALICE01"
 KNOWN = MemberStatus("Alice", 40, "Bronze", 10, 0.8)

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from kiosk import logs
 from kiosk.config import KioskSection
-from kiosk.members import redact
+from kiosk.counter.members import redact
+from kiosk.ops import logs
+from kiosk.ops.watchdog import Watchdog
 from kiosk.testing.daemon import start_daemon, to_toml
 from kiosk.testing.harness import sim_config, wait_for
-from kiosk.watchdog import Watchdog
 
 
 def _notify_socket(path: Path) -> socket.socket:
@@ -84,7 +84,7 @@ def test_the_watchdog_is_withheld_while_a_vital_thread_is_dead(tmp_path, caplog,
         watchdog.feed(10.0)
         assert listener.recv(64) == b"WATCHDOG=1"
         paho_alive = False
-        with caplog.at_level(logging.ERROR, "kiosk.watchdog"):
+        with caplog.at_level(logging.ERROR, "kiosk.ops.watchdog"):
             watchdog.feed(11.0)
             watchdog.feed(12.0)
         with pytest.raises(TimeoutError):
@@ -115,7 +115,7 @@ def test_an_unreachable_broker_is_logged_with_the_reason_and_the_db_is_private(t
                  what="a log line about the broker")
         line = next(line for line in out.read_text().splitlines() if "cannot reach" in line)
         assert f"127.0.0.1:{port}: [Errno 111] Connection refused" in line
-        assert " WARNING kiosk.link: " in line
+        assert " WARNING kiosk.mqtt.link: " in line
         for name in ("kiosk.db", "kiosk.db-wal"):
             mode = stat.S_IMODE((tmp_path / "state" / name).stat().st_mode)
             assert mode & 0o007 == 0, f"{name} is {oct(mode)}"

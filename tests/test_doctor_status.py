@@ -12,8 +12,8 @@ from dataclasses import replace
 import pytest
 
 from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
-from kiosk import doctor, status
 from kiosk.config import MqttSection
+from kiosk.ops import doctor, status
 from kiosk.testing.daemon import to_toml
 from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
 

@@ -24,11 +24,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kiosk import db as kiosk_db
 from kiosk.config import OutboxSection, TelemetrySection
-from kiosk.db import StorageError, open_db
-from kiosk.outbox import Outbox
-from kiosk.screens import Fault, NotRecorded, OutOfService, Sync, Welcome
+from kiosk.counter.screens import Fault, NotRecorded, OutOfService, Sync, Welcome
+from kiosk.store import db as kiosk_db
+from kiosk.store.db import StorageError, open_db
+from kiosk.store.outbox import Outbox
 from kiosk.testing.daemon import to_toml
 from kiosk.testing.harness import RunningKiosk, wait_for
 
@@ -144,9 +144,9 @@ def test_a_reply_flood_during_a_scan_rush_loses_no_acknowledgement_and_no_scan(
 
 
 def test_acknowledgements_and_scans_are_kept_when_the_message_lane_is_full(kiosk_config):
-    from kiosk.app import App
-    from kiosk.events import Acked, CodeRead, Reply
-    from kiosk.members import MemberStatus
+    from kiosk.counter.events import Acked, CodeRead, Reply
+    from kiosk.counter.members import MemberStatus
+    from kiosk.daemon.app import App
 
     app = App(kiosk_config)
     try:
@@ -322,8 +322,8 @@ def test_a_read_only_state_directory_is_one_clear_line(kiosk_config):
 
 
 def test_a_live_check_in_goes_ahead_of_a_long_backlog(kiosk_config, mosquitto, backend, ledger):
-    from kiosk import protocol
-    from kiosk.checkin import CheckIn, uuid7
+    from kiosk.counter.checkin import CheckIn, uuid7
+    from kiosk.mqtt import protocol
 
     state = Path(kiosk_config.kiosk.state_dir)
     conn, _ = open_db(state / "kiosk.db")

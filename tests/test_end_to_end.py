@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kiosk.screens import Sync, Welcome
+from kiosk.counter.screens import Sync, Welcome
 from kiosk.testing.harness import RunningKiosk, same_pixels, wait_for
 
 

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from kiosk import protocol
 from kiosk.config import Config, KioskSection
-from kiosk.db import open_db
+from kiosk.mqtt import protocol
+from kiosk.mqtt.envelope import Rejected, seal, target_for, unseal
 from kiosk.provisioning import overlay
 from kiosk.provisioning.enrollment import ALPHABET, CODE_LENGTH, Enrollment, new_code, shown
 from kiosk.provisioning.guard import SequenceBook
 from kiosk.provisioning.shadow import Shadow
-from kiosk.signing import Signer, public_key_text
-from kiosk.staff.envelope import Rejected, seal, target_for, unseal
 from kiosk.staff.issuer import Issuer
+from kiosk.store.db import open_db
+from kiosk.trust.signing import Signer, public_key_text
 
 TOPICS = protocol.Topics("loyalty", "shop", "k1")
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.db import open_db
+from kiosk.mqtt.envelope import Order, Rejected, seal, signed_bytes, target_for, unseal
 from kiosk.provisioning.guard import Guard, SequenceBook, clock_synced
-from kiosk.signing import Signer, Verifier
-from kiosk.staff.envelope import Order, Rejected, seal, signed_bytes, target_for, unseal
 from kiosk.staff.issuer import Issuer
+from kiosk.store.db import open_db
+from kiosk.trust.signing import Signer, Verifier
 
 STAFF = Signer.generate()
 

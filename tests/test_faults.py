@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.backend import Ledger, LoyaltyBackend
+from backend.service import Ledger, LoyaltyBackend
 from kiosk.testing.broker import Mosquitto
 from kiosk.testing.daemon import start_daemon
 from kiosk.testing.faultproxy import FaultProxy

@@ -12,14 +12,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kiosk import protocol
-from kiosk.checkin import CheckIn, uuid7
 from kiosk.config import CounterSection
-from kiosk.members import MemberStatus
-from kiosk.screens import Sync, Welcome
+from kiosk.counter.checkin import CheckIn, uuid7
+from kiosk.counter.members import MemberStatus
+from kiosk.counter.screens import Sync, Welcome
+from kiosk.mqtt import protocol
+from kiosk.mqtt.wire import ProtocolError
 from kiosk.testing.fuzz import hostile_payloads
 from kiosk.testing.harness import RunningKiosk, wait_for
-from kiosk.wire import ProtocolError
 
 FREE_TEXT = ("display_name", "tier", "reward_unlocked", "next_reward", "badge")
 OPTIONAL = ("reward_unlocked", "next_reward", "points_earned", "tier_changed", "badge")

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kiosk import protocol
-from kiosk.checkin import CheckIn
-from kiosk.members import MemberStatus
-from kiosk.wire import Fields, Limits, ProtocolError, load_object
+from kiosk.counter.checkin import CheckIn
+from kiosk.counter.members import MemberStatus
+from kiosk.mqtt import protocol
+from kiosk.mqtt.wire import Fields, Limits, ProtocolError, load_object
 
 GOOD = {"v": 1, "event_id": "e1", "member_id": "LOY-ALICE01", "display_name": "Alice",
         "balance": 120, "tier": "Silver", "points_to_next": 30, "progress": 0.4,

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from kiosk.config import Config, StaffSection, TelemetrySection
-from kiosk.screens import Pairing
-from kiosk.signing import Signer, public_key_text
+from kiosk.counter.screens import Pairing
 from kiosk.staff.keyring import Keyring
 from kiosk.staff.kioskctl import FAILED, NO_ANSWER, OK, REFUSED, UNKNOWN, main
 from kiosk.staff.settings import StaffSettings, load_settings
 from kiosk.testing.broker import Mosquitto, free_port
 from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
+from kiosk.trust.signing import Signer, public_key_text
 
 FLEET = (("kiosk-a", "shop-1"), ("kiosk-b", "shop-1"), ("kiosk-c", "shop-2"))
 

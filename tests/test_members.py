@@ -19,10 +19,10 @@ from drivers.nfc import NdefError, ndef_message, ndef_text, ndef_text_memory, re
 from drivers.sim import SimPn532
 from drivers.wedge import KeyDecoder, evdev_key_codes
 from kiosk.config import MembersSection
-from kiosk.members import MemberCodes, Refused, sign_card
-from kiosk.screens import UnknownCard
-from kiosk.signing import Signer, Verifier, public_key_text
+from kiosk.counter.members import MemberCodes, Refused, sign_card
+from kiosk.counter.screens import UnknownCard
 from kiosk.testing.harness import RunningKiosk, wait_for
+from kiosk.trust.signing import Signer, Verifier, public_key_text
 
 ISSUER = Signer.generate()
 OTHER_ISSUER = Signer.generate()
@@ -210,7 +210,7 @@ def test_a_signed_card_checks_in_and_refusals_show_why_without_the_code_in_the_l
     kiosk = RunningKiosk(config).start()
     try:
         kiosk.wait_online()
-        with caplog.at_level(logging.INFO, logger="kiosk.controller"):
+        with caplog.at_level(logging.INFO, logger="kiosk.counter.controller"):
             kiosk.show_card("WIFI:T:WPA;S:shop-guest;P:hunter22;;")
             wait_for(lambda: kiosk.app.screen == UnknownCard("Wi-Fi settings"), what="refused")
             kiosk.type_code(CARD.replace("M-1234567", "M-1234568"))  # an edited card

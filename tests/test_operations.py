@@ -18,8 +18,8 @@ from PIL import Image
 from drivers.factory import make_hardware
 from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
 from kiosk.config import Config, TelemetrySection
-from kiosk.demo import run_demo
-from kiosk.termview import draw, frame_lines
+from kiosk.sim.demo import run_demo
+from kiosk.sim.termview import draw, frame_lines
 from kiosk.testing.daemon import start_daemon, to_toml
 from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
 
@@ -122,7 +122,7 @@ def test_a_config_written_out_reads_back_equal(tmp_path):
 
 
 def test_without_mosquitto_the_demo_runs_offline_and_loses_nothing(monkeypatch):
-    monkeypatch.setattr("kiosk.demo.find_mosquitto", lambda: None)
+    monkeypatch.setattr("kiosk.sim.demo.find_mosquitto", lambda: None)
     out = io.StringIO()
     assert run_demo(2, quiet=True, out=out) == 0
     lines = out.getvalue().splitlines()
@@ -179,7 +179,7 @@ def test_staff_see_health_reports(kiosk_config, mosquitto, backend, ledger):
 
 
 def test_cpu_temperature_is_read_from_the_thermal_zone(tmp_path):
-    from kiosk.telemetry import cpu_temperature
+    from kiosk.daemon.telemetry import cpu_temperature
 
     zone = tmp_path / "temp"
     zone.write_text("48250\n")

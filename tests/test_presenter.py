@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from kiosk import protocol
-from kiosk.backend import standing
-from kiosk.members import MemberStatus
-from kiosk.screens import (
+from backend.service import standing
+from kiosk.counter.members import MemberStatus
+from kiosk.counter.screens import (
     BadgeEarned,
     Idle,
     PointsEarned,
@@ -18,9 +17,10 @@ from kiosk.screens import (
     UnknownCard,
     Welcome,
 )
+from kiosk.mqtt import protocol
+from kiosk.mqtt.wire import ProtocolError
 from kiosk.ui.presenter import Presenter
 from kiosk.ui.settings import UiSection
-from kiosk.wire import ProtocolError
 
 
 class Panel:

@@ -8,12 +8,12 @@ from importlib import resources
 
 import pytest
 
-from kiosk import protocol
-from kiosk.checkin import CheckIn, uuid7
-from kiosk.members import MemberStatus
-from kiosk.signing import Signer
-from kiosk.staff.envelope import Order, seal
+from kiosk.counter.checkin import CheckIn, uuid7
+from kiosk.counter.members import MemberStatus
+from kiosk.mqtt import protocol
+from kiosk.mqtt.envelope import Order, seal
 from kiosk.staff.issuer import Issuer
+from kiosk.trust.signing import Signer
 
 CHECKIN = CheckIn(uuid7(), "pi-1", "b00t", 7, 1795388285.351, "LOY-ALICE01", "camera")
 STATUS = MemberStatus("Alice", 120, "Silver", 30, 0.4, "")
@@ -21,7 +21,7 @@ STATUS = MemberStatus("Alice", 120, "Silver", 30, 0.4, "")
 
 @pytest.fixture(scope="module")
 def spec():
-    return json.loads(resources.files("kiosk").joinpath("asyncapi.json").read_text())
+    return json.loads(resources.files("kiosk.mqtt").joinpath("asyncapi.json").read_text())
 
 
 def test_a_check_in_round_trips_and_replay_is_marked():

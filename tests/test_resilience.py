@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.screens import Sync, Welcome
+from kiosk.counter.screens import Sync, Welcome
 from kiosk.testing.cards import qr_card
 from kiosk.testing.daemon import start_daemon
 from kiosk.testing.harness import sim_config, wait_for

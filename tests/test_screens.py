@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from kiosk.members import MemberStatus
-from kiosk.screens import PointsEarned, RewardUnlocked, StaffInfo, Sync, Welcome
+from kiosk.counter.members import MemberStatus
+from kiosk.counter.screens import PointsEarned, RewardUnlocked, StaffInfo, Sync, Welcome
 from kiosk.ui.catalogue import CATALOGUE, LOCALES, placeholders
 from kiosk.ui.compose import compose
 from kiosk.ui.fonts import Font, font

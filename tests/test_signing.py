@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kiosk.signing import SignatureError, Signer, Verifier, b64decode, public_key_text
+from kiosk.trust.signing import SignatureError, Signer, Verifier, b64decode, public_key_text
 
 
 def test_a_signature_verifies_only_for_its_message_and_key():

@@ -8,14 +8,14 @@ from dataclasses import replace
 import pytest
 
 from kiosk.config import Config
+from kiosk.mqtt.envelope import target_for
 from kiosk.provisioning import overlay
-from kiosk.signing import Signer
 from kiosk.staff.client import StaffClient
-from kiosk.staff.envelope import target_for
 from kiosk.staff.issuer import Issuer
 from kiosk.testing.broker import free_port
 from kiosk.testing.harness import RunningKiosk
 from kiosk.testing.staff import reported, trusting
+from kiosk.trust.signing import Signer
 
 
 @pytest.fixture

@@ -18,14 +18,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kiosk import protocol
 from kiosk.config import Config
+from kiosk.mqtt import protocol
 from kiosk.provisioning import overlay
-from kiosk.signing import Signer
 from kiosk.staff.issuer import Issuer
 from kiosk.testing.fuzz import Case, hostile_payloads
 from kiosk.testing.harness import wait_for
 from kiosk.testing.staff import target_of, trusting, wait_listening
+from kiosk.trust.signing import Signer
 
 PER_TEMPLATE = 800
 

@@ -12,15 +12,15 @@ import json
 
 import pytest
 
-from kiosk import protocol
 from kiosk.config import Config
-from kiosk.screens import StaffInfo
-from kiosk.signing import Signer
+from kiosk.counter.screens import StaffInfo
+from kiosk.mqtt import protocol
+from kiosk.mqtt.envelope import target_for
 from kiosk.staff.client import StaffClient
-from kiosk.staff.envelope import target_for
 from kiosk.staff.issuer import Issuer
 from kiosk.testing.harness import RunningKiosk, wait_for
 from kiosk.testing.staff import target_of, trusting, wait_listening
+from kiosk.trust.signing import Signer
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import json
 import pytest
 from test_broker_wall import STAFF, A, _tls_kiosk_config, certs, wall  # noqa: F401
 
-from kiosk.pki import file_stem
 from kiosk.staff.kioskctl import OK, REFUSED, main
 from kiosk.testing.harness import RunningKiosk, wait_for
+from kiosk.trust.pki import file_stem
 
 
 @pytest.fixture

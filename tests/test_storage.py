@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from kiosk.cache import MemberCache
-from kiosk.db import open_db
-from kiosk.members import MemberStatus
-from kiosk.outbox import ROWS_PER_STATEMENT, Outbox, OutboxError
+from kiosk.counter.members import MemberStatus
+from kiosk.store.cache import MemberCache
+from kiosk.store.db import open_db
+from kiosk.store.outbox import ROWS_PER_STATEMENT, Outbox, OutboxError
 
 
 @pytest.fixture

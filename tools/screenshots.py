@@ -15,7 +15,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from kiosk.screens import Sync, Welcome
+from kiosk.counter.screens import Sync, Welcome
 from kiosk.ui.catalogue import LOCALES
 from kiosk.ui.layouts import Layout
 from kiosk.ui.render import render

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 from PIL import Image
 
-from kiosk import KioskError, protocol
+from kiosk import KioskError
+from kiosk.mqtt import protocol
 
 DISPLAY_TEST_S = (1.0, 30.0)
 
@@ -24,7 +25,7 @@ class CommandError(KioskError, ValueError):
 
 
 class Parts(Protocol):
-    """What commands may touch of a running kiosk (``kiosk.app.App`` has all of it)."""
+    """What commands may touch of a running kiosk (``kiosk.daemon.app.App`` has all of it)."""
 
     def health(self) -> protocol.Health:
         """The kiosk's health report, as sent on ``tele/health``."""

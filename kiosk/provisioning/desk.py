@@ -13,16 +13,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kiosk import protocol
 from kiosk.config import Config
-from kiosk.events import StaffMessage
+from kiosk.counter.events import StaffMessage
+from kiosk.counter.screens import Idle, Pairing, Screen
+from kiosk.mqtt import protocol
+from kiosk.mqtt.envelope import Rejected, Sealed, unseal
 from kiosk.provisioning.commands import CommandError, Commands, Parts
 from kiosk.provisioning.enrollment import Enrollment, shown
 from kiosk.provisioning.guard import Guard, SequenceBook, clock_synced
 from kiosk.provisioning.shadow import Shadow
-from kiosk.screens import Idle, Pairing, Screen
-from kiosk.signing import Verifier
-from kiosk.staff.envelope import Rejected, Sealed, unseal
+from kiosk.trust.signing import Verifier
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,12 @@ import secrets
 import time
 from collections.abc import Callable
 
-from kiosk import __version__, protocol
+from kiosk import __version__
+from kiosk.mqtt import protocol
+from kiosk.mqtt.envelope import Order, Rejected, Sealed, target_for
 from kiosk.provisioning.guard import Guard, SequenceBook
 from kiosk.provisioning.shadow import Shadow
-from kiosk.signing import SignatureError, Verifier
-from kiosk.staff.envelope import Order, Rejected, Sealed, target_for
+from kiosk.trust.signing import SignatureError, Verifier
 
 log = logging.getLogger(__name__)
 

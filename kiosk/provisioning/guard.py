@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kiosk.signing import Verifier
-from kiosk.staff.envelope import Order, Rejected, Sealed, targets_of
+from kiosk.mqtt.envelope import Order, Rejected, Sealed, targets_of
+from kiosk.trust.signing import Verifier
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kiosk import protocol
 from kiosk.config import Config
+from kiosk.mqtt import protocol
+from kiosk.mqtt.envelope import Rejected, Sealed
 from kiosk.provisioning import overlay
 from kiosk.provisioning.guard import Guard
-from kiosk.staff.envelope import Rejected, Sealed
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kiosk import KioskError, protocol
+from kiosk import KioskError
 from kiosk.config import MqttSection
+from kiosk.mqtt import protocol
 
 LEAVES = ("status", "state", "config/reported", "config/desired", "enroll", "tele/health",
           "cmd/+/result")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from kiosk import protocol
+from kiosk.mqtt import protocol
+from kiosk.mqtt.envelope import seal
 from kiosk.provisioning.enrollment import normalized
-from kiosk.signing import public_key_text
 from kiosk.staff.client import StaffClient
-from kiosk.staff.envelope import seal
 from kiosk.staff.fleet import Kiosk, next_version
 from kiosk.staff.issuer import COMMAND_TTL_S, Issuer
+from kiosk.trust.signing import public_key_text
 
 
 def enroll(client: StaffClient, issuer: Issuer, kiosk: Kiosk, code: str, table: dict[str, Any],

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kiosk import KioskError, protocol
+from kiosk import KioskError
+from kiosk.mqtt import protocol
+from kiosk.mqtt.envelope import Rejected, target_for, unseal
 from kiosk.staff.client import StaffClient
-from kiosk.staff.envelope import Rejected, target_for, unseal
 from kiosk.staff.issuer import Issuer
 
 Progress = Callable[[int, int], None]

@@ -7,8 +7,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from kiosk.signing import Signer
-from kiosk.staff.envelope import Order, seal
+from kiosk.mqtt.envelope import Order, seal
+from kiosk.trust.signing import Signer
 
 COMMAND_TTL_S = 300.0
 """A command not carried out within five minutes (where the kiosk's clock is right) lapses."""

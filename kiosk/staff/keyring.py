@@ -14,8 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiosk import KioskError
-from kiosk.signing import SignatureError, Signer, key_id, public_key_from_text, public_key_text
 from kiosk.staff.issuer import Issuer
+from kiosk.trust.signing import (
+    SignatureError,
+    Signer,
+    key_id,
+    public_key_from_text,
+    public_key_text,
+)
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 

@@ -24,8 +24,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from kiosk import KioskError, protocol
+from kiosk import KioskError
 from kiosk.config import ConfigError
+from kiosk.mqtt import protocol
 from kiosk.staff import fleet
 from kiosk.staff.client import StaffClient
 from kiosk.staff.fleet import UnknownKiosk

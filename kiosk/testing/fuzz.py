@@ -1,7 +1,7 @@
 """Hostile payloads, made from one valid message, for fuzzing whatever a kiosk receives.
 
 :func:`hostile_payloads` breaks a valid JSON message in every way the wire
-decoder (:mod:`kiosk.wire`) must refuse — malformed JSON, wrong types, missing
+decoder (:mod:`kiosk.mqtt.wire`) must refuse — malformed JSON, wrong types, missing
 fields, a wrong schema version, ``NaN``, huge numbers, long strings, 1 MiB
 payloads, deep nesting, unterminated strings, lone surrogates, invalid UTF-8,
 duplicate keys — plus odd but *valid* Unicode in free-text fields, which a

@@ -5,7 +5,7 @@
 ``backend``        the reference backend, connected to ``mosquitto``
 ``kiosk_config``   a config with every device simulated, talking to ``mosquitto``
 ``kiosk``          a running kiosk (:class:`~kiosk.testing.harness.RunningKiosk`)
-``staff_key``      a staff signing key (:class:`~kiosk.signing.Signer`)
+``staff_key``      a staff signing key (:class:`~kiosk.trust.signing.Signer`)
 ``issuer``         seals orders with ``staff_key`` (:class:`~kiosk.staff.issuer.Issuer`)
 ``staff``          staff's MQTT client on ``mosquitto`` (:class:`~kiosk.staff.client.StaffClient`)
 """
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.backend import Ledger, LoyaltyBackend
+from backend.service import Ledger, LoyaltyBackend
 from kiosk.config import Config, MqttSection
-from kiosk.signing import Signer
 from kiosk.staff.client import StaffClient
 from kiosk.staff.issuer import Issuer
 from kiosk.testing.broker import Mosquitto, find_mosquitto
 from kiosk.testing.harness import RunningKiosk, sim_config
+from kiosk.trust.signing import Signer
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from kiosk import protocol
 from kiosk.config import Config, StaffSection
-from kiosk.signing import Signer, public_key_text
+from kiosk.mqtt import protocol
+from kiosk.mqtt.envelope import target_for
 from kiosk.staff.client import StaffClient
-from kiosk.staff.envelope import target_for
 from kiosk.testing.harness import RunningKiosk
+from kiosk.trust.signing import Signer, public_key_text
 
 
 def trusting(config: Config, signer: Signer, **staff: Any) -> Config:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from kiosk.members import MemberStatus
-from kiosk.screens import (
+from kiosk.counter.members import MemberStatus
+from kiosk.counter.screens import (
     BadgeEarned,
     Idle,
     NotRecorded,

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from PIL import Image
 
-from kiosk.screens import Idle, Screen
+from kiosk.counter.screens import Idle, Screen
 from kiosk.ui.layouts import Layout, layout_for
 from kiosk.ui.render import render
 from kiosk.ui.settings import UiSection

@@ -11,7 +11,7 @@ from functools import cache
 
 from PIL import Image
 
-from kiosk.screens import Screen
+from kiosk.counter.screens import Screen
 from kiosk.ui.catalogue import Messages
 from kiosk.ui.compose import compose
 from kiosk.ui.layouts import Layout, layout_for

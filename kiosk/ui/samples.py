@@ -3,8 +3,8 @@ and the render benchmark (one list, so none of them can miss a screen)."""
 
 from __future__ import annotations
 
-from kiosk.members import MemberStatus
-from kiosk.screens import (
+from kiosk.counter.members import MemberStatus
+from kiosk.counter.screens import (
     BadgeEarned,
     Fault,
     Idle,

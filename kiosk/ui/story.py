@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kiosk.screens import (
+from kiosk.counter.screens import (
     BadgeEarned,
     Idle,
     PointsEarned,

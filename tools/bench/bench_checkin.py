@@ -17,13 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from kiosk import protocol
-from kiosk.checkin import CheckIn, uuid7
-from kiosk.controller import Controller, Timing
-from kiosk.db import connect, open_db
-from kiosk.events import CodeRead, Record
-from kiosk.members import MemberCodes
-from kiosk.outbox import Outbox
+from kiosk.counter.checkin import CheckIn, uuid7
+from kiosk.counter.controller import Controller, Timing
+from kiosk.counter.events import CodeRead, Record
+from kiosk.counter.members import MemberCodes
+from kiosk.mqtt import protocol
+from kiosk.store.db import connect, open_db
+from kiosk.store.outbox import Outbox
 
 
 def kiosk_path(root: Path, scans: int) -> float:

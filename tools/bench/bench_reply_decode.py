@@ -19,9 +19,9 @@ import statistics
 import time
 from collections.abc import Callable
 
-from kiosk import protocol
-from kiosk.members import MemberStatus
-from kiosk.wire import ProtocolError
+from kiosk.counter.members import MemberStatus
+from kiosk.mqtt import protocol
+from kiosk.mqtt.wire import ProtocolError
 
 REPLY = protocol.encode_reply("01a2057a-9ee8-7fca-bd1c-730cf6bd67e3", "LOY-ALICE01",
                               MemberStatus("Alice", 120, "Silver", 30, 0.4, ""))

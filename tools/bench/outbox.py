@@ -34,12 +34,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
-from kiosk import protocol
-from kiosk.checkin import CheckIn, uuid7
 from kiosk.config import OutboxSection, TelemetrySection
-from kiosk.db import open_db
-from kiosk.events import CodeRead
-from kiosk.outbox import Outbox
+from kiosk.counter.checkin import CheckIn, uuid7
+from kiosk.counter.events import CodeRead
+from kiosk.mqtt import protocol
+from kiosk.store.db import open_db
+from kiosk.store.outbox import Outbox
 from kiosk.testing.broker import Mosquitto, free_port
 from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
 

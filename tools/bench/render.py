@@ -26,9 +26,9 @@ from PIL import Image, ImageDraw
 from drivers.display import DisplayWorker, LumaPanel, make_luma_device
 from drivers.sim import CaptureBus
 from drivers.specs import DisplaySpec
-from kiosk.controller import Controller, Timing
-from kiosk.events import CodeRead, Reply, Show
-from kiosk.members import MemberCodes
+from kiosk.counter.controller import Controller, Timing
+from kiosk.counter.events import CodeRead, Reply, Show
+from kiosk.counter.members import MemberCodes
 from kiosk.ui.compose import compose
 from kiosk.ui.fonts import font
 from kiosk.ui.layouts import Layout

@@ -8,9 +8,9 @@
    planes) go through raw pyzbar with default settings, raw pyzbar QR-only,
    raw zxing-cpp QR-only (library defaults, and with rotate/invert/downscale
    off) and the kiosk's pipeline (``drivers.camera.FrameReader``: region, motion
-   gate, decoder; then ``kiosk.members.MemberCodes.parse``). Read rate and
+   gate, decoder; then ``kiosk.counter.members.MemberCodes.parse``). Read rate and
    frames per second, and the pipeline's ratio to the fastest raw decoder.
-2. **Scan -> committed check-in.** A running kiosk (``kiosk.app.App`` on
+2. **Scan -> committed check-in.** A running kiosk (``kiosk.daemon.app.App`` on
    simulated hardware, offline): a reader thread hands codes up, the controller
    thread parses, builds and commits each check-in (WAL, synchronous=FULL).
    p50/p99 from the hand-up to the commit, against a bare durable SQLite
@@ -45,14 +45,14 @@ from drivers.camera import CameraSource, FrameReader
 from drivers.qr import make_decoder
 from drivers.sim import SimCamera
 from drivers.specs import CameraSpec
-from kiosk.app import App
 from kiosk.config import MqttSection
-from kiosk.db import connect
-from kiosk.members import MemberCodes, sign_card
-from kiosk.signing import Signer, Verifier
+from kiosk.counter.members import MemberCodes, sign_card
+from kiosk.daemon.app import App
+from kiosk.store.db import connect
 from kiosk.testing.broker import free_port
 from kiosk.testing.cards import qr_card
 from kiosk.testing.harness import sim_config
+from kiosk.trust.signing import Signer, Verifier
 
 ISSUER = Signer.generate()
 PATTERN = r"LOY-[A-Z0-9]{4,32}"

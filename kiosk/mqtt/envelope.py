@@ -31,9 +31,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kiosk import KioskError
-from kiosk.protocol import ALL
-from kiosk.signing import SIGNATURE_BYTES, SignatureError, Signer, Verifier, b64decode, b64encode
-from kiosk.wire import Fields, Limits, ProtocolError, load_object
+from kiosk.mqtt.protocol import ALL
+from kiosk.mqtt.wire import Fields, Limits, ProtocolError, load_object
+from kiosk.trust.signing import (
+    SIGNATURE_BYTES,
+    SignatureError,
+    Signer,
+    Verifier,
+    b64decode,
+    b64encode,
+)
 
 VERSION = 1
 DOMAIN = b"loyalty-kiosk/staff-order/v1\x00"

@@ -13,7 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from kiosk.db import StorageError
+from kiosk.store.db import StorageError
 
 
 class StateLock:

@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 import time
 
-from kiosk import protocol
-from kiosk.link import Link, LinkError
-from kiosk.outbox import Outbox
+from kiosk.mqtt import protocol
+from kiosk.mqtt.link import Link, LinkError
+from kiosk.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class Publisher:
     def flush(self) -> None:
         """Delete the acknowledged rows in one transaction, then refill the window.
 
-        Raises :class:`~kiosk.outbox.OutboxError` when the disk refuses the delete; the
+        Raises :class:`~kiosk.store.outbox.OutboxError` when the disk refuses the delete; the
         rows stay noted and the delete is tried again on the next flush.
         """
         if self._acked:

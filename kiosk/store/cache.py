@@ -11,7 +11,7 @@ import sqlite3
 import time
 from dataclasses import asdict
 
-from kiosk.members import MemberStatus
+from kiosk.counter.members import MemberStatus
 
 PRUNE_EVERY = 100
 """Trim the cache once per this many updates, not on every reply."""

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import TextIO
 
 from drivers import presence
-from kiosk import dbview
 from kiosk.config import Config, ConfigError, MqttSection, config_path, load_config
+from kiosk.store import dbview
 
 CLOCK_FLOOR = 1767225600.0
 """2026-01-01 UTC, after this release was made: a clock before it was never set (no RTC)."""

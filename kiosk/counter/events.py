@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kiosk.checkin import CheckIn
-from kiosk.members import MemberStatus
-from kiosk.screens import Screen
+from kiosk.counter.checkin import CheckIn
+from kiosk.counter.members import MemberStatus
+from kiosk.counter.screens import Screen
 
 # --- events -----------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from kiosk.members import MemberStatus
+from kiosk.counter.members import MemberStatus
 
 
 class Sync(enum.Enum):

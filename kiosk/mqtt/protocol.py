@@ -3,7 +3,7 @@
 Root: ``<prefix>/<site>/<device_id>/``. Payloads are JSON objects carrying a
 ``v`` schema version; a reader rejects what it cannot understand with
 :class:`ProtocolError` instead of guessing. Every incoming payload is read
-through :mod:`kiosk.wire` with the limits named here: its size before
+through :mod:`kiosk.mqtt.wire` with the limits named here: its size before
 parsing, nesting, every string's length and every number's range.
 """
 
@@ -13,9 +13,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from kiosk.checkin import CheckIn
-from kiosk.members import MemberStatus
-from kiosk.wire import Fields, Limits, ProtocolError, load_object
+from kiosk.counter.checkin import CheckIn
+from kiosk.counter.members import MemberStatus
+from kiosk.mqtt.wire import Fields, Limits, ProtocolError, load_object
 
 VERSION = 1
 ONLINE = b"online"

@@ -1,7 +1,7 @@
 """The counter's state machine: ``handle(event, now) -> actions``. Pure: no I/O, no threads.
 
 It decides what happens when a code is read, a reply arrives or time passes;
-the runner (``kiosk.app``) carries the actions out in order. A ``Record``
+the runner (``kiosk.daemon.app``) carries the actions out in order. A ``Record``
 comes before the ``Show`` that tells the customer "checked in": if the commit
 fails, the runner feeds back ``RecordFailed`` and the rest is not shown.
 """
@@ -13,8 +13,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kiosk.checkin import CheckIn, uuid7
-from kiosk.events import (
+from kiosk.counter.checkin import CheckIn, uuid7
+from kiosk.counter.events import (
     Acked,
     Action,
     CodeRead,
@@ -30,8 +30,8 @@ from kiosk.events import (
     Signal,
     Tick,
 )
-from kiosk.members import MemberCodes, MemberStatus, Refused, redact
-from kiosk.screens import Idle, NotRecorded, Screen, Sync, UnknownCard, Welcome
+from kiosk.counter.members import MemberCodes, MemberStatus, Refused, redact
+from kiosk.counter.screens import Idle, NotRecorded, Screen, Sync, UnknownCard, Welcome
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass, replace
 
-from kiosk.signing import SignatureError, Signer, Verifier, b64decode, b64encode
+from kiosk.trust.signing import SignatureError, Signer, Verifier, b64decode, b64encode
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from kiosk.events import Acked, CodeRead, DeviceProblem, Event, LinkDown, LinkUp
+from kiosk.counter.events import Acked, CodeRead, DeviceProblem, Event, LinkDown, LinkUp
 
 SCAN_LANE = 64
 """Scans waiting at once; a person cannot outrun it, a jammed reader can."""

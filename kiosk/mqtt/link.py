@@ -37,10 +37,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from kiosk import KioskError, __version__, protocol
+from kiosk import KioskError, __version__
 from kiosk.config import MqttSection
-from kiosk.events import Acked, Event, LinkDown, LinkUp, Reply, StaffMessage
-from kiosk.protocol import ProtocolError, Topics
+from kiosk.counter.events import Acked, Event, LinkDown, LinkUp, Reply, StaffMessage
+from kiosk.mqtt import protocol
+from kiosk.mqtt.protocol import ProtocolError, Topics
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import qrcode
 from PIL import Image, ImageDraw, ImageFont
 
 from kiosk import KioskError
-from kiosk.members import sign_card
-from kiosk.signing import SignatureError, Signer, public_key_text
-from kiosk.testing.cards import qr_card
+from kiosk.counter.members import sign_card
+from kiosk.trust.signing import SignatureError, Signer, public_key_text
 
 DPI = 150
 PAGE = (1240, 1754)  # A4 at 150 dpi
@@ -56,6 +56,15 @@ def card_code(member_id: str, issuer: Signer | None) -> str:
         return sign_card(issuer, member_id)
     except ValueError as exc:
         raise CardError(f"{member_id!r}: {exc}") from None
+
+
+def qr_card(text: str, module_px: int = 4) -> Image.Image:
+    """A grayscale image of a QR code holding ``text``, as printed on a card or shown on a phone."""
+    code = qrcode.QRCode(border=4, box_size=module_px,
+                         error_correction=qrcode.constants.ERROR_CORRECT_M)
+    code.add_data(text)
+    code.make(fit=True)
+    return code.make_image(fill_color="black", back_color="white").get_image().convert("L")
 
 
 def card_image(code: str, caption: str) -> Image.Image:

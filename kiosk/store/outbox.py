@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 
 from kiosk import KioskError
-from kiosk.db import transaction
+from kiosk.store.db import transaction
 
 ROWS_PER_STATEMENT = 256
 """Rows per multi-row INSERT: 768 parameters, under SQLite's oldest limit of 999.

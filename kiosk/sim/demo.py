@@ -20,11 +20,11 @@ from typing import TextIO
 
 from PIL import Image
 
-from kiosk.backend import Ledger, LoyaltyBackend
-from kiosk.screens import Sync, Welcome
-from kiosk.termview import draw
-from kiosk.testing.broker import Mosquitto, find_mosquitto, free_port
-from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
+from backend.service import Ledger, LoyaltyBackend
+from kiosk.counter.screens import Sync, Welcome
+from kiosk.sim.broker import Mosquitto, find_mosquitto, free_port
+from kiosk.sim.kiosk import RunningKiosk, sim_config, wait_for
+from kiosk.sim.termview import draw
 
 NEWS_LINES = 8
 CUSTOMERS = ["LOY-ALICE01", "LOY-BOB0002", "LOY-CAROL03", "LOY-DAVE004", "LOY-ERIN005"]

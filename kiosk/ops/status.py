@@ -22,10 +22,11 @@ from typing import Any, TextIO
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kiosk import dbview, protocol
 from kiosk.config import MqttSection, config_path, load_config
-from kiosk.identity import default_device_id
-from kiosk.protocol import ProtocolError
+from kiosk.mqtt import protocol
+from kiosk.mqtt.protocol import ProtocolError
+from kiosk.ops.identity import default_device_id
+from kiosk.store import dbview
 
 
 def retained(settings: MqttSection, topics: protocol.Topics,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from kiosk import systemd
+from kiosk.ops import systemd
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from kiosk import protocol
-from kiosk.checkin import CheckIn
-from kiosk.db import connect
-from kiosk.members import MemberStatus, redact
+from kiosk.counter.checkin import CheckIn
+from kiosk.counter.members import MemberStatus, redact
+from kiosk.mqtt import protocol
+from kiosk.store.db import connect
 
 log = logging.getLogger(__name__)
 

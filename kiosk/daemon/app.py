@@ -21,13 +21,11 @@ from PIL import Image
 from drivers.base import Hardware
 from drivers.display import DisplayWorker
 from drivers.factory import SimHandles, make_hardware
-from kiosk import __version__, protocol, systemd
-from kiosk.cache import MemberCache
-from kiosk.checkin import CheckIn
+from kiosk import __version__
 from kiosk.config import Config
-from kiosk.controller import RECENT_CHECKINS, Controller, Timing
-from kiosk.db import open_db
-from kiosk.events import (
+from kiosk.counter.checkin import CheckIn
+from kiosk.counter.controller import RECENT_CHECKINS, Controller, Timing
+from kiosk.counter.events import (
     Acked,
     Action,
     CodeRead,
@@ -43,21 +41,25 @@ from kiosk.events import (
     StaffMessage,
     Tick,
 )
-from kiosk.identity import default_device_id
-from kiosk.inbox import Inbox
-from kiosk.link import Link, LinkError
-from kiosk.members import MemberCodes
-from kiosk.outbox import Outbox, OutboxError, OutboxFull
-from kiosk.problems import Problems
+from kiosk.counter.members import MemberCodes
+from kiosk.counter.screens import Fault, Idle, OutOfService, Screen, StaffInfo
+from kiosk.daemon.inbox import Inbox
+from kiosk.daemon.problems import Problems
+from kiosk.daemon.telemetry import Rate, cpu_temperature, local_address
+from kiosk.mqtt import protocol
+from kiosk.mqtt.link import Link, LinkError
+from kiosk.mqtt.publisher import Publisher
+from kiosk.ops import systemd
+from kiosk.ops.identity import default_device_id
+from kiosk.ops.watchdog import Watchdog
 from kiosk.provisioning import overlay
 from kiosk.provisioning.desk import StaffDesk
 from kiosk.provisioning.shadow import Shadow
-from kiosk.publisher import Publisher
-from kiosk.screens import Fault, Idle, OutOfService, Screen, StaffInfo
-from kiosk.statedir import StateLock
-from kiosk.telemetry import Rate, cpu_temperature, local_address
+from kiosk.store.cache import MemberCache
+from kiosk.store.db import open_db
+from kiosk.store.outbox import Outbox, OutboxError, OutboxFull
+from kiosk.store.statedir import StateLock
 from kiosk.ui.presenter import Presenter
-from kiosk.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 

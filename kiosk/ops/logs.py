@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from kiosk.members import redact
+from kiosk.counter.members import redact
 
 BURST = 5
 """Identical warnings or errors logged in full per window before they are only counted."""

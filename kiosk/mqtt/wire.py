@@ -8,7 +8,7 @@ duplicate keys, endless strings, wrong types, values out of range — into one
 :class:`ProtocolError` with a short reason, so the caller counts it and drops
 the message instead of crashing, stalling or storing it.
 
-Which limits apply to which message is decided in :mod:`kiosk.protocol`; this
+Which limits apply to which message is decided in :mod:`kiosk.mqtt.protocol`; this
 module knows no topic and no field name.
 """
 

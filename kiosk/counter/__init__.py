@@ -1,0 +1,1 @@
+"""the pure counter core."""

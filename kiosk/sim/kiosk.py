@@ -1,0 +1,134 @@
+"""A kiosk on simulated hardware, running on its own controller thread, for tests and the demo."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from drivers.base import Hardware
+from drivers.factory import SimHandles
+from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, NfcSpec, SerialSpec, WedgeSpec
+from kiosk.config import Config, CounterSection, KioskSection, MqttSection
+from kiosk.daemon.app import App, serve
+from kiosk.ops.cards import qr_card
+
+
+def sim_config(state_dir: Path, broker_port: int, *, device_id: str = "kiosk-test",
+               site: str = "test-shop", serial: bool = True, **sections: Any) -> Config:
+    """A config whose every device is simulated and whose files all live under ``state_dir``."""
+    config = Config(
+        kiosk=KioskSection(device_id=device_id, site=site, state_dir=str(state_dir)),
+        counter=CounterSection(reply_timeout_s=3.0, result_screen_s=2.0),
+        mqtt=MqttSection(host="127.0.0.1", port=broker_port, keepalive_s=5,
+                         reconnect_min_s=0.2, reconnect_max_s=1.0),
+        camera=CameraSpec(backend="sim", spool_dir=str(state_dir / "camera"), hold_s=0.4,
+                          fps=20, cooldown_s=5.0),
+        serial=SerialSpec(backend="sim" if serial else "none",
+                          sim_link=str(state_dir / "serial")),
+        display=DisplaySpec(backend="sim", sim_png=str(state_dir / "display.png")),
+        lights=LightsSpec(backend="sim", buzzer_pin=22, buzzer="tonal",
+                          sim_state=str(state_dir / "lights.json")),
+        keyboard=WedgeSpec(backend="sim"),
+        nfc=NfcSpec(backend="sim"),
+    )
+    return replace(config, **sections)
+
+
+def same_pixels(a: Image.Image, b: Image.Image) -> bool:
+    """True when two display frames light exactly the same pixels."""
+    return a.size == b.size and a.convert("1").tobytes() == b.convert("1").tobytes()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it is truthy; raise ``TimeoutError`` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+class RunningKiosk:
+    """An :class:`~kiosk.daemon.app.App` on its own thread, with the customer's side exposed."""
+
+    def __init__(self, config: Config,
+                 hardware: tuple[Hardware, SimHandles] | None = None) -> None:
+        self.config = config
+        self.app = App(config, hardware)
+        """The kiosk running now: a new one after each restart (command or new config)."""
+        self.restarts = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="kiosk-controller", daemon=True)
+
+    def _serve(self) -> None:
+        self.app.run(self._stop)
+        if self.app.restart_requested is not None:
+            serve(self.config, self._stop, self._restarted)
+
+    def _restarted(self, app: App) -> None:
+        self.app = app
+        self.restarts += 1
+
+    def start(self, timeout: float = 10.0) -> RunningKiosk:
+        """Start the controller thread and wait until every part runs."""
+        self._thread.start()
+        if not self.app.wait_ready(timeout):
+            raise TimeoutError("kiosk did not start")
+        return self
+
+    def wait_restarted(self, restarts: int = 1, timeout: float = 20.0) -> App:
+        """Wait until the kiosk has restarted ``restarts`` times in all and is running again."""
+        wait_for(lambda: self.restarts >= restarts and self.app.wait_ready(0), timeout,
+                 f"{restarts} restart(s)")
+        return self.app
+
+    def show_card(self, text: str) -> None:
+        """A customer holds a QR card with ``text`` in front of the camera."""
+        if self.app.sim.camera is None:
+            raise RuntimeError("this kiosk has no simulated camera (camera.backend)")
+        self.app.sim.camera.show(qr_card(text))
+
+    def type_code(self, text: str) -> None:
+        """A customer scans ``text`` on the serial reader."""
+        if self.app.sim.serial is None:
+            raise RuntimeError("this kiosk has no simulated serial reader (serial.backend)")
+        self.app.sim.serial.type(text)
+
+    def scan_on_keyboard(self, text: str) -> None:
+        """A customer scans ``text`` on the keyboard-wedge reader (typed, then Enter)."""
+        if self.app.sim.keyboard is None:
+            raise RuntimeError("this kiosk has no simulated keyboard reader (keyboard.backend)")
+        self.app.sim.keyboard.type(text)
+
+    def tap(self, uid: bytes, text: str | None = None) -> None:
+        """A customer taps an NFC tag (with an NDEF text record when ``text`` is given)."""
+        if self.app.sim.nfc is None:
+            raise RuntimeError("this kiosk has no simulated NFC reader (nfc.backend)")
+        self.app.sim.nfc.tap(uid, text)
+
+    def wait_online(self, timeout: float = 10.0) -> None:
+        """Wait until the kiosk is connected to the broker."""
+        wait_for(lambda: self.app.controller.online, timeout, "the kiosk to connect")
+
+    def wait_drained(self, timeout: float = 20.0) -> None:
+        """Wait until the outbox is empty (every check-in acknowledged by the broker)."""
+        wait_for(lambda: self.app.outbox.depth == 0 and self.app.checkins_recorded,
+                 timeout, "the outbox to drain")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the kiosk as SIGTERM would, and wait for it."""
+        self._stop.set()
+        if self._thread.ident is None:  # never started
+            return
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise TimeoutError("kiosk did not stop")
