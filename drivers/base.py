@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from drivers import DriverUnavailable
+from drivers.backoff import Backoff
 
 if TYPE_CHECKING:
     from drivers.lights import Lights
@@ -37,6 +38,8 @@ class CodeSource(Protocol):
     """Anything that reads member codes: a camera, a serial reader."""
 
     name: str
+    frames_decoded: int
+    """Camera frames put through a decoder so far (always 0 for readers without frames)."""
 
     def start(self, on_code: OnCode, on_problem: OnProblem = no_problem_report) -> None:
         """Begin reading on a thread of the source's own; report device trouble to
@@ -154,7 +157,7 @@ def keep_open(name: str, stopping: threading.Event, on_problem: OnProblem,
     not a warning every few seconds forever. A missing library
     (:class:`~drivers.DriverUnavailable`) is reported and not retried.
     """
-    delay = 0.2
+    backoff = Backoff(0.2, max_delay)
     reported = ""
     while not stopping.is_set():
         try:
@@ -169,8 +172,7 @@ def keep_open(name: str, stopping: threading.Event, on_problem: OnProblem,
                 log.warning("%s: %s (retrying, up to every %.0f s)", name, reason, max_delay)
                 on_problem(name, reason)
                 reported = reason
-            stopping.wait(delay)
-            delay = min(delay * 2, max_delay)
+            stopping.wait(backoff.next())
             continue
         if reported:
             log.warning("%s: working again", name)
@@ -186,9 +188,8 @@ def keep_open(name: str, stopping: threading.Event, on_problem: OnProblem,
             # A device that worked for a while is retried at once; one that fails
             # straight after opening backs off like one that cannot be opened.
             if time.monotonic() - opened_at > max_delay:
-                delay = 0.2
-            stopping.wait(delay)
-            delay = min(delay * 2, max_delay)
+                backoff.reset()
+            stopping.wait(backoff.next())
         finally:
             try:
                 close(device)

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from drivers import DriverError, DriverUnavailable
+from drivers.backoff import Backoff
 from drivers.base import FrameSink, Worker
 from drivers.specs import DisplaySpec
 
@@ -186,7 +187,7 @@ class DisplayWorker:
     def _run(self, stopping: threading.Event) -> None:
         pending: Any = None
         retry_at = 0.0
-        pause = self._first_retry_s
+        backoff = Backoff(self._first_retry_s, RETRY_MAX_S)
         while True:
             wait = max(0.0, retry_at - time.monotonic()) if pending is not None else 0.5
             self._ready.wait(wait)
@@ -209,13 +210,12 @@ class DisplayWorker:
                 if self.fault is None:
                     log.exception("display write failed; retrying in the background")
                 self.fault = f"display: {type(exc).__name__}: {exc}"
-                retry_at = time.monotonic() + pause
-                pause = min(pause * 2, RETRY_MAX_S)
+                retry_at = time.monotonic() + backoff.next()
                 if stopping.is_set():
                     return
                 continue
             pending = None
-            pause = self._first_retry_s
+            backoff.reset()
             if self.fault is not None:
                 log.warning("display works again after %d failed writes", self.failures)
                 self.fault = None

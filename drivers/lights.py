@@ -1,11 +1,11 @@
-"""Status light and buzzer on GPIO, driven by named patterns.
+"""Status light and buzzer on GPIO, playing patterns: a light (colour, blink, pulse) and a tune.
 
-The application asks for a *meaning* ("reward", "error"); the colours, blink
-timings and tunes live here, in one table. Every pattern runs on gpiozero's
-own background threads (``blink``/``pulse`` with ``background=True``, and a
-buzzer's ``source`` iterator for tunes), so :meth:`Lights.show` returns at
-once; replacing a pattern only waits for gpiozero to stop the old thread,
-which wakes within one step (20 ms).
+What a pattern *means* ("reward", "error") is the application's vocabulary
+(``kiosk.ui.lights``); this module only knows how to play one. Every pattern
+runs on gpiozero's own background threads (``blink``/``pulse`` with
+``background=True``, and a buzzer's ``source`` iterator for tunes), so
+:meth:`Lights.play` returns at once; replacing a pattern only waits for
+gpiozero to stop the old thread, which wakes within one step (20 ms).
 
 Checked against gpiozero 2.0.1 (``gpiozero/output_devices.py``: ``PWMLED``,
 ``RGBLED.blink/pulse``, ``Buzzer``, ``TonalBuzzer`` whose ``value`` is
@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from drivers import DriverError
 from drivers.specs import LightsSpec
 
 Colour = tuple[float, float, float]
@@ -63,21 +62,6 @@ class Pattern:
     tune: tuple[Tone, ...] = ()
 
 
-PATTERNS: dict[str, Pattern] = {
-    "off": Pattern(),
-    "idle": Pattern(Light(TEAL, "pulse", 2.0, 2.0, None)),
-    "scan": Pattern(Light(WHITE, "blink", 0.08, 0.0, 1), (("A5", 0.05),)),
-    "ok": Pattern(Light(GREEN, "blink", 1.5, 0.0, 1), (("E5", 0.08), ("A5", 0.12))),
-    "reward": Pattern(Light(GOLD, "blink", 0.15, 0.15, 8),
-                      (("C5", 0.12), ("E5", 0.12), ("G5", 0.12), ("C6", 0.36))),
-    "error": Pattern(Light(RED, "blink", 0.2, 0.2, 3), (("A3", 0.4),)),
-    "offline": Pattern(Light(RED, "blink", 0.1, 2.9, None)),
-    "full": Pattern(Light(RED, "steady"), (("A3", 0.3), (None, 0.2), ("A3", 0.3))),
-    "identify": Pattern(Light(WHITE, "blink", 0.25, 0.25, 20),
-                        (("A5", 0.1), (None, 0.1)) * 3),
-}
-
-
 class Lights:
     """The status light (two LEDs or one RGB LED) and an optional buzzer."""
 
@@ -101,12 +85,9 @@ class Lights:
             self._buzzer.source_delay = STEP_S
         self.current = "off"
 
-    def show(self, name: str) -> None:
-        """Start pattern ``name``, replacing whatever was running; returns at once."""
-        try:
-            pattern = PATTERNS[name]
-        except KeyError:
-            raise DriverError(f"unknown light pattern {name!r}") from None
+    def play(self, pattern: Pattern, name: str) -> None:
+        """Start ``pattern`` (called ``name`` in :meth:`state`), replacing whatever was
+        running; returns at once."""
         self._light(pattern.light)
         if self._buzzer is not None:
             self._buzzer.source = self._values(pattern.tune) if pattern.tune else None

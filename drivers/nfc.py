@@ -185,6 +185,8 @@ def open_pn532(spec: NfcSpec) -> TagReader:
 class NfcCodeSource:
     """A :class:`~drivers.base.CodeSource` polling a PN532 for tags (``source: nfc``)."""
 
+    frames_decoded = 0  # no camera frames: a reader of codes, see CodeSource
+
     def __init__(self, spec: NfcSpec, opener: Callable[[NfcSpec], TagReader] = open_pn532,
                  name: str = "nfc") -> None:
         self.name = name

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 class SerialCodeSource:
     """A :class:`~drivers.base.CodeSource` reading one code per frame from a serial port."""
 
+    frames_decoded = 0  # no camera frames: a reader of codes, see CodeSource
+
     def __init__(self, spec: SerialSpec, port: str | None = None, name: str = "serial",
                  on_open: Callable[[], None] | None = None) -> None:
         self.name = name

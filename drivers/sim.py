@@ -37,6 +37,7 @@ from PIL import Image
 
 from drivers import DriverError
 from drivers.base import Worker
+from drivers.files import write_atomically
 from drivers.specs import CameraSpec, DisplaySpec, SerialSpec
 
 if TYPE_CHECKING:
@@ -295,18 +296,11 @@ def make_dummy_display(spec: DisplaySpec) -> Any:
             super().display(image)
             self.frame = image.copy()
             if self.png_path:
-                write_atomically(self.png_path, lambda path: image.save(path, format="PNG"))
+                write_atomically(self.png_path, lambda file: image.save(file, format="PNG"))
             for listener in self.listeners:
                 listener(self.frame)
 
     return PngDummy()
-
-
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """Write ``path`` through a hidden temporary file, so a reader never sees half of it."""
-    partial = path.with_name("." + path.name)
-    write(partial)
-    os.replace(partial, path)
 
 
 class CaptureBus:
@@ -377,7 +371,7 @@ class LightsStateFile:
         """Write the state now if it changed."""
         text = json.dumps(self._lights.state(), sort_keys=True)
         if text != self._last:
-            write_atomically(self.path, lambda path: path.write_text(text + "\n"))
+            write_atomically(self.path, lambda file: file.write(f"{text}\n".encode()))
             self._last = text
 
     def stop(self) -> None:

@@ -145,6 +145,8 @@ def evdev_key_codes() -> dict[str, int]:
 class WedgeCodeSource:
     """A :class:`~drivers.base.CodeSource` reading codes typed by a keyboard-wedge reader."""
 
+    frames_decoded = 0  # no camera frames: a reader of codes, see CodeSource
+
     def __init__(self, spec: WedgeSpec, opener: Any = open_evdev,
                  name: str = "keyboard") -> None:
         self.name = name

@@ -16,6 +16,7 @@ from pathlib import Path
 from drivers import DriverError
 from kiosk import KioskError, __version__
 from kiosk.config import ConfigError, MembersSection, config_path, load_config
+from kiosk.provisioning.overlay import in_force, load_in_force
 
 log = logging.getLogger("kiosk")
 
@@ -78,15 +79,12 @@ def main(argv: list[str] | None = None) -> int:
             case "run":
                 return _run(args.config)
             case "check-config":
-                path = config_path(args.config)
-                load_config(path)
-                print(f"{path}: ok")
-                return 0
+                return _check_config(config_path(args.config))
             case "selftest":
                 from kiosk.ops.selftest import run_selftest
 
                 _logging("WARNING")
-                return run_selftest(load_config(config_path(args.config)), sys.stdout,
+                return run_selftest(load_in_force(config_path(args.config)).config, sys.stdout,
                                     args.screen_s, args.pattern_s)
             case "demo":
                 from kiosk.sim.demo import run_demo
@@ -128,10 +126,25 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def _run(path_arg: str | None) -> int:
-    from kiosk.daemon.app import App, serve
+def _check_config(path: Path) -> int:
+    """The file's verdict first (``PATH: ok``), then every value staff set over it."""
+    layers = load_in_force(path)
+    print(f"{path}: ok")
+    for line in layers.staff_values():
+        print(line)
+    if layers.problem:
+        print(f"kiosk: warning: {layers.problem}", file=sys.stderr)
+    return 0
 
-    config = load_config(config_path(path_arg))
+
+def _run(path_arg: str | None) -> int:
+    from kiosk.daemon.app import App
+    from kiosk.daemon.build import serve
+
+    base = load_config(config_path(path_arg))
+    # The daemon lays staff's config over the file itself at every (re)start, a trial
+    # included (overlay.startup); logging is set up once, from the config in force.
+    config = in_force(base).config
     os.umask(0o027)  # kiosk.db and everything else the daemon writes: not world-readable
     faulthandler.enable()  # a watchdog abort (SIGABRT) prints where every thread was
     _logging(config.kiosk.log_level, config.members.pattern)
@@ -140,7 +153,7 @@ def _run(path_arg: str | None) -> int:
     def started(app: App) -> None:
         log.info("kiosk %s starting as %s", __version__, app.device_id)
 
-    serve(config, stop, started)
+    serve(base, stop, started)
     return 0
 
 

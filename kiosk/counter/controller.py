@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from kiosk.counter.checkin import CheckIn, uuid7
 from kiosk.counter.events import (
-    Acked,
     Action,
     CodeRead,
+    Cue,
     Event,
     LinkDown,
     LinkUp,
@@ -71,11 +71,13 @@ class Controller:
         self._checked_in = recent if recent is not None else {}  # member_id -> unix time
         self._recent: OrderedDict[str, str] = OrderedDict()  # event_id -> member_id, newest last
         self.replies_refused = 0
+        self.scans_seen = 0
+        """Codes handed up by the readers, member codes or not."""
         """Replies for no check-in of ours, or naming another member: forged or misrouted."""
 
     def start(self) -> list[Action]:
         """What to show at power-on."""
-        return [Show(self.screen), Signal("offline")]
+        return [Show(self.screen), Signal(Cue.OFFLINE)]
 
     def expect_reply(self, event_id: str, member_id: str) -> None:
         """Accept a reply for this check-in (also one recorded before a restart).
@@ -99,11 +101,11 @@ class Controller:
                           checkin.event_id, redact(checkin.member_id), reason)
                 self._awaiting.pop(checkin.event_id, None)
                 self._checked_in.pop(checkin.member_id, None)
-                return [self._result(NotRecorded(reason), now, None), Signal("full")]
+                return [self._result(NotRecorded(reason), now, None), Signal(Cue.FULL)]
             case ScansLost(count=count):
                 log.error("%d scans arrived faster than they could be taken; not recorded", count)
                 return [self._result(NotRecorded("too busy - scan again"), now, None),
-                        Signal("error")]
+                        Signal(Cue.ERROR)]
             case Tick():
                 return self._tick(now)
             case LinkUp():
@@ -113,22 +115,21 @@ class Controller:
                 self.online = False
                 # No reply can come now: say "will sync" at once instead of after the timeout.
                 return self._expire(lambda _deadline: True) + self._idle_if_idle()
-            case Acked():
-                return []  # the outbox publisher deals with acknowledgements
         raise TypeError(f"unexpected event {event!r}")
 
     def _code_read(self, event: CodeRead, now: float) -> list[Action]:
+        self.scans_seen += 1
         member_id = self._codes.parse(event.code, event.source)
         if isinstance(member_id, Refused):
             log.info("refused a code from %s: %s (%s, %d chars)", event.source,
                      member_id.reason, redact(event.code), len(event.code))
-            return [self._result(UnknownCard(member_id.reason), now, None), Signal("error")]
+            return [self._result(UnknownCard(member_id.reason), now, None), Signal(Cue.ERROR)]
         last = self._checked_in.get(member_id)
         if last is not None and 0 <= event.seen_at - last < self._timing.cooldown_s:
             log.info("%s checked in %.0f s ago; not again", redact(member_id),
                      event.seen_at - last)
             return [self._result(Welcome(self._known.get(member_id), Sync.ALREADY), now, None),
-                    Signal("ok")]
+                    Signal(Cue.OK)]
         self._note_checked_in(member_id, event.seen_at)
         self.seq += 1
         checkin = CheckIn(
@@ -142,7 +143,7 @@ class Controller:
         if self.online:
             self._awaiting[checkin.event_id] = (member_id, now + self._timing.reply_timeout_s)
         screen = Welcome(self._known.get(member_id), sync)
-        return [Record(checkin), self._result(screen, now, checkin.event_id), Signal("ok")]
+        return [Record(checkin), self._result(screen, now, checkin.event_id), Signal(Cue.OK)]
 
     def _reply(self, reply: Reply, now: float) -> list[Action]:
         # Anyone who can publish on our reply topic could otherwise greet the customer
@@ -159,7 +160,7 @@ class Controller:
         actions: list[Action] = [Remember(reply.member_id, reply.status)]
         if reply.event_id == self._showing_event:
             actions.append(self._result(Welcome(reply.status, Sync.SYNCED), now, reply.event_id))
-            actions.append(Signal("reward" if reply.status.reward_unlocked else "ok"))
+            actions.append(Signal(Cue.REWARD if reply.status.reward_unlocked else Cue.OK))
         return actions
 
     def _expire(self, due: Callable[[float], bool]) -> list[Action]:
@@ -188,7 +189,7 @@ class Controller:
             self._screen_until = None
             self._showing_event = None
             self.screen = Idle(self.online)
-            actions += [Show(self.screen), Signal("idle" if self.online else "offline")]
+            actions += [Show(self.screen), Signal(Cue.IDLE if self.online else Cue.OFFLINE)]
         return actions
 
     def _result(self, screen: Welcome | UnknownCard | NotRecorded, now: float,
@@ -202,7 +203,7 @@ class Controller:
         if not isinstance(self.screen, Idle) or self.screen.online == self.online:
             return []
         self.screen = Idle(self.online)
-        return [Show(self.screen), Signal("idle" if self.online else "offline")]
+        return [Show(self.screen), Signal(Cue.IDLE if self.online else Cue.OFFLINE)]
 
     def _note_checked_in(self, member_id: str, seen_at: float) -> None:
         if not self._timing.cooldown_s:

@@ -7,6 +7,7 @@ these and ``put_nowait`` it; the controller thread is the only reader.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from kiosk.counter.checkin import CheckIn
 from kiosk.counter.members import MemberStatus
@@ -97,6 +98,20 @@ Event = (CodeRead | LinkUp | LinkDown | Acked | Reply | RecordFailed | ScansLost
 # --- actions ----------------------------------------------------------------
 
 
+class Cue(StrEnum):
+    """One meaning of the status light (a ``str``: the name staff and the sim state see)."""
+
+    OFF = "off"
+    IDLE = "idle"
+    SCAN = "scan"
+    OK = "ok"
+    REWARD = "reward"
+    ERROR = "error"
+    OFFLINE = "offline"
+    FULL = "full"
+    IDENTIFY = "identify"
+
+
 @dataclass(frozen=True)
 class Record:
     """Commit this check-in to the outbox; the actions after it wait for the commit."""
@@ -113,9 +128,9 @@ class Show:
 
 @dataclass(frozen=True)
 class Signal:
-    """Run this light/buzzer pattern."""
+    """Tell the customer this with the light and buzzer."""
 
-    pattern: str
+    cue: Cue
 
 
 @dataclass(frozen=True)

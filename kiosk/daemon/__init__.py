@@ -1,1 +1,3 @@
-"""daemon."""
+"""The running kiosk: ``build`` wires the parts, ``App`` runs the loop; health, staff adapter."""
+
+__all__ = ["app", "build", "health", "inbox", "problems", "staffparts", "telemetry"]

@@ -17,6 +17,7 @@ starve customers.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 
@@ -26,6 +27,8 @@ SCAN_LANE = 64
 """Scans waiting at once; a person cannot outrun it, a jammed reader can."""
 MESSAGE_LANE = 256
 """Incoming MQTT messages waiting at once."""
+
+log = logging.getLogger(__name__)
 
 
 class Inbox:
@@ -41,8 +44,9 @@ class Inbox:
         self.dropped_scans = 0
         self.dropped_messages = 0
 
-    def put(self, event: Event) -> bool:
-        """Queue ``event`` without blocking; False when its lane was full (and it was counted)."""
+    def put(self, event: Event) -> None:
+        """Queue ``event`` without blocking; when its lane is full it is dropped, counted
+        and logged (never for link events)."""
         if isinstance(event, Acked | LinkUp | LinkDown | DeviceProblem):
             lane = self._link
         elif isinstance(event, CodeRead):
@@ -51,15 +55,16 @@ class Inbox:
             lane = self._messages
         with self._ready:
             limit = self._limits.get(id(lane))
-            if limit is not None and len(lane) >= limit:
-                if lane is self._scans:
-                    self.dropped_scans += 1
-                else:
-                    self.dropped_messages += 1
-                return False
-            lane.append(event)
-            self._ready.notify()
-        return True
+            full = limit is not None and len(lane) >= limit
+            if not full:
+                lane.append(event)
+                self._ready.notify()
+            elif lane is self._scans:
+                self.dropped_scans += 1
+            else:
+                self.dropped_messages += 1
+        if full:  # logged outside the lock: the controller thread must not wait for a log line
+            log.warning("inbox lane full; dropped %s", type(event).__name__)
 
     def get(self, timeout: float) -> Event | None:
         """The next event by the lanes' rule, waiting up to ``timeout`` s; None if none came."""

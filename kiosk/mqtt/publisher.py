@@ -69,13 +69,6 @@ class Publisher:
             self._live.extend(rows)
         self.pump()
 
-    def reset(self) -> None:
-        """The link was rebuilt: nothing is in flight any more; send every row again."""
-        self._in_flight.clear()
-        self._live.clear()
-        self._sent_ahead.clear()
-        self._cursor = 0
-
     def pump(self) -> None:
         """Hand paho the next rows, up to the in-flight window: live ones first."""
         if not self._link.connected:

@@ -6,7 +6,6 @@ stays there. Kiosks are given only the public key (``[members] card_keys``).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from kiosk import KioskError
 from kiosk.counter.members import sign_card
+from kiosk.trust.keys import write_private_key
 from kiosk.trust.signing import SignatureError, Signer, public_key_text
 
 DPI = 150
@@ -32,11 +32,9 @@ def new_issuer_key(path: Path) -> str:
     existing file) and return the public key text for the kiosks' config."""
     issuer = Signer.generate()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_private_key(path, f"{issuer.text()}\n".encode())
     except FileExistsError:
         raise CardError(f"{path} exists; a card-issuer key is never overwritten") from None
-    with os.fdopen(fd, "w") as file:
-        file.write(issuer.text() + "\n")
     return public_key_text(issuer.public)
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TextIO
 
 from drivers import presence
-from kiosk.config import Config, ConfigError, MqttSection, config_path, load_config
+from kiosk.config import Config, ConfigError, MqttSection, config_path
+from kiosk.provisioning.overlay import InForce, load_in_force
 from kiosk.store import dbview
 
 CLOCK_FLOOR = 1767225600.0
@@ -183,13 +184,26 @@ def report(findings: list[Finding], out: TextIO = sys.stdout) -> int:
     return 1 if failed else 0
 
 
+def layers(path: Path, config: InForce) -> list[Finding]:
+    """Where the config in force comes from: the file, then each value staff set over it."""
+    found = [Finding("config", "ok", str(path))]
+    found += [Finding("config", "ok", line) for line in config.staff_values()]
+    if config.problem:
+        found.append(Finding("config", "warn", config.problem,
+                             "run as the kiosk user (sudo -u kiosk kiosk doctor); if it "
+                             "still shows, the kiosk runs on the file alone too: staff can send "
+                             "their config again (kioskctl config apply)"))
+    return found
+
+
 def main(config_arg: str | None, out: TextIO = sys.stdout) -> int:
-    """``kiosk doctor``: load the config (exit 2 when it is wrong), then run every check."""
+    """``kiosk doctor``: load the config in force (exit 2 when the file is wrong), then run
+    every check against it: after staff moved the kiosk, the broker it uses now."""
     path = config_path(config_arg)
     try:
-        config = load_config(path)
+        config = load_in_force(path)
     except ConfigError as exc:
         print(f"[FAIL] config: {exc}\n       fix: edit {path}; config/kiosk.toml documents "
               "every key", file=out)
         return 2
-    return report([Finding("config", "ok", str(path)), *run_checks(config)], out)
+    return report([*layers(path, config), *run_checks(config.config)], out)

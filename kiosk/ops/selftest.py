@@ -13,8 +13,9 @@ from typing import TextIO
 
 from drivers.display import DisplayWorker
 from drivers.factory import make_hardware
-from drivers.lights import PATTERNS
 from kiosk.config import Config
+from kiosk.counter.events import Cue
+from kiosk.ui.lights import PATTERNS, cue
 from kiosk.ui.presenter import Presenter
 from kiosk.ui.samples import SCREENS, SETTLED_FRAME
 
@@ -41,9 +42,9 @@ def run_selftest(config: Config, out: TextIO, screen_s: float = 1.5,
                 tune = " ".join(note or "-" for note, _ in pattern.tune)
                 print(f"selftest: light {name}" + (f", buzzer {tune}" if tune else ""),
                       file=out, flush=True)
-                hardware.lights.show(name)
+                cue(hardware.lights, name)
                 time.sleep(pattern_s)
-            hardware.lights.show("off")
+            cue(hardware.lights, Cue.OFF)
     finally:
         if display is not None:
             display.stop()

@@ -22,10 +22,11 @@ from typing import Any, TextIO
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kiosk.config import MqttSection, config_path, load_config
+from kiosk.config import MqttSection, config_path
 from kiosk.mqtt import protocol
 from kiosk.mqtt.protocol import ProtocolError
 from kiosk.ops.identity import default_device_id
+from kiosk.provisioning.overlay import load_in_force
 from kiosk.store import dbview
 
 
@@ -58,12 +59,20 @@ def retained(settings: MqttSection, topics: protocol.Topics,
 
 
 def main(config_arg: str | None, out: TextIO = sys.stdout) -> int:
-    """Print the status; 0 when online with nothing old waiting, 1 otherwise."""
-    config = load_config(config_path(config_arg))
+    """Print the status; 0 when online with nothing old waiting, 1 otherwise.
+
+    It reads the config in force, so after staff moved the kiosk to another broker it
+    asks that broker."""
+    layers = load_in_force(config_path(config_arg))
+    config = layers.config
     device_id = config.kiosk.device_id or default_device_id()
     topics = protocol.Topics(config.mqtt.topic_prefix, config.kiosk.site, device_id)
     now = time.time()
     print(f"kiosk    {device_id} at {config.kiosk.site}", file=out)
+    if layers.applied:
+        print(f"config   the file, with staff config version {layers.applied.version}", file=out)
+    elif layers.problem:
+        print(f"config   the file alone here: {layers.problem}", file=out)
     healthy = _broker_view(config.mqtt, topics, out)
     db = Path(config.kiosk.state_dir) / "kiosk.db"
     try:

@@ -1,1 +1,3 @@
-"""The kiosk's side of staff management: signed commands, desired/reported config, enrollment."""
+"""The kiosk's side of staff: guard, commands, desired/reported config, enrollment."""
+
+__all__ = ["commands", "desk", "enrollment", "guard", "overlay", "shadow"]

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from kiosk import KioskError
+from kiosk.counter.events import Cue
 from kiosk.mqtt import protocol
 
 DISPLAY_TEST_S = (1.0, 30.0)
@@ -25,12 +26,12 @@ class CommandError(KioskError, ValueError):
 
 
 class Parts(Protocol):
-    """What commands may touch of a running kiosk (``kiosk.daemon.app.App`` has all of it)."""
+    """What commands may touch of a running kiosk (``kiosk.daemon.staffparts.StaffParts``)."""
 
     def health(self) -> protocol.Health:
         """The kiosk's health report, as sent on ``tele/health``."""
 
-    def signal(self, pattern: str) -> bool:
+    def signal(self, meaning: Cue) -> bool:
         """Run a light pattern; False when no lights are fitted."""
 
     def display_size(self) -> tuple[int, int] | None:
@@ -90,7 +91,7 @@ class Commands:
 
     def _identify(self, args: dict[str, Any]) -> dict[str, Any]:
         _no_args(args)
-        if not self._parts.signal("identify"):
+        if not self._parts.signal(Cue.IDENTIFY):
             raise CommandError("no lights fitted")
         return {}
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from kiosk.config import Config
 from kiosk.counter.events import StaffMessage
-from kiosk.counter.screens import Idle, Pairing, Screen
+from kiosk.counter.screens import Pairing, Screen
 from kiosk.mqtt import protocol
 from kiosk.mqtt.envelope import Rejected, Sealed, unseal
 from kiosk.provisioning.commands import CommandError, Commands, Parts
@@ -128,11 +128,11 @@ class StaffDesk:
         self.shadow.link_up()
         self.enrollment.link_up()
 
-    def screen_for(self, screen: Screen) -> Screen:
-        """While waiting to be enrolled, the idle screen shows the pairing code instead."""
-        if self.enrollment.waiting and isinstance(screen, Idle):
+    def stand_in(self) -> Screen | None:
+        """While waiting to be enrolled, the pairing code stands in for the idle screen."""
+        if self.enrollment.waiting:
             return Pairing(self._topics.device_id, shown(self.enrollment.code))
-        return screen
+        return None
 
     def tick(self, now: float) -> None:
         """Time passes: end display tests, roll back a config that never connected."""

@@ -14,6 +14,12 @@ A new config takes effect by restarting the kiosk's parts in-process (see
 ``kiosk.daemon.app.serve``): the running ``App`` stops as on SIGTERM and a new one is
 built from the merged config. If the process dies while trying a config, the
 next start finds ``trial.started`` and rolls back before trying anything.
+
+Two ways in: the daemon starts with :func:`startup` (which may try a trial, so it
+writes); every tool that only looks (``kiosk doctor``, ``status``, ``selftest``,
+``check-config``) asks :func:`in_force`, which reads the good overlay and writes nothing.
+Both lay the good overlay over the file the same way, so the tools see the config
+the daemon runs once a trial has connected.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kiosk.config import Config, build
+from drivers.files import sync_folder, write_atomically
+from kiosk.config import Config, build, load_config
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,28 @@ class Startup:
     """True when ``applied`` has not yet connected to the broker."""
     rollback_after_s: float
     """From the last good config: a trial config may not lengthen its own trial."""
+
+
+@dataclass(frozen=True)
+class InForce:
+    """The config in force: the file plus the promoted (good) overlay, and where values came
+    from. Staff may have moved the kiosk to another broker: tools must ask that one."""
+
+    config: Config
+    applied: Applied | None
+    """The good overlay laid over the file; None: the file alone."""
+    problem: str = ""
+    """Why a good overlay on disk was left out (unreadable here, or no longer fits the file)."""
+
+    def staff_values(self) -> list[str]:
+        """One line per value staff set, e.g. ``mqtt.host = "broker-b" (staff config version
+        7)``; every value not named comes from the file. Secrets only say whether they are set."""
+        if self.applied is None:
+            return []
+        table = redacted(self.config)
+        layer = f"staff config version {self.applied.version}"
+        return [f"{section}.{key} = {json.dumps(table[section][key])} ({layer})"
+                for section, values in self.applied.config.items() for key in values]
 
 
 def folder_of(base: Config) -> Path:
@@ -95,12 +124,32 @@ def redacted(config: Config) -> dict[str, Any]:
     return table
 
 
+def in_force(base: Config) -> InForce:
+    """The config in force over the file ``base``: the good overlay laid over it, else the file
+    alone (with the reason when a good overlay is there but cannot be used). Reads only: a
+    trial is the daemon's business (:func:`startup`), never a looking tool's."""
+    found = _parsed(folder_of(base) / "good.json")
+    if isinstance(found, Applied):
+        merged = _merged(base, found)
+        if isinstance(merged, Config):
+            return InForce(merged, found)
+        found = merged
+    return InForce(base, None, found or "")
+
+
+def load_in_force(path: Path) -> InForce:
+    """:func:`in_force` over the config file at ``path``; ConfigError when the file is wrong."""
+    return in_force(load_config(path))
+
+
 def startup(base: Config) -> Startup:
-    """The config to start with: a trial overlay, else the good one, else the file alone."""
+    """The config the daemon starts with: a trial overlay (marked as tried, or rolled back
+    when a start already tried it), else the config in force (:func:`in_force`)."""
     folder = folder_of(base)
-    good = read(folder / "good.json")
-    good_config = _merged(base, good) if good else None
-    rollback_after_s = (good_config or base).staff.rollback_after_s
+    good = in_force(base)
+    if good.problem:
+        log.error("%s", good.problem)
+    rollback_after_s = good.config.staff.rollback_after_s
     trial = read(folder / "trial.json")
     if trial is not None:
         marker = folder / "trial.started"
@@ -108,21 +157,20 @@ def startup(base: Config) -> Startup:
             roll_back(folder, "the kiosk stopped while trying it")
         else:
             trial_config = _merged(base, trial)
-            if trial_config is None:
+            if isinstance(trial_config, str):
+                log.error("%s", trial_config)
                 roll_back(folder, "it no longer fits the local config file")
             else:
-                write_atomically(marker, b"")
+                _store(marker, b"")
                 return Startup(trial_config, trial, True, rollback_after_s)
-    if good and good_config:
-        return Startup(good_config, good, False, rollback_after_s)
-    return Startup(base, None, False, rollback_after_s)
+    return Startup(good.config, good.applied, False, rollback_after_s)
 
 
 def promote(folder: Path) -> None:
     """The trial config connected: it becomes the good one."""
     os.replace(folder / "trial.json", folder / "good.json")
     (folder / "trial.started").unlink(missing_ok=True)
-    _sync_folder(folder)
+    sync_folder(folder)
 
 
 def roll_back(folder: Path, reason: str) -> None:
@@ -133,13 +181,13 @@ def roll_back(folder: Path, reason: str) -> None:
                      f"rolled back: {reason}")
     (folder / "trial.json").unlink(missing_ok=True)
     (folder / "trial.started").unlink(missing_ok=True)
-    _sync_folder(folder)
+    sync_folder(folder)
 
 
 def record_rejection(folder: Path, version: int, cmd_id: str, reason: str) -> None:
     """Remember the last refused config so ``config/reported`` can say why after a restart."""
     body = {"version": version, "cmd_id": cmd_id, "reason": reason[:500]}
-    write_atomically(folder / "rejected.json", json.dumps(body).encode())
+    _store(folder / "rejected.json", json.dumps(body).encode())
 
 
 def rejection(folder: Path) -> dict[str, Any] | None:
@@ -153,45 +201,37 @@ def rejection(folder: Path) -> dict[str, Any] | None:
 
 def write_trial(folder: Path, applied: Applied) -> None:
     """Store a new overlay to be tried at the next start."""
-    write_atomically(folder / "trial.json", json.dumps(asdict(applied)).encode())
+    _store(folder / "trial.json", json.dumps(asdict(applied)).encode())
     (folder / "trial.started").unlink(missing_ok=True)
 
 
 def read(path: Path) -> Applied | None:
     """An overlay file, or None when it is missing or unreadable (logged)."""
+    found = _parsed(path)
+    if isinstance(found, str):
+        log.error("%s", found)
+        return None
+    return found
+
+
+def _parsed(path: Path) -> Applied | str | None:
+    """An overlay file; None when it is missing; why not when it cannot be read."""
     try:
         body = json.loads(path.read_bytes())
         return Applied(int(body["version"]), str(body["cmd_id"]), dict(body["config"]))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.error("ignoring unreadable config overlay %s: %s", path, exc)
-        return None
+        return f"ignoring unreadable config overlay {path}: {exc}"
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync of the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    with temp.open("wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temp, path)
-    _sync_folder(path.parent)
-
-
-def _merged(base: Config, applied: Applied) -> Config | None:
+def _merged(base: Config, applied: Applied) -> Config | str:
+    """``applied`` over ``base``, or why it does not fit."""
     try:
         return merge(base, applied.config)
     except ValueError as exc:
-        log.error("config overlay version %d does not fit: %s", applied.version, exc)
-        return None
+        return f"config overlay version {applied.version} does not fit: {exc}"
 
 
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _store(path: Path, data: bytes) -> None:
+    write_atomically(path, lambda file: file.write(data))

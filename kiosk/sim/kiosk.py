@@ -15,7 +15,8 @@ from drivers.base import Hardware
 from drivers.factory import SimHandles
 from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, NfcSpec, SerialSpec, WedgeSpec
 from kiosk.config import Config, CounterSection, KioskSection, MqttSection
-from kiosk.daemon.app import App, serve
+from kiosk.daemon.app import App
+from kiosk.daemon.build import build, serve
 from kiosk.ops.cards import qr_card
 
 
@@ -63,7 +64,7 @@ class RunningKiosk:
     def __init__(self, config: Config,
                  hardware: tuple[Hardware, SimHandles] | None = None) -> None:
         self.config = config
-        self.app = App(config, hardware)
+        self.app = build(config, hardware)
         """The kiosk running now: a new one after each restart (command or new config)."""
         self.restarts = 0
         self._stop = threading.Event()

@@ -1,1 +1,3 @@
-"""What staff run and share with the kiosk: the signed envelope, signing keys, ``kioskctl``."""
+"""What staff run on their laptops: ``kioskctl``, its MQTT client, keys, fleet, certificates."""
+
+__all__ = ["client", "enroll", "fleet", "issuer", "keyring", "kioskctl", "settings"]

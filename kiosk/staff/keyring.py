@@ -8,13 +8,13 @@ of ``kioskctl`` never issues a number a kiosk has already seen).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from kiosk import KioskError
 from kiosk.staff.issuer import Issuer
+from kiosk.trust.keys import write_private_key
 from kiosk.trust.signing import (
     SignatureError,
     Signer,
@@ -50,13 +50,12 @@ class Keyring:
         """A new private key ``name`` (refuses to overwrite one)."""
         self._check_name(name)
         path = self.folder / f"{name}.key"
-        if path.exists():
-            raise KeyringError(f"{path} exists already")
         signer = Signer.generate()
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as file:
-            file.write(signer.text() + "\n")
+        try:
+            write_private_key(path, f"{signer.text()}\n".encode())
+        except FileExistsError:
+            raise KeyringError(f"{path} exists already") from None
         (self.folder / f"{name}.pub").write_text(public_key_text(signer.public) + "\n")
         return self._info(name)
 

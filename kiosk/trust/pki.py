@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import ipaddress
-import os
 import re
 import sys
 from collections.abc import Iterable
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kiosk import KioskError
+from kiosk.trust.keys import write_private_key
 
 STAFF, BACKEND = "staff:", "backend:"
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -145,13 +145,11 @@ def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str]) -> str:
 
 def write_pair(directory: Path, stem: str, issued: Issued) -> None:
     """``stem.key`` (mode 0600, written first) and ``stem.crt`` in PEM."""
-    key = directory / f"{stem}.key"
-    key.unlink(missing_ok=True)
-    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as file:
-        file.write(issued.key.private_bytes(serialization.Encoding.PEM,
-                                            serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption()))
+    write_private_key(directory / f"{stem}.key",
+                      issued.key.private_bytes(serialization.Encoding.PEM,
+                                               serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()),
+                      replace=True)
     (directory / f"{stem}.crt").write_bytes(issued.cert.public_bytes(serialization.Encoding.PEM))
 
 

@@ -47,7 +47,7 @@ from drivers.sim import SimCamera
 from drivers.specs import CameraSpec
 from kiosk.config import MqttSection
 from kiosk.counter.members import MemberCodes, sign_card
-from kiosk.daemon.app import App
+from kiosk.daemon.build import build
 from kiosk.store.db import connect
 from kiosk.testing.broker import free_port
 from kiosk.testing.cards import qr_card
@@ -237,7 +237,7 @@ def scan_to_commit(root: Path, scans: int, gap_s: float) -> list[float]:
     config = replace(config, camera=replace(config.camera, backend="none"),
                      mqtt=MqttSection(host="127.0.0.1", port=free_port()),
                      kiosk=replace(config.kiosk, state_dir=str(root)))
-    app = App(config)
+    app = build(config)
     committed: queue.SimpleQueue[float] = queue.SimpleQueue()
     add_many = app.outbox.add_many  # the controller thread's one durable commit
 

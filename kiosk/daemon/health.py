@@ -1,0 +1,54 @@
+"""The health report staff see on ``tele/health``: one place that knows where each figure lives.
+
+Every counter stays with the part that counts it (the inbox its dropped
+events, the link its connects, delivery its check-ins); this module only
+gathers them, so a new figure is added in one place and nothing is counted
+twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from drivers.base import CodeSource
+from kiosk.counter.controller import Controller
+from kiosk.daemon.inbox import Inbox
+from kiosk.daemon.problems import Problems
+from kiosk.daemon.telemetry import Rate, cpu_temperature
+from kiosk.mqtt import protocol
+from kiosk.mqtt.delivery import Delivery
+from kiosk.mqtt.link import Link
+
+
+class HealthReport:
+    """Builds :class:`~kiosk.mqtt.protocol.Health` from the running parts."""
+
+    def __init__(self, problems: Problems, controller: Controller, inbox: Inbox,
+                 delivery: Delivery, link: Link, sources: Sequence[CodeSource]) -> None:
+        self._problems = problems
+        self._controller = controller
+        self._inbox = inbox
+        self._delivery = delivery
+        self._link = link
+        self._sources = sources
+        self._started_at = time.monotonic()
+        self._decode_rate = Rate()
+
+    def __call__(self) -> protocol.Health:
+        """How this kiosk is doing now (the decode rate is since the previous call)."""
+        outbox, publisher = self._delivery.outbox, self._delivery.publisher
+        link, inbox = self._link, self._inbox
+        return protocol.Health(
+            uptime_s=round(time.monotonic() - self._started_at, 1),
+            state=self._problems.state, problems=self._problems.texts(),
+            outbox_depth=outbox.depth, outbox_oldest_s=round(outbox.oldest_age(), 1),
+            scans=self._controller.scans_seen, checkins=self._delivery.checkins_recorded,
+            visits_refused=self._delivery.visits_refused, scans_lost=inbox.dropped_scans,
+            delivered=publisher.delivered, refused=publisher.refused,
+            decode_fps=self._decode_rate.update(sum(s.frames_decoded for s in self._sources)),
+            connects=link.connects, bad_messages=link.bad_messages,
+            replies_refused=self._controller.replies_refused,
+            events_dropped=inbox.dropped_messages, link_drops=link.drops,
+            cpu_temp_c=cpu_temperature(),
+        )

@@ -1,0 +1,58 @@
+"""Fixtures several system test files share, beside those of the ``kiosk`` pytest plugin."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kiosk.testing.broker import Mosquitto
+from kiosk.trust import pki
+from tests.system.wall import SHIPPED, A, B, shipped_broker
+
+
+@pytest.fixture
+def intruder(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
+    """A bare MQTT client on the test broker: whoever may publish anything anywhere there."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-intruder")
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CA, broker, two kiosks, staff and backend; the shipped ACL beside them."""
+    directory = tmp_path_factory.mktemp("certs")
+    pki.make_certs(directory, kiosks=[A, B], staff=["admin"], backends=["loyalty"])
+    shutil.copy(SHIPPED / "loyalty.acl", directory / "loyalty.acl")
+    # The same CA, but a broker certificate for a name the clients do not use.
+    wrong = directory / "wrong-name"
+    wrong.mkdir()
+    for name in ("ca.crt", "loyalty.acl"):
+        shutil.copy(directory / name, wrong / name)
+    ca = pki.load_pair(directory, "ca")
+    pki.write_pair(wrong, "broker", pki.issue(ca, "broker", server_names=["broker.example"]))
+    # A kiosk certificate from a CA the broker does not trust (the client trusts ours).
+    stranger = directory / "stranger"
+    pki.make_certs(stranger, kiosks=[A])
+    shutil.copy(directory / "ca.crt", stranger / "ca.crt")
+    return directory
+
+
+@pytest.fixture
+def wall(tmp_path: Path, certs: Path) -> Iterator[Mosquitto]:
+    """The broker as shipped: TLS, client certificates, the ACL."""
+    broker = shipped_broker(tmp_path / "broker", certs)
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -1,0 +1,96 @@
+"""What the daemon tells systemd and the journal, part by part: a watchdog withheld while a
+vital thread is dead, no member code in clear, no log flood, syslog priorities."""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from kiosk.counter.members import redact
+from kiosk.ops import logs
+from kiosk.ops.watchdog import Watchdog
+
+
+def _notify_socket(path: Path) -> socket.socket:
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(path))
+    return listener
+
+
+def test_the_watchdog_is_withheld_while_a_vital_thread_is_dead(tmp_path, caplog, monkeypatch):
+    listener = _notify_socket(tmp_path / "notify.sock")
+    listener.settimeout(0.5)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    paho_alive = True
+    watchdog = Watchdog(1.0, {"MQTT network thread": lambda: paho_alive})
+    try:
+        watchdog.feed(10.0)
+        assert listener.recv(64) == b"WATCHDOG=1"
+        paho_alive = False
+        with caplog.at_level(logging.ERROR, "kiosk.ops.watchdog"):
+            watchdog.feed(11.0)
+            watchdog.feed(12.0)
+        with pytest.raises(TimeoutError):
+            listener.recv(64)
+        assert [r.getMessage() for r in caplog.records] == [
+            "not feeding the systemd watchdog: MQTT network thread stopped; systemd restarts "
+            "the kiosk when WatchdogSec runs out"]  # said once, not on every turn
+        paho_alive = True
+        watchdog.feed(13.0)
+        assert listener.recv(64) == b"WATCHDOG=1"
+    finally:
+        listener.close()
+
+
+@pytest.fixture
+def log_output():
+    buffer = io.StringIO()
+    handler = logs.setup("INFO", r"LOY-[A-Z0-9]{4,32}", stream=buffer)
+    try:
+        yield buffer
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def test_member_codes_never_reach_the_log_in_clear(log_output):
+    log = logging.getLogger("kiosk.test")
+    log.warning("reply for %s did not match", "LOY-ALICE01")
+    try:
+        raise ValueError("bad payload {'member_id': 'LOY-BOB0002'}")
+    except ValueError:
+        log.exception("failed to handle a reply")
+    text = log_output.getvalue()
+    assert "LOY-ALICE01" not in text and "LOY-BOB0002" not in text
+    assert redact("LOY-ALICE01") in text and redact("LOY-BOB0002") in text
+
+
+def test_a_repeated_error_is_logged_a_few_times_then_counted(log_output):
+    log = logging.getLogger("kiosk.test")
+    for _ in range(50):
+        log.warning("cannot open %s (%s); retrying in 1.0 s", "/dev/ttyACM0", "no such file")
+    log.info("unrelated news")
+    lines = log_output.getvalue().splitlines()
+    assert len(lines) == logs.BURST + 1
+    assert "more are held back" in lines[logs.BURST - 1]
+    later = logging.LogRecord("kiosk.test", logging.WARNING, __file__, 1,
+                              "cannot open %s (%s); retrying in 1.0 s",
+                              ("/dev/ttyACM0", "no such file"), None)
+    later.created = time.time() + logs.WINDOW_S
+    logging.getLogger("kiosk.test").handle(later)
+    assert "[45 more like this held back]" in log_output.getvalue().splitlines()[-1]
+
+
+def test_under_journald_lines_carry_syslog_priorities(monkeypatch):
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    buffer = io.StringIO()
+    handler = logs.setup("INFO", r"LOY-[A-Z0-9]{4,32}", stream=buffer)
+    try:
+        logging.getLogger("kiosk.test").error("disk full")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert buffer.getvalue() == "<3>kiosk.test: disk full\n"

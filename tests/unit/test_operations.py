@@ -1,0 +1,57 @@
+"""How the kiosk runs in a shop: systemd, degraded hardware, the simulated-hardware switch,
+and the demo a newcomer runs first."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from drivers.factory import make_hardware
+from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
+from kiosk.config import Config
+from kiosk.sim.termview import draw, frame_lines
+
+
+def test_kiosk_hardware_sim_switches_every_fitted_device_to_simulation(tmp_path, monkeypatch):
+    monkeypatch.setenv("KIOSK_HARDWARE", "sim")
+    config = Config(
+        camera=CameraSpec(spool_dir=str(tmp_path / "spool")),  # picamera2 in the file
+        serial=SerialSpec(backend="pyserial", sim_link=str(tmp_path / "serial")),
+        display=DisplaySpec(sim_png=str(tmp_path / "oled.png")),
+        lights=LightsSpec(backend="none"),
+    )
+    hardware, sim = make_hardware(config.hardware)
+    try:
+        assert hardware.problems == []
+        assert sim.camera is not None and sim.serial is not None and sim.display is not None
+        assert hardware.lights is None  # "none" stays none
+        assert (tmp_path / "serial").is_symlink()
+    finally:
+        hardware.close()
+
+
+def test_the_terminal_shows_the_display_pixel_for_pixel_with_the_leds():
+    image = Image.new("1", (4, 4), 0)
+    for xy in [(0, 0), (1, 1), (2, 0), (2, 1)]:
+        image.putpixel(xy, 1)
+    assert frame_lines(image) == ["\u259a\u258c", "  "]  # 2x2 pixels a character
+    drawn = draw(image, {"pattern": "ok", "led": {"green": 1.0, "red": 0.0}, "buzzer": "E5"})
+    assert drawn.splitlines()[1].endswith(" ok")
+    assert drawn.splitlines()[2].endswith("green  \u25cf")
+
+
+@pytest.mark.parametrize("size", [(128, 64), (256, 64), (128, 128)])
+def test_every_display_fits_an_80_column_terminal(size):
+    state = {"pattern": "identify", "led": {"red": 1.0, "green": 1.0, "blue": 1.0},
+             "buzzer": "A5"}
+    drawn = draw(Image.new("RGB", size, (255, 255, 255)), state)
+    assert max(len(line) for line in drawn.splitlines()) <= 80
+
+
+def test_cpu_temperature_is_read_from_the_thermal_zone(tmp_path):
+    from kiosk.daemon.telemetry import cpu_temperature
+
+    zone = tmp_path / "temp"
+    zone.write_text("48250\n")
+    assert cpu_temperature(zone) == 48.2
+    assert cpu_temperature(tmp_path / "missing") is None

@@ -1,0 +1,183 @@
+"""The publisher on a real outbox (SQLite in tmp_path), with a recording link in place of
+the broker: order, the in-flight window, live before backlog, refusals, deletes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from kiosk.mqtt import protocol, publisher
+from kiosk.mqtt.link import LinkError
+from kiosk.mqtt.publisher import Publisher
+from kiosk.store.db import open_db
+from kiosk.store.outbox import Outbox
+
+TOPICS = protocol.Topics("loyalty", "shop", "kiosk-1")
+
+
+class RecordingLink:
+    """What the publisher uses of a link: ``connected``, ``topics`` and ``publish``, which
+    notes each message and hands out paho-like message ids. ``refuse`` makes publish fail
+    as a link whose client is gone does."""
+
+    def __init__(self) -> None:
+        self.connected = True
+        self.topics = TOPICS
+        self.refuse = False
+        self.sent: list[tuple[int, str, dict]] = []  # (mid, topic, payload)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> int:
+        assert qos == 1 and not retain
+        if self.refuse:
+            raise LinkError("not connected")
+        mid = len(self.sent) + 1
+        self.sent.append((mid, topic, json.loads(payload)))
+        return mid
+
+    def members(self) -> list[str]:
+        """The ``n`` of each message sent, in the order sent."""
+        return [payload["n"] for _, _, payload in self.sent]
+
+    def mids(self) -> list[int]:
+        return [mid for mid, _, _ in self.sent]
+
+
+@pytest.fixture
+def outbox(tmp_path) -> Iterator[Outbox]:
+    conn, _ = open_db(tmp_path / "kiosk.db")
+    try:
+        yield Outbox(conn, max_rows=1000)
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def link() -> RecordingLink:
+    return RecordingLink()
+
+
+def _store(outbox: Outbox, first: int, count: int) -> list[tuple[int, bytes]]:
+    """Commit check-ins numbered ``first``...; their rows as the publisher is told of them."""
+    payloads = [json.dumps({"v": 1, "n": n}).encode() for n in range(first, first + count)]
+    ids = outbox.add_many([(f"event-{n}", p) for n, p in enumerate(payloads, first)], [])
+    return list(zip(ids, payloads, strict=True))
+
+
+def test_the_backlog_goes_out_in_scan_order_marked_replayed(outbox, link):
+    _store(outbox, 0, 5)  # stored while offline, or left from an earlier run
+    Publisher(outbox, link, window=10).pump()
+    assert link.members() == [0, 1, 2, 3, 4]
+    assert all(topic == TOPICS.checkin for _, topic, _ in link.sent)
+    assert all(payload["replayed"] is True for _, _, payload in link.sent)
+
+
+def test_nothing_is_sent_while_the_link_is_down(outbox, link):
+    _store(outbox, 0, 3)
+    link.connected = False
+    pump = Publisher(outbox, link, window=10)
+    pump.pump()
+    assert link.sent == [] and pump.in_flight == 0
+    link.connected = True
+    pump.pump()
+    assert link.members() == [0, 1, 2]
+
+
+def test_no_more_than_the_window_is_in_flight(outbox, link):
+    _store(outbox, 0, 20)
+    pump = Publisher(outbox, link, window=8)
+    pump.pump()
+    assert link.members() == list(range(8)) and pump.in_flight == 8
+    pump.acked(1, True, "")
+    pump.pump()
+    assert len(link.sent) == 8  # one slot free: the backlog refills a quarter at a time
+    pump.acked(2, True, "")
+    pump.flush()
+    assert link.members() == list(range(10)) and pump.in_flight == 8
+
+
+def test_a_live_check_in_goes_ahead_of_the_backlog_and_is_not_sent_twice(outbox, link):
+    _store(outbox, 0, 30)
+    pump = Publisher(outbox, link, window=4)
+    pump.pump()
+    assert link.members() == [0, 1, 2, 3]
+    live = _store(outbox, 100, 1)  # a customer at the counter while the backlog drains
+    pump.stored(live, online=True)
+    for mid in link.mids():
+        pump.acked(mid, True, "")
+    pump.flush()
+    assert link.members()[4] == 100
+    assert "replayed" not in link.sent[4][2]  # sent live
+    while pump.in_flight:  # drain everything
+        for mid in link.mids()[-pump.in_flight:]:
+            pump.acked(mid, True, "")
+        pump.flush()
+    assert sorted(link.members()) == [*range(30), 100]  # each exactly once
+    assert outbox.depth == 0
+
+
+def test_a_check_in_stored_offline_waits_for_the_backlog_order(outbox, link):
+    _store(outbox, 0, 2)
+    pump = Publisher(outbox, link, window=10)
+    pump.stored(_store(outbox, 2, 1), online=False)
+    assert link.members() == [0, 1, 2]
+    assert all(payload["replayed"] for _, _, payload in link.sent)
+
+
+def test_acknowledged_rows_are_deleted_only_on_flush(outbox, link):
+    _store(outbox, 0, 3)
+    pump = Publisher(outbox, link, window=10)
+    pump.pump()
+    for mid in link.mids():
+        pump.acked(mid, True, "")
+    assert (pump.delivered, pump.pending_deletes, outbox.depth) == (3, 3, 3)
+    pump.flush()
+    assert (pump.pending_deletes, outbox.depth, pump.in_flight) == (0, 0, 0)
+
+
+def test_an_acknowledgement_of_another_message_is_ignored(outbox, link):
+    _store(outbox, 0, 1)
+    pump = Publisher(outbox, link, window=10)
+    pump.pump()
+    pump.acked(999, True, "")  # a status or state message: not an outbox row
+    assert (pump.delivered, pump.in_flight, pump.pending_deletes) == (0, 1, 0)
+
+
+def test_a_refused_or_unrouted_check_in_is_offered_again_in_order(outbox, link, monkeypatch):
+    monkeypatch.setattr(publisher, "RETRY_AFTER_S", 0.2)
+    _store(outbox, 0, 4)
+    pump = Publisher(outbox, link, window=10)
+    pump.pump()
+    assert link.members() == [0, 1, 2, 3]
+    pump.acked(1, True, "")
+    pump.acked(2, False, "No matching subscribers")
+    pump.acked(3, False, "Not authorized")
+    pump.acked(4, True, "")
+    assert pump.refused == 2 and pump.delivered == 2
+    pump.flush()
+    assert len(link.sent) == 4  # not at once: the broker gets a moment
+    time.sleep(0.25)
+    pump.pump()
+    assert link.members()[4:] == [1, 2]  # the refused rows again, in order, nothing else
+    for mid in link.mids()[4:]:
+        pump.acked(mid, True, "")
+    pump.flush()
+    assert outbox.depth == 0
+
+
+def test_a_publish_the_link_cannot_take_stays_in_the_outbox_and_is_retried(outbox, link,
+                                                                           monkeypatch):
+    monkeypatch.setattr(publisher, "RETRY_AFTER_S", 0.2)
+    _store(outbox, 0, 2)
+    pump = Publisher(outbox, link, window=10)
+    link.refuse = True
+    pump.pump()
+    assert pump.in_flight == 0 and outbox.depth == 2
+    link.refuse = False
+    pump.pump()
+    assert link.sent == []  # waits out the retry delay
+    time.sleep(0.25)
+    pump.pump()
+    assert link.members() == [0, 1]
