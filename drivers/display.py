@@ -4,8 +4,9 @@ A full frame over I2C takes tens of milliseconds. The application renders on
 its own thread and calls :meth:`DisplayWorker.show`, which only swaps a
 reference; the worker pushes frames to the device and skips any that were
 superseded before it got to them. A panel that fails (I2C errors, unplugged)
-is logged once, reported through :attr:`DisplayWorker.fault`, closed and
-reopened with a growing pause; the caller never waits for it.
+is logged once, reported to the ``on_problem`` callback as code sources report
+theirs (and kept in :attr:`DisplayWorker.fault`), closed and reopened with a
+growing pause; the caller never waits for it.
 
 Checked against luma.core 2.6.0 (``luma/core/device.py``, ``mixin.py``,
 ``interface/serial.py``) and luma.oled 3.16.0 (``luma/oled/device/*.py``).
@@ -20,7 +21,7 @@ from typing import Any
 
 from drivers import DriverError, DriverUnavailable
 from drivers.backoff import Backoff
-from drivers.base import FrameSink, Worker
+from drivers.base import FrameSink, OnProblem, Worker, no_problem_report
 from drivers.specs import DisplaySpec
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ class DisplayWorker:
         self.failures = 0
         self.fault: str | None = None
         """Why the panel is not showing frames right now, or None while it works."""
+        self._on_problem: OnProblem = no_problem_report
 
     @property
     def size(self) -> tuple[int, int]:
@@ -166,8 +168,11 @@ class DisplayWorker:
         """The image mode the device takes; other frames are converted on the display thread."""
         return self.device.mode
 
-    def start(self) -> None:
-        """Start the display thread."""
+    def start(self, on_problem: OnProblem = no_problem_report) -> None:
+        """Start the display thread. A failing panel is reported to ``on_problem`` as
+        ``("display", reason)`` and ``("display", "")`` once it works again, from the display
+        thread: the same contract as :meth:`~drivers.base.CodeSource.start`."""
+        self._on_problem = on_problem
         self._worker.start()
 
     def show(self, image: Any) -> None:
@@ -209,7 +214,10 @@ class DisplayWorker:
                 self.failures += 1
                 if self.fault is None:
                     log.exception("display write failed; retrying in the background")
-                self.fault = f"display: {type(exc).__name__}: {exc}"
+                reason = f"{type(exc).__name__}: {exc}"
+                if self.fault != f"display: {reason}":
+                    self.fault = f"display: {reason}"
+                    self._on_problem("display", reason)
                 retry_at = time.monotonic() + backoff.next()
                 if stopping.is_set():
                     return
@@ -219,6 +227,7 @@ class DisplayWorker:
             if self.fault is not None:
                 log.warning("display works again after %d failed writes", self.failures)
                 self.fault = None
+                self._on_problem("display", "")
 
     def _push(self, image: Any) -> None:
         if image.mode != self.device.mode:

@@ -23,21 +23,16 @@ from kiosk.config import Config
 from kiosk.counter.controller import Controller
 from kiosk.counter.events import (
     Acked,
-    Action,
     CodeRead,
     DeviceProblem,
     Event,
     LinkUp,
-    Record,
-    RecordFailed,
-    Remember,
     ScansLost,
-    Show,
-    Signal,
     StaffMessage,
     Tick,
 )
 from kiosk.counter.screens import Screen
+from kiosk.daemon.actions import Actions
 from kiosk.daemon.health import HealthReport
 from kiosk.daemon.inbox import Inbox
 from kiosk.daemon.problems import Problems
@@ -51,7 +46,6 @@ from kiosk.provisioning.desk import StaffDesk
 from kiosk.store.cache import MemberCache
 from kiosk.store.outbox import Outbox
 from kiosk.store.statedir import StateLock
-from kiosk.ui.lights import cue
 from kiosk.ui.presenter import Presenter
 from kiosk.ui.stage import Stage
 
@@ -69,6 +63,7 @@ class App:
     topics: protocol.Topics
     inbox: Inbox
     controller: Controller
+    actions: Actions
     delivery: Delivery
     link: Link
     hardware: Hardware
@@ -176,45 +171,11 @@ class App:
         self.staff.tick(now)
         self.link.supervise(now)
         self.delivery.check_storage(now)
-        fault = self.display.fault if self.display else None  # the worker keeps reopening it
-        if fault:
-            self.problems.set("display", fault)
-        else:
-            self.problems.clear("display")
         self.stage.refresh(now)  # the staff screen ends, out of service begins or ends
 
     def _counter(self, events: list[Event]) -> None:
         now = time.monotonic()
-        self._carry_out([self.controller.handle(event, now) for event in events], now)
-
-    def _carry_out(self, groups: list[list[Action]], now: float) -> None:
-        """Carry out each event's actions; every ``Record`` of them is committed first, in one
-        transaction. If that fails, nothing after a ``Record`` runs (it would tell the
-        customer "checked in"): the controller is told why, and shows it instead."""
-        records = [action.checkin for group in groups for action in group
-                   if isinstance(action, Record)]
-        failed = self.delivery.record(records, self.controller.online) if records else None
-        for group in groups:
-            if failed is not None and any(isinstance(action, Record) for action in group):
-                checkin = next(a.checkin for a in group if isinstance(a, Record))
-                group = self.controller.handle(RecordFailed(checkin, failed), now)
-            for action in group:
-                self._act(action, now)
-
-    def _act(self, action: Action, now: float) -> None:
-        match action:
-            case Record():
-                pass  # committed by _carry_out before anything else ran
-            case Show(screen=screen):
-                self.stage.want(screen, now)
-            case Signal(cue=meaning):
-                if self.hardware.lights is not None:
-                    cue(self.hardware.lights, meaning)
-            case Remember(member_id=member_id, status=status):
-                try:
-                    self.cache.put(member_id, status)
-                except sqlite3.Error as exc:  # a cache miss later is harmless
-                    log.warning("member cache not updated: %s", exc)
+        self.actions.carry_out([self.controller.handle(event, now) for event in events], now)
 
     def _report_health(self) -> None:
         # Retained: staff see every kiosk's last report (and when it came) even after it left.
@@ -226,13 +187,16 @@ class App:
             log.exception("health report failed")
 
     def _start(self) -> None:
+        def report(device: str, reason: str) -> None:  # any device, from its own thread
+            self.inbox.put(DeviceProblem(device, reason))
+
         if self.display:
-            self.display.start()
-        self._carry_out([self.controller.start()], time.monotonic())
+            self.display.start(report)
+        self.actions.carry_out([self.controller.start()], time.monotonic())
         for source in list(self.hardware.sources):
             try:
                 source.start(lambda code, name, at: self.inbox.put(CodeRead(code, name, at)),
-                             lambda device, why: self.inbox.put(DeviceProblem(device, why)))
+                             report)
             except Exception as exc:  # e.g. no camera on the ribbon cable
                 log.error("%s unavailable: %s", source.name, exc)
                 self.problems.set(source.name, f"{source.name}: {exc}")

@@ -22,6 +22,7 @@ from kiosk.config import Config
 from kiosk.counter.controller import RECENT_CHECKINS, Controller, Timing
 from kiosk.counter.members import MemberCodes
 from kiosk.counter.screens import Fault, OutOfService, Screen
+from kiosk.daemon.actions import Actions
 from kiosk.daemon.app import App
 from kiosk.daemon.health import HealthReport
 from kiosk.daemon.inbox import Inbox
@@ -97,8 +98,11 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
         problems.set(problem, problem)
     if moved_to:
         problems.set("database", f"database was corrupt, moved to {moved_to}")
-    return App(config, device_id, topics, inbox, controller, delivery, link, devices, sim,
-               display, presenter, stage, staff, parts, problems, health, cache, db, lock)
+    return App(config=config, device_id=device_id, topics=topics, inbox=inbox,
+               controller=controller, delivery=delivery, link=link, hardware=devices, sim=sim,
+               actions=Actions(controller, delivery, stage, devices.lights, cache),
+               display=display, presenter=presenter, stage=stage, staff=staff, parts=parts,
+               problems=problems, health=health, cache=cache, db=db, lock=lock)
 
 
 def serve(config: Config, stop: threading.Event,

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from drivers.files import write_atomically
 from kiosk import KioskError
 from kiosk.staff.issuer import Issuer
 from kiosk.trust.keys import write_private_key
@@ -96,10 +97,10 @@ class Keyring:
 
     def save_seq(self, name: str, issuer: Issuer) -> None:
         """Remember how far ``name`` has counted (call after sending)."""
-        path = self.folder / f"{name}.seq"
-        temp = path.with_suffix(".seq.tmp")
-        temp.write_text(str(issuer.last_seq))
-        temp.replace(path)
+        # Durably: a count that fell back after a power cut would make the kiosks refuse
+        # this key's next orders as replays.
+        seq = str(issuer.last_seq).encode()
+        write_atomically(self.folder / f"{name}.seq", lambda file: file.write(seq))
 
     def _info(self, name: str) -> KeyInfo:
         text = (self.folder / f"{name}.pub").read_text().strip()

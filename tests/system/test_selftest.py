@@ -7,9 +7,9 @@ import subprocess
 import sys
 from dataclasses import replace
 
-from drivers.lights import PATTERNS
 from kiosk.testing.daemon import to_toml
 from kiosk.testing.harness import sim_config
+from kiosk.ui.lights import PATTERNS
 from kiosk.ui.samples import SCREENS
 
 

@@ -156,17 +156,20 @@ def test_a_failing_panel_is_reported_and_retried_until_it_shows_the_frame():
     bus = UnpluggedBus()
     panel = LumaPanel(DisplaySpec(), interface=bus)
     worker = DisplayWorker(panel, first_retry_s=0.05)
-    worker.start()
+    reports: list[tuple[str, str]] = []  # what the kiosk hears, as from any device
+    worker.start(lambda device, reason: reports.append((device, reason)))
     try:
         frame = _frame(panel.size, "1")
         worker.show(frame)
         wait_for(lambda: worker.failures >= 2, 5, "two failed attempts")
         assert worker.fault is not None and "Remote I/O error" in worker.fault
         assert worker.frames_shown == 0
+        assert reports == [("display", worker.fault.removeprefix("display: "))]  # once
         bus.unplugged = False  # plugged back in: the panel is reopened and gets the frame
         # Retries back off up to 30 s: on a loaded machine more than two may have failed.
         wait_for(lambda: worker.frames_shown == 1, 40, "the frame after the panel came back")
         assert worker.fault is None
+        assert reports[-1] == ("display", "") and len(reports) == 2  # and its recovery, once
         assert any(cmd[:1] == (0xAE,) for cmd in bus.commands)  # re-initialised: DISPLAYOFF
     finally:
         worker.stop()

@@ -124,7 +124,7 @@ def kiosk_rush(root: Path, broker: Mosquitto, n: int) -> float:
         for k in range(n):
             while len(app.inbox) >= 48:  # a fast scanner, but never past the scan lane
                 time.sleep(0.0002)
-            app._emit(CodeRead(f"LOY-B{k:07d}", "serial", time.time()))
+            app.inbox.put(CodeRead(f"LOY-B{k:07d}", "serial", time.time()))
         wait_for(lambda: app.checkins_recorded == n and app.outbox.depth == 0, timeout=600,
                  what="the rush delivered")
         elapsed = time.perf_counter() - start

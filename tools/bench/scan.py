@@ -46,6 +46,7 @@ from drivers.qr import make_decoder
 from drivers.sim import SimCamera
 from drivers.specs import CameraSpec
 from kiosk.config import MqttSection
+from kiosk.counter.events import CodeRead
 from kiosk.counter.members import MemberCodes, sign_card
 from kiosk.daemon.build import build
 from kiosk.store.db import connect
@@ -257,7 +258,7 @@ def scan_to_commit(root: Path, scans: int, gap_s: float) -> list[float]:
     try:
         for n in range(scans):
             handed = time.perf_counter()
-            app._on_code(f"LOY-BENCH{n:05d}", "camera", time.time())  # what a reader calls
+            app.inbox.put(CodeRead(f"LOY-BENCH{n:05d}", "camera", time.time()))  # as a reader does
             latencies.append(committed.get(timeout=5) - handed)
             time.sleep(gap_s)
     finally:

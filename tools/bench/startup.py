@@ -3,7 +3,7 @@ imports the same libraries.
 
     .venv/bin/python tools/bench/startup.py [--runs 5] [--checkins 10000]
 
-- import time: ``import kiosk.daemon.app`` against importing the libraries it is built on
+- import time: ``import kiosk.daemon.build`` against importing the libraries it is built on
   (paho, PIL, pyzbar, pyserial, luma, gpiozero, sqlite3) in a fresh interpreter;
 - READY: process start to ``READY=1`` on a real ``NOTIFY_SOCKET``, against a bare
   script that imports the same libraries and sends ``READY=1`` itself;
@@ -156,9 +156,9 @@ def main() -> None:
     for package in ("kiosk", "drivers"):
         compileall.compile_dir(ROOT / package, quiet=1)
 
-    kiosk_imports = [import_seconds("import kiosk.daemon.app") for _ in range(args.runs)]
+    kiosk_imports = [import_seconds("import kiosk.daemon.build") for _ in range(args.runs)]
     raw_imports = [import_seconds(f"import {', '.join(LIBRARIES)}") for _ in range(args.runs)]
-    print(f"import: kiosk.daemon.app {statistics.median(kiosk_imports) * 1000:.0f} ms (median of "
+    print(f"import: kiosk.daemon.build {statistics.median(kiosk_imports) * 1000:.0f} ms (median of "
           f"{args.runs}), the libraries alone {statistics.median(raw_imports) * 1000:.0f} ms, "
           f"ratio {statistics.median(kiosk_imports) / statistics.median(raw_imports):.2f}")
 

@@ -1,6 +1,6 @@
-"""Staff move a running kiosk to another broker with a signed config: once the move is
-promoted, ``kiosk status`` and ``kiosk doctor`` ask the broker the kiosk uses now, not the
-one its file still names."""
+"""The tools read the config in force, not the file alone: after staff move a running kiosk
+to another broker with a signed config, ``kiosk status`` and ``kiosk doctor`` ask the broker
+the kiosk uses now; ``kiosk selftest`` shows the screens in the language staff set."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from kiosk import cli
 from kiosk.config import Config, MqttSection
 from kiosk.ops import doctor, status
+from kiosk.provisioning import overlay
 from kiosk.staff.client import StaffClient
 from kiosk.staff.issuer import Issuer
 from kiosk.testing.broker import Mosquitto
@@ -69,3 +71,14 @@ def test_status_and_doctor_ask_the_broker_staff_moved_the_kiosk_to(
     text = out.getvalue()
     assert f"[ ok ] config: mqtt.port = {broker_b.port} (staff config version 1)" in text
     assert f"[ ok ] broker: 127.0.0.1:{broker_b.port} accepts connections" in text
+
+
+def test_selftest_shows_the_screens_as_staff_set_them(kiosk_config, tmp_path, capsys):
+    path = tmp_path / "kiosk.toml"
+    path.write_text(to_toml(kiosk_config))
+    folder = overlay.folder_of(kiosk_config)
+    overlay.write_trial(folder, overlay.Applied(2, "c2", {"ui": {"locale": "tr"}}))
+    overlay.promote(folder)
+    assert cli.main(["selftest", "--config", str(path), "--screen-s", "0",
+                     "--pattern-s", "0"]) == 0
+    assert "language tr" in capsys.readouterr().out

@@ -1,0 +1,63 @@
+"""Carrying out what the controller decided: the commit first, then screen, light and cache.
+
+The controller is pure: it returns actions. Their order is the promise to the
+customer — a ``Record`` is committed before the ``Show`` that says "checked
+in" — so they are carried out here, in one place, with every ``Record`` of a
+batch (a rush) committed in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from drivers.lights import Lights
+from kiosk.counter.controller import Controller
+from kiosk.counter.events import Action, Record, RecordFailed, Remember, Show, Signal
+from kiosk.mqtt.delivery import Delivery
+from kiosk.store.cache import MemberCache
+from kiosk.ui.lights import cue
+from kiosk.ui.stage import Stage
+
+log = logging.getLogger(__name__)
+
+
+class Actions:
+    """Carries out the controller's actions; called only from the controller thread."""
+
+    def __init__(self, controller: Controller, delivery: Delivery, stage: Stage,
+                 lights: Lights | None, cache: MemberCache) -> None:
+        self._controller = controller
+        self._delivery = delivery
+        self._stage = stage
+        self._lights = lights
+        self._cache = cache
+
+    def carry_out(self, groups: list[list[Action]], now: float) -> None:
+        """Carry out each event's actions; every ``Record`` of them is committed first, in one
+        transaction. If that fails, nothing after a ``Record`` runs (it would tell the
+        customer "checked in"): the controller is told why, and shows it instead."""
+        records = [action.checkin for group in groups for action in group
+                   if isinstance(action, Record)]
+        failed = self._delivery.record(records, self._controller.online) if records else None
+        for group in groups:
+            if failed is not None and any(isinstance(action, Record) for action in group):
+                checkin = next(a.checkin for a in group if isinstance(a, Record))
+                group = self._controller.handle(RecordFailed(checkin, failed), now)
+            for action in group:
+                self._act(action, now)
+
+    def _act(self, action: Action, now: float) -> None:
+        match action:
+            case Record():
+                pass  # committed by carry_out before anything else ran
+            case Show(screen=screen):
+                self._stage.want(screen, now)
+            case Signal(cue=meaning):
+                if self._lights is not None:
+                    cue(self._lights, meaning)
+            case Remember(member_id=member_id, status=status):
+                try:
+                    self._cache.put(member_id, status)
+                except sqlite3.Error as exc:  # a cache miss later is harmless
+                    log.warning("member cache not updated: %s", exc)
