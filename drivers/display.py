@@ -66,7 +66,7 @@ def make_luma_device(spec: DisplaySpec, interface: Any = None) -> Any:
         raise DriverUnavailable(f"this luma.oled has no {spec.driver} driver; upgrade luma.oled")
     # rotate=0: LumaPanel turns frames itself. luma.oled 3.16.0's ch1115.display() walks
     # the rotated image with the logical ``self.width`` instead of ``self._w`` and drops
-    # half of every portrait frame (tests/test_display_devices.py caught it).
+    # half of every portrait frame (tests/unit/test_display_devices.py caught it).
     options: dict[str, Any] = {"width": spec.width, "height": spec.height, "rotate": 0}
     if spec.kind == "greyscale":
         options["mode"] = spec.mode  # greyscale classes would also take "1"; ours draw grey

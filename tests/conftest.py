@@ -1,9 +1,9 @@
 """Shared by every test: the ``system`` marker for everything under ``tests/system``, and the
 shipped systemd unit read as settings (its file is tested by unit and system tests alike).
 
-The fixtures integrators also use (``mosquitto``, ``kiosk``, ``backend``...) come from the
-``kiosk`` pytest plugin (:mod:`kiosk.testing.plugin`); those only this suite needs live in
-``unit/conftest.py`` and ``system/conftest.py``.
+The fixtures integrators also use (``mosquitto``, ``kiosk``, ``backend``, ``staff_key``...)
+come from the ``kiosk`` pytest plugin (:mod:`kiosk.testing.plugin`); those only the system
+tests share are in ``system/conftest.py``.
 """
 
 from __future__ import annotations

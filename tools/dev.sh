@@ -66,7 +66,7 @@ case "$command" in
     demo) exec .venv/bin/kiosk demo "$@" ;;
     test)
         .venv/bin/ruff check .
-        .venv/bin/mypy kiosk drivers
+        .venv/bin/mypy kiosk drivers backend
         exec .venv/bin/pytest "$@"
         ;;
     *) say "unknown command '$command' (use demo, test or setup)"; exit 2 ;;

@@ -11,7 +11,7 @@ file, never half of one:
 ``rejected.json``  the last desired config refused or rolled back, and why
 
 A new config takes effect by restarting the kiosk's parts in-process (see
-``kiosk.daemon.app.serve``): the running ``App`` stops as on SIGTERM and a new one is
+``kiosk.daemon.build.serve``): the running ``App`` stops as on SIGTERM and a new one is
 built from the merged config. If the process dies while trying a config, the
 next start finds ``trial.started`` and rolls back before trying anything.
 

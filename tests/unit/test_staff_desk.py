@@ -192,7 +192,7 @@ def test_the_display_test_shows_a_pattern_then_gives_the_panel_back_on_a_tick(co
 def test_commands_say_when_the_part_they_need_is_not_fitted():
     commands = Commands(RecordingParts(lights=False, display=None), lambda: 0)
     for name, args in (("identify", {}), ("display-test", {}), ("set-brightness", {"level": 1})):
-        with pytest.raises(CommandError, match="no (lights|display) fitted"):
+        with pytest.raises(CommandError, match=r"no (lights|display) fitted"):
             commands.run(name, args)
 
 
