@@ -1,5 +1,6 @@
 """The reference loyalty backend: a ledger behind the kiosks' MQTT protocol; no kiosk loads it."""
 
-from backend.service import Ledger, LoyaltyBackend, TlsFiles
+from backend.ledger import Ledger
+from backend.service import LoyaltyBackend
 
-__all__ = ["Ledger", "LoyaltyBackend", "TlsFiles"]
+__all__ = ["Ledger", "LoyaltyBackend"]

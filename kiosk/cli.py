@@ -182,13 +182,18 @@ def _card(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _backend(args: argparse.Namespace) -> int:
-    from backend.service import Ledger, LoyaltyBackend, TlsFiles
+    from backend import Ledger, LoyaltyBackend
 
     _logging("INFO")
     stop = _stop_on_signals()
     ledger = Ledger(Path(args.db))
-    tls = TlsFiles(args.ca_file, args.cert_file, args.key_file) if args.ca_file else None
-    service = LoyaltyBackend(args.host, args.port, ledger, prefix=args.prefix, tls=tls)
+    try:
+        service = LoyaltyBackend(args.host, args.port, ledger, prefix=args.prefix,
+                                 ca_file=args.ca_file or "", cert_file=args.cert_file,
+                                 key_file=args.key_file)
+    except ValueError as exc:  # the broker settings the flags make: one line, not a traceback
+        ledger.close()
+        raise KioskError(str(exc)) from None
     service.start()
     log.info("reference backend on %s:%d, ledger %s", args.host, args.port, args.db)
     stop.wait()

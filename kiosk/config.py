@@ -25,12 +25,12 @@ from drivers.specs import (
     WedgeSpec,
 )
 from kiosk import KioskError
+from kiosk.mqtt.protocol import TOPIC_WORD
+from kiosk.mqtt.settings import MqttSettings as MqttSection
 from kiosk.trust.signing import Verifier
 from kiosk.ui.settings import UiSection
 
 DEFAULT_PATH = "/etc/kiosk/kiosk.toml"
-TOPIC_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-"""Ids that become MQTT topic levels: no '/', '+', '#', spaces or empties."""
 
 
 class ConfigError(KioskError, ValueError):
@@ -100,51 +100,6 @@ class CounterSection:
             raise ValueError("reply_timeout_s: expected a time above 0 and up to 60 s")
         if not 0.5 <= self.result_screen_s <= 120:
             raise ValueError("result_screen_s: expected 0.5 to 120 s")
-
-
-@dataclass(frozen=True)
-class MqttSection:
-    """The broker connection."""
-
-    host: str = "localhost"
-    port: int = 1883
-    protocol: str = "5"
-    topic_prefix: str = "loyalty"
-    keepalive_s: int = 30
-    username: str = ""
-    password: str = ""
-    tls: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    reconnect_min_s: float = 0.5
-    reconnect_max_s: float = 2.0
-    connect_timeout_s: float = 2.5
-    session_expiry_s: int = 86400
-
-    def __post_init__(self) -> None:
-        if not self.host:
-            raise ValueError("host: expected a host name or address")
-        if not 1 <= self.port <= 65535:
-            raise ValueError("port: expected a TCP port from 1 to 65535")
-        if self.protocol not in ("5", "3.1.1"):
-            raise ValueError('protocol: expected "5" or "3.1.1"')
-        if not TOPIC_WORD.match(self.topic_prefix):
-            raise ValueError("topic_prefix: expected 1-64 letters, digits, '_', '-' or '.'")
-        if not 5 <= self.keepalive_s <= 3600:
-            raise ValueError("keepalive_s: expected 5 to 3600 s")
-        if not 0 < self.reconnect_min_s <= self.reconnect_max_s:
-            raise ValueError("reconnect_max_s: expected at least reconnect_min_s, both above 0")
-        if bool(self.cert_file) != bool(self.key_file):
-            raise ValueError("key_file: expected cert_file and key_file together")
-        for key in ("ca_file", "cert_file", "key_file"):
-            path = getattr(self, key)
-            if self.tls and path and not Path(path).is_file():
-                raise ValueError(f"{key}: no such file {path}")
-        if not 0.5 <= self.connect_timeout_s <= 60:
-            raise ValueError("connect_timeout_s: expected 0.5 to 60 s")
-        if self.session_expiry_s < 0:
-            raise ValueError("session_expiry_s: expected 0 s or more")
 
 
 @dataclass(frozen=True)

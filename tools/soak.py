@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from backend.service import Ledger, LoyaltyBackend
+from backend import Ledger, LoyaltyBackend
 from kiosk.config import Config
 from kiosk.testing.broker import Mosquitto
 from kiosk.testing.daemon import start_daemon

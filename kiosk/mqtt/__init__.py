@@ -1,3 +1,5 @@
 """The wire to the broker: every topic and payload (bounded), the session, delivery policy."""
 
-__all__ = ["delivery", "envelope", "link", "protocol", "publisher", "wire"]
+__all__ = [
+    "acl", "client", "delivery", "envelope", "link", "protocol", "publisher", "settings", "wire",
+]

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -33,15 +32,13 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from kiosk import KioskError, __version__
-from kiosk.config import MqttSection
 from kiosk.counter.events import Acked, Event, LinkDown, LinkUp, Reply, StaffMessage
 from kiosk.mqtt import protocol
+from kiosk.mqtt.client import Persistent, make_client
 from kiosk.mqtt.protocol import ProtocolError, Topics
+from kiosk.mqtt.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +53,7 @@ class LinkError(KioskError):
 class Link:
     """One paho client for one kiosk; events go to ``emit`` (which must not block)."""
 
-    def __init__(self, settings: MqttSection, topics: Topics, client_id: str,
+    def __init__(self, settings: MqttSettings, topics: Topics, client_id: str,
                  emit: Callable[[Event], None], window: int = 20) -> None:
         self.topics = topics
         self._settings = settings
@@ -70,30 +67,14 @@ class Link:
         """Monotonic time of the last packet from the broker (any acknowledgement or message)."""
         self._attempt_at: float | None = None  # when the current connection attempt began
         self._probing = False
-        self._v5 = settings.protocol == "5"
-        # A persistent session either way: replies (and later staff commands) sent
-        # while the kiosk was away are kept by the broker and arrive on reconnect.
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                             protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
-                             clean_session=None if self._v5 else False)
+        # A persistent session: replies and staff orders sent while the kiosk was away
+        # are kept by the broker and arrive on reconnect.
+        client = make_client(settings, client_id,
+                             session=Persistent(settings.session_expiry_s), inflight=window,
+                             on_connect=self._on_connect, on_connect_fail=self._on_connect_fail,
+                             on_disconnect=self._on_disconnect, on_message=self._on_message,
+                             on_publish=self._on_publish, on_pre_connect=self._on_pre_connect)
         client.will_set(topics.status, protocol.OFFLINE, qos=1, retain=True)
-        client.reconnect_delay_set(  # paho takes float seconds despite its int hints
-            settings.reconnect_min_s, settings.reconnect_max_s)  # type: ignore[arg-type]
-        if settings.username:
-            client.username_pw_set(settings.username, settings.password or None)
-        if settings.tls:
-            client.tls_set(ca_certs=settings.ca_file or None,
-                           certfile=settings.cert_file or None,
-                           keyfile=settings.key_file or None,
-                           cert_reqs=ssl.CERT_REQUIRED)
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_publish = self._on_publish
-        client.on_pre_connect = self._on_pre_connect
-        client.connect_timeout = settings.connect_timeout_s  # the TCP (and TLS) part of it
-        client.max_inflight_messages_set(window)  # MQTT 5 brokers may lower it (Receive Maximum)
         self._client = client
         self._loop_thread: threading.Thread | None = None
         self._state = ("ready", "")
@@ -113,15 +94,6 @@ class Link:
 
     def start(self) -> None:
         """Connect in the background; paho retries until the broker answers."""
-        settings = self._settings
-        if self._v5:
-            properties = Properties(PacketTypes.CONNECT)
-            properties.SessionExpiryInterval = settings.session_expiry_s
-            self._client.connect_async(settings.host, settings.port, settings.keepalive_s,
-                                       clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY,
-                                       properties=properties)
-        else:
-            self._client.connect_async(settings.host, settings.port, settings.keepalive_s)
         self._client.loop_start()
         self._loop_thread = self._client._thread  # paho exposes no public handle for it
 

@@ -10,12 +10,29 @@ parsing, nesting, every string's length and every number's range.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from typing import Any
 
 from kiosk.counter.checkin import CheckIn
-from kiosk.counter.members import MemberStatus
+from kiosk.counter.members import MemberStatus, redact
 from kiosk.mqtt.wire import Fields, Limits, ProtocolError, load_object
+
+__all__ = [
+    "ALL", "ANY", "CHECKIN_LIMITS", "MAX_ID", "MAX_LABEL", "MAX_MEMBER_ID", "MAX_NAME",
+    "MAX_POINTS", "MAX_REASON", "MAX_SEQ", "MAX_TIME", "OFFLINE", "ONLINE", "REPLY_LIMITS",
+    "STAFF_VIEW", "STAFF_VIEW_LIMITS", "STATE_LIMITS", "TOPIC_WORD", "VERSION", "CheckIn",
+    "Health", "Leaf", "MemberStatus", "ProtocolError", "Topics", "checkins_of_all_kiosks",
+    "command_topic", "decode_checkin", "decode_enroll_request", "decode_object", "decode_reply",
+    "decode_reported", "decode_result", "decode_state", "device_of", "encode_checkin",
+    "encode_enroll_request", "encode_health", "encode_reply", "encode_reported",
+    "encode_result", "encode_state", "every_kiosk", "is_command_result", "kiosk_of", "leaf_of",
+    "mark_replayed", "redact", "reply_topic_for", "staff_view",
+]
+"""What the other end of the protocol needs, the reference backend included: it reaches the
+kiosk's check-in and member standing (and :func:`redact`, so both ends name a member the same
+way in their logs) through this module only."""
 
 VERSION = 1
 ONLINE = b"online"
@@ -23,6 +40,24 @@ OFFLINE = b"offline"
 ALL = "_all"
 """The site or device level of a group topic: ``<prefix>/<site>/_all/cmd/<name>`` is a
 site's kiosks, ``<prefix>/_all/_all/cmd/<name>`` the fleet's."""
+ANY = "+"
+"""MQTT's one-level wildcard, for a site, a device or a command name in a subscription."""
+TOPIC_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+"""Ids that become MQTT topic levels: no '/', '+', '#', spaces or empties."""
+_CMD, _RESULT = "cmd", "result"
+
+
+class Leaf(StrEnum):
+    """What follows a kiosk's root in each of its fixed topics (commands have a name too)."""
+
+    STATUS = "status"
+    STATE = "state"
+    CHECKIN = "evt/checkin"
+    REPLY = "reply"
+    HEALTH = "tele/health"
+    CONFIG_DESIRED = "config/desired"
+    CONFIG_REPORTED = "config/reported"
+    ENROLL = "enroll"
 
 
 REPLY_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
@@ -64,55 +99,55 @@ class Topics:
     @property
     def status(self) -> str:
         """Retained ``online``/``offline``; also the last will."""
-        return f"{self.root}/status"
+        return f"{self.root}/{Leaf.STATUS}"
 
     @property
     def state(self) -> str:
         """Retained lifecycle state as JSON."""
-        return f"{self.root}/state"
+        return f"{self.root}/{Leaf.STATE}"
 
     @property
     def checkin(self) -> str:
         """Check-in events, QoS 1."""
-        return f"{self.root}/evt/checkin"
+        return f"{self.root}/{Leaf.CHECKIN}"
 
     @property
     def reply(self) -> str:
         """The backend's answers to this kiosk's check-ins."""
-        return f"{self.root}/reply"
+        return f"{self.root}/{Leaf.REPLY}"
 
     @property
     def health(self) -> str:
         """Periodic health report, QoS 0."""
-        return f"{self.root}/tele/health"
+        return f"{self.root}/{Leaf.HEALTH}"
 
     @property
     def config_desired(self) -> str:
         """Staff's signed desired config (retained)."""
-        return f"{self.root}/config/desired"
+        return f"{self.root}/{Leaf.CONFIG_DESIRED}"
 
     @property
     def config_reported(self) -> str:
         """The config in force, secrets removed, and the last rejection (retained)."""
-        return f"{self.root}/config/reported"
+        return f"{self.root}/{Leaf.CONFIG_REPORTED}"
 
     @property
     def enroll(self) -> str:
         """An unprovisioned kiosk's enrollment request (retained until it is enrolled)."""
-        return f"{self.root}/enroll"
+        return f"{self.root}/{Leaf.ENROLL}"
 
     def command(self, name: str) -> str:
         """A signed staff command for this kiosk (never retained)."""
-        return f"{self.root}/cmd/{name}"
+        return f"{self.root}/{_CMD}/{name}"
 
     def command_result(self, name: str) -> str:
         """This kiosk's answer to a command, group commands included."""
-        return f"{self.root}/cmd/{name}/result"
+        return f"{self.root}/{_CMD}/{name}/{_RESULT}"
 
     @property
     def staff_subscriptions(self) -> list[str]:
         """What a kiosk subscribes to for staff: its own orders, its site's and the fleet's."""
-        return [self.config_desired, self.command("+"), command_topic(self.prefix, self.site),
+        return [self.config_desired, self.command(ANY), command_topic(self.prefix, self.site),
                 command_topic(self.prefix)]
 
     def staff_order(self, topic: str) -> tuple[str, str] | None:
@@ -120,20 +155,32 @@ class Topics:
         if topic == self.config_desired:
             return "config", "config"
         for root in (self.root, f"{self.prefix}/{self.site}/{ALL}", f"{self.prefix}/{ALL}/{ALL}"):
-            name = topic.removeprefix(f"{root}/cmd/")
+            name = topic.removeprefix(f"{root}/{_CMD}/")
             if name != topic and name and "/" not in name:
                 return ("enroll" if name == "enroll" else "cmd"), name
         return None
 
 
-def command_topic(prefix: str, site: str = ALL, device_id: str = ALL, name: str = "+") -> str:
+def command_topic(prefix: str, site: str = ALL, device_id: str = ALL, name: str = ANY) -> str:
     """A command topic: one kiosk's, a site's (``device_id`` ``_all``) or the fleet's."""
-    return f"{prefix}/{site}/{device_id}/cmd/{name}"
+    return f"{prefix}/{site}/{device_id}/{_CMD}/{name}"
 
 
 def every_kiosk(prefix: str, leaf: str) -> str:
     """The subscription staff use to hear ``leaf`` (``status``, ``config/reported`` …) of all."""
-    return f"{prefix}/+/+/{leaf}"
+    return f"{Topics(prefix, ANY, ANY).root}/{leaf}"
+
+
+STAFF_VIEW = (Leaf.STATUS, Leaf.STATE, Leaf.CONFIG_REPORTED, Leaf.CONFIG_DESIRED, Leaf.ENROLL,
+              Leaf.HEALTH)
+"""The leaves of every kiosk a staff tool follows, beside command results."""
+
+
+def staff_view(prefix: str) -> list[str]:
+    """What a staff tool subscribes to: every kiosk's retained messages, health reports and
+    command results."""
+    return [*(every_kiosk(prefix, leaf) for leaf in STAFF_VIEW),
+            Topics(prefix, ANY, ANY).command_result(ANY)]
 
 
 def kiosk_of(topic: str) -> tuple[str, str] | None:
@@ -144,14 +191,26 @@ def kiosk_of(topic: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
+def leaf_of(topic: str) -> str | None:
+    """What follows a kiosk's root in ``topic`` (``tele/health``, ``cmd/ping/result``), or None
+    when the topic is not under a kiosk's root."""
+    return None if kiosk_of(topic) is None else topic.split("/", 3)[3]
+
+
+def is_command_result(topic: str) -> bool:
+    """True for ``<prefix>/<site>/<device_id>/cmd/<name>/result``: a kiosk's answer to a command."""
+    parts = topic.split("/")
+    return len(parts) == 6 and parts[3] == _CMD and parts[5] == _RESULT
+
+
 def checkins_of_all_kiosks(prefix: str) -> str:
     """The subscription a backend uses to hear every kiosk of every site."""
-    return f"{prefix}/+/+/evt/checkin"
+    return every_kiosk(prefix, Leaf.CHECKIN)
 
 
 def reply_topic_for(checkin_topic: str) -> str:
     """Where the backend answers a check-in that arrived on ``checkin_topic``."""
-    return f"{_checkin_root(checkin_topic)}/reply"
+    return f"{_checkin_root(checkin_topic)}/{Leaf.REPLY}"
 
 
 def device_of(checkin_topic: str) -> str:
@@ -160,7 +219,7 @@ def device_of(checkin_topic: str) -> str:
 
 
 def _checkin_root(checkin_topic: str) -> str:
-    root = checkin_topic.removesuffix("/evt/checkin")
+    root = checkin_topic.removesuffix(f"/{Leaf.CHECKIN}")
     if root == checkin_topic:
         raise ProtocolError(f"not a check-in topic: {checkin_topic}")
     return root

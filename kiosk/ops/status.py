@@ -11,7 +11,6 @@ hand this short session the kiosk's place and drop the daemon.
 from __future__ import annotations
 
 import sqlite3
-import ssl
 import sys
 import threading
 import time
@@ -20,10 +19,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk.config import MqttSection, config_path
 from kiosk.mqtt import protocol
+from kiosk.mqtt.client import connect_now, make_client
 from kiosk.mqtt.protocol import ProtocolError
 from kiosk.ops.identity import default_device_id
 from kiosk.provisioning.overlay import load_in_force
@@ -42,16 +41,13 @@ def retained(settings: MqttSection, topics: protocol.Topics,
         if set(got) == wanted:
             done.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"status-{uuid.uuid4().hex[:12]}")
-    client.on_connect = lambda c, *_: c.subscribe([(topic, 1) for topic in wanted])
-    client.on_message = on_message
-    if settings.tls:
-        client.tls_set(ca_certs=settings.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
+    client = make_client(settings.anonymous(), f"status-{uuid.uuid4().hex[:12]}",
+                         on_connect=lambda c, *_: c.subscribe([(topic, 1) for topic in wanted]),
+                         on_message=on_message)
     try:
-        client.connect(settings.host, settings.port, keepalive=10)
+        connect_now(client)
     except OSError as exc:
         return f"broker {settings.host}:{settings.port} not reachable: {exc}"
-    client.loop_start()
     done.wait(timeout)  # a retained message arrives at once; none at all means none is kept
     client.disconnect()
     client.loop_stop()

@@ -14,13 +14,13 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
 from kiosk import KioskError
+from kiosk.mqtt.client import connect_now, make_client
+from kiosk.mqtt.settings import MqttSettings
 
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 
@@ -138,13 +138,13 @@ class Mosquitto:
         """
         payloads: list[bytes] = []
         subscribed = threading.Event()
-        client = mqtt.Client(CallbackAPIVersion.VERSION2)
-        client.on_message = lambda _client, _userdata, message: payloads.append(
-            bytes(message.payload))
-        client.on_subscribe = lambda *_args: subscribed.set()
-        client.connect(self.host, self.port)
+        client = make_client(
+            MqttSettings(host=self.host, port=self.port), f"listen-{uuid.uuid4().hex[:10]}",
+            on_message=lambda _client, _userdata, message: payloads.append(
+                bytes(message.payload)),
+            on_subscribe=lambda *_args: subscribed.set())
+        connect_now(client)
         client.subscribe(topic, qos=1)
-        client.loop_start()
         if not subscribed.wait(10):
             client.loop_stop()
             raise BrokerError(f"no SUBACK for {topic} within 10 s")

@@ -20,7 +20,7 @@ from typing import TextIO
 
 from PIL import Image
 
-from backend.service import Ledger, LoyaltyBackend
+from backend import Ledger, LoyaltyBackend
 from kiosk.counter.screens import Sync, Welcome
 from kiosk.sim.broker import Mosquitto, find_mosquitto, free_port
 from kiosk.sim.kiosk import RunningKiosk, sim_config, wait_for

@@ -1,3 +1,3 @@
 """What staff run on their laptops: ``kioskctl``, its MQTT client, keys, fleet, certificates."""
 
-__all__ = ["client", "enroll", "fleet", "issuer", "keyring", "kioskctl", "settings"]
+__all__ = ["certs", "client", "enroll", "fleet", "issuer", "keyring", "kioskctl", "settings"]

@@ -8,7 +8,6 @@ message per topic. Used by ``kioskctl`` and by tests.
 from __future__ import annotations
 
 import contextlib
-import ssl
 import threading
 import time
 import uuid
@@ -16,14 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk import KioskError
-from kiosk.config import MqttSection
 from kiosk.mqtt import protocol
-
-LEAVES = ("status", "state", "config/reported", "config/desired", "enroll", "tele/health",
-          "cmd/+/result")
+from kiosk.mqtt.client import connect_now, make_client
+from kiosk.mqtt.settings import MqttSettings
 
 
 class StaffClientError(KioskError):
@@ -33,7 +29,7 @@ class StaffClientError(KioskError):
 class StaffClient:
     """One connection to the broker; thread-safe reads of what has arrived."""
 
-    def __init__(self, broker: MqttSection) -> None:
+    def __init__(self, broker: MqttSettings) -> None:
         """``broker``: the same settings as a kiosk's ``[mqtt]`` (kioskctl reads them from its
         own config file)."""
         self.broker = broker
@@ -45,30 +41,20 @@ class StaffClient:
         """Every command result heard: ``(topic, body)``."""
         self.received = 0
         self.on_message: Callable[[str, bytes], None] | None = None
-        client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                             client_id=f"kioskctl-{uuid.uuid4().hex[:10]}",
-                             protocol=mqtt.MQTTv5 if broker.protocol == "5" else mqtt.MQTTv311)
-        if broker.username:
-            client.username_pw_set(broker.username, broker.password or None)
-        if broker.tls:
-            client.tls_set(ca_certs=broker.ca_file or None, certfile=broker.cert_file or None,
-                           keyfile=broker.key_file or None, cert_reqs=ssl.CERT_REQUIRED)
         self._connected = threading.Event()
         """Set once subscribed (or refused): results cannot be missed after that."""
-        client.on_connect = self._on_connect
-        client.on_subscribe = lambda *_args: self._connected.set()
-        client.on_message = self._on_message
-        self._client = client
+        self._client = make_client(broker, f"kioskctl-{uuid.uuid4().hex[:10]}",
+                                   on_connect=self._on_connect, on_message=self._on_message,
+                                   on_subscribe=lambda *_args: self._connected.set())
         self._refused = ""
 
     def connect(self, timeout: float = 10.0) -> StaffClient:
         """Connect, subscribe, and wait for the broker's answer."""
         try:
-            self._client.connect(self.broker.host, self.broker.port, keepalive=30)
+            connect_now(self._client)
         except (OSError, ValueError) as exc:
             raise StaffClientError(f"cannot reach the broker at {self.broker.host}:"
                                    f"{self.broker.port}: {exc}") from None
-        self._client.loop_start()
         if not self._connected.wait(timeout) or self._refused:
             self.close()
             raise StaffClientError(f"broker did not accept us: {self._refused or 'no answer'}")
@@ -116,10 +102,9 @@ class StaffClient:
         prefix = f"{self.broker.topic_prefix}/"
         with self._lock:
             for topic, payload in self.latest.items():
-                where = protocol.kiosk_of(topic)
-                if where is None or not topic.startswith(prefix) or not payload:
+                where, leaf = protocol.kiosk_of(topic), protocol.leaf_of(topic)
+                if where is None or leaf is None or not topic.startswith(prefix) or not payload:
                     continue
-                leaf = topic.split("/", 3)[3]
                 found.setdefault(where, {})[leaf] = payload
         return found
 
@@ -129,8 +114,8 @@ class StaffClient:
             self._refused = str(reason_code)
             self._connected.set()
         else:
-            client.subscribe([(protocol.every_kiosk(self.broker.topic_prefix, leaf), 1)
-                              for leaf in LEAVES])
+            topics = protocol.staff_view(self.broker.topic_prefix)
+            client.subscribe([(topic, 1) for topic in topics])
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any,
                     message: mqtt.MQTTMessage) -> None:
@@ -139,7 +124,7 @@ class StaffClient:
             self.latest[message.topic] = payload
             self.received += 1
             self.seen_at[message.topic] = time.time()
-            if message.topic.endswith("/result"):
+            if protocol.is_command_result(message.topic):
                 # a result that is not one is not ours to judge: kioskctl shows what it can read
                 with contextlib.suppress(protocol.ProtocolError):
                     self.results.append((message.topic, protocol.decode_result(payload)))

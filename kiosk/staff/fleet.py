@@ -11,6 +11,7 @@ from typing import Any
 from kiosk import KioskError
 from kiosk.mqtt import protocol
 from kiosk.mqtt.envelope import Rejected, target_for, unseal
+from kiosk.mqtt.protocol import Leaf
 from kiosk.staff.client import StaffClient
 from kiosk.staff.issuer import Issuer
 
@@ -44,23 +45,27 @@ class Kiosk:
         return target_for(self.site, self.device_id)
 
 
+KIOSK_SAYS = {Leaf.STATUS, Leaf.STATE, Leaf.CONFIG_REPORTED, Leaf.HEALTH, Leaf.ENROLL}
+"""What only a kiosk publishes: having heard one of them, staff know the kiosk exists."""
+
+
 def survey(client: StaffClient) -> list[Kiosk]:
     """Every kiosk the broker has retained messages of, by site and id."""
     found = []
     for (site, device_id), leaves in sorted(client.kiosks().items()):
-        state = _json(leaves.get("state"))
-        reported = _json(leaves.get("config/reported"))
-        health = _json(leaves.get("tele/health"))
-        if not ({"status", "state", "config/reported", "tele/health", "enroll"} & set(leaves)):
+        state = _json(leaves.get(Leaf.STATE))
+        reported = _json(leaves.get(Leaf.CONFIG_REPORTED))
+        health = _json(leaves.get(Leaf.HEALTH))
+        if not (KIOSK_SAYS & set(leaves)):
             continue  # only results or a desired config: not a kiosk we have heard from
         found.append(Kiosk(
             site=site, device_id=device_id,
-            status=leaves.get("status", b"?").decode("ascii", "replace"),
+            status=leaves.get(Leaf.STATUS, b"?").decode("ascii", "replace"),
             firmware=str(state.get("firmware", "")), state=str(state.get("state", "")),
             config_version=_int(reported.get("version")),
             outbox_depth=_int(health.get("outbox_depth")),
             last_seen=_number(health.get("sent_at")),
-            waiting_to_enroll=bool(leaves.get("enroll")),
+            waiting_to_enroll=bool(leaves.get(Leaf.ENROLL)),
         ))
     return found
 
@@ -70,7 +75,7 @@ def details(client: StaffClient, kiosk: Kiosk) -> dict[str, Any]:
     leaves = client.kiosks().get((kiosk.site, kiosk.device_id), {})
     shown: dict[str, Any] = {"site": kiosk.site, "device_id": kiosk.device_id,
                              "status": kiosk.status}
-    for leaf in ("state", "config/reported", "tele/health", "enroll"):
+    for leaf in (Leaf.STATE, Leaf.CONFIG_REPORTED, Leaf.HEALTH, Leaf.ENROLL):
         if leaf in leaves:
             shown[leaf] = _json(leaves[leaf]) or leaves[leaf].decode("utf-8", "replace")
     return shown

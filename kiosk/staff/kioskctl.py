@@ -194,7 +194,7 @@ def _show(args: argparse.Namespace, settings: StaffSettings) -> int:
 def _config_get(args: argparse.Namespace, settings: StaffSettings) -> int:
     with _connected(settings) as client:
         (kiosk,) = fleet.choose(fleet.survey(client), [args.device])
-        reported = fleet.details(client, kiosk).get("config/reported")
+        reported = fleet.details(client, kiosk).get(protocol.Leaf.CONFIG_REPORTED)
     if not isinstance(reported, dict):
         print(f"kioskctl: {args.device} has not reported a config yet", file=sys.stderr)
         return NO_ANSWER
@@ -259,7 +259,8 @@ def _watch(args: argparse.Namespace, settings: StaffSettings) -> int:
     seen = 0
     with _connected(settings) as client:  # retained (old) reports have arrived by now
         client.on_message = lambda topic, payload: (
-            reports.put((topic, payload)) if topic.endswith("/tele/health") else None)
+            reports.put((topic, payload)) if protocol.leaf_of(topic) == protocol.Leaf.HEALTH
+            else None)
         try:
             while not args.count or seen < args.count:
                 try:

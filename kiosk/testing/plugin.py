@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.service import Ledger, LoyaltyBackend
+from backend import Ledger, LoyaltyBackend
 from kiosk.config import Config, MqttSection
 from kiosk.staff.client import StaffClient
 from kiosk.staff.issuer import Issuer

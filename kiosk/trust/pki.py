@@ -1,4 +1,4 @@
-"""Certificates and the ACL for the broker wall (``tools/make-certs``).
+"""Certificates for the broker wall: the CA, the broker's and every client's.
 
 The broker decides who may write where by the client certificate: mosquitto's
 ``use_identity_as_username`` makes the certificate's common name (CN) the
@@ -11,18 +11,16 @@ nobody but its certificate. The CN also says the role:
   a kiosk, and none can be issued for a kiosk by mistake.
 
 Kiosks get ``pattern`` ACL lines (``%u`` = their CN, so each writes only under
-its own root); staff and backends get a ``user`` block each, written here from
-the certificates in the directory. Keys are EC P-256 (quick to make on a Pi,
-supported by mosquitto and paho alike).
+its own root); staff and backends get a ``user`` block each (the ACL is written
+by :mod:`kiosk.mqtt.acl`; ``tools/make-certs`` is :mod:`kiosk.staff.certs`).
+Keys are EC P-256 (quick to make on a Pi, supported by mosquitto and paho alike).
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import ipaddress
 import re
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +38,6 @@ DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 """As ``kiosk.device_id`` in the config: one topic level, no wildcard, no ``:``."""
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,48}$")
 DEFAULT_DAYS = 5 * 365
-BROKER_NAMES = ("localhost", "127.0.0.1")
 
 
 class CertError(KioskError, ValueError):
@@ -112,37 +109,6 @@ def issue(ca: Issued, common_name: str, *, server_names: Iterable[str] = (),
     return Issued(key, builder.sign(ca.key, hashes.SHA256()))
 
 
-def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str]) -> str:
-    """The mosquitto ACL file: kiosk patterns, then one ``user`` block per staff/backend CN.
-
-    mosquitto checks a client's ``user`` lines first (``deny`` before the rest),
-    then the patterns, which apply to every client. The ``deny`` line in each
-    block takes away what the patterns would give that CN under its own name.
-    """
-    lines = [
-        "# Loyalty kiosks: who may write and read where (mosquitto 2.0 acl_file).",
-        "# Written by tools/make-certs; the username is the client certificate's CN.",
-        "#",
-        "# Kiosks (CN = device id): write only under their own root, read only their own",
-        "# replies, desired config and commands, plus group commands of a site or the fleet.",
-        *(f"pattern write {prefix}/+/%u/{leaf}" for leaf in (
-            "status", "state", "evt/checkin", "tele/health", "config/reported",
-            "cmd/+/result", "enroll")),
-        *(f"pattern read {prefix}/+/%u/{leaf}" for leaf in ("reply", "config/desired", "cmd/+")),
-        "# Group commands (no %u: mosquitto warns at start that the pattern has none).",
-        f"pattern read {prefix}/+/_all/cmd/+",
-    ]
-    for identity in sorted(staff):
-        lines += ["", "# Staff: read everything; write desired config and commands.",
-                  f"user {identity}", f"topic deny {prefix}/+/{identity}/#", "topic read #",
-                  f"topic write {prefix}/+/+/config/desired", f"topic write {prefix}/+/+/cmd/+"]
-    for identity in sorted(backends):
-        lines += ["", "# Loyalty backend: read every check-in, answer on the kiosk's reply topic.",
-                  f"user {identity}", f"topic deny {prefix}/+/{identity}/#",
-                  f"topic read {prefix}/+/+/evt/checkin", f"topic write {prefix}/+/+/reply"]
-    return "\n".join(lines) + "\n"
-
-
 def write_pair(directory: Path, stem: str, issued: Issued) -> None:
     """``stem.key`` (mode 0600, written first) and ``stem.crt`` in PEM."""
     write_private_key(directory / f"{stem}.key",
@@ -159,52 +125,6 @@ def load_pair(directory: Path, stem: str) -> Issued:
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CertError(f"{directory / stem}.key: not an EC key")
     return Issued(key, x509.load_pem_x509_certificate((directory / f"{stem}.crt").read_bytes()))
-
-
-def make_certs(directory: Path, *, kiosks: Iterable[str] = (), staff: Iterable[str] = (),
-               backends: Iterable[str] = (), broker_names: Iterable[str] = (),
-               prefix: str = "loyalty", days: int = DEFAULT_DAYS) -> list[str]:
-    """Create (or add to) a certificate directory; returns the files written.
-
-    The CA and the broker certificate are made once and reused on later runs
-    (``broker_names`` replaces the broker certificate). The ACL is rewritten
-    from every client certificate in the directory.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    written: list[str] = []
-    if (directory / "ca.crt").exists():
-        ca = load_pair(directory, "ca")
-    else:
-        ca = make_ca(f"{prefix} kiosks CA")
-        write_pair(directory, "ca", ca)
-        written.append("ca.crt")
-    names = list(broker_names)
-    if names or not (directory / "broker.crt").exists():
-        write_pair(directory, "broker", issue(ca, "broker", server_names=names or BROKER_NAMES,
-                                               days=days))
-        written.append("broker.crt")
-    identities = ([kiosk_identity(device) for device in kiosks]
-                  + [role_identity(STAFF, name) for name in staff]
-                  + [role_identity(BACKEND, name) for name in backends])
-    for identity in identities:
-        write_pair(directory, file_stem(identity), issue(ca, identity, days=days))
-        written.append(f"{file_stem(identity)}.crt")
-    clients = _client_identities(directory)
-    (directory / f"{prefix}.acl").write_text(acl_text(
-        prefix, [cn for cn in clients if cn.startswith(STAFF)],
-        [cn for cn in clients if cn.startswith(BACKEND)]))
-    written.append(f"{prefix}.acl")
-    return written
-
-
-def _client_identities(directory: Path) -> list[str]:
-    found = []
-    for path in sorted(directory.glob("*.crt")):
-        if path.stem in ("ca", "broker"):
-            continue
-        cert = x509.load_pem_x509_certificate(path.read_bytes())
-        found.append(str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value))
-    return found
 
 
 def _validity(builder: x509.CertificateBuilder, days: int) -> x509.CertificateBuilder:
@@ -227,38 +147,3 @@ def _general_name(name: str) -> x509.GeneralName:
         return x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
         return x509.DNSName(name)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``tools/make-certs``: the command line over :func:`make_certs`."""
-    parser = argparse.ArgumentParser(
-        prog="make-certs", description="Make a CA and TLS client certificates for the kiosks' "
-        "broker, and the mosquitto ACL that goes with them. Run again to add certificates.")
-    parser.add_argument("directory", type=Path, help="where the files go (created if missing)")
-    parser.add_argument("--kiosk", action="append", default=[], metavar="DEVICE_ID",
-                        help="a kiosk certificate (CN = device id); repeat for more")
-    parser.add_argument("--staff", action="append", default=[], metavar="NAME",
-                        help="a staff certificate (CN staff:NAME); repeat for more")
-    parser.add_argument("--backend", action="append", default=[], metavar="NAME",
-                        help="a loyalty backend certificate (CN backend:NAME)")
-    parser.add_argument("--broker-name", action="append", default=[], metavar="HOST",
-                        help="host name or IP address clients use for the broker; repeat for "
-                        f"more (default on first run: {', '.join(BROKER_NAMES)})")
-    parser.add_argument("--prefix", default="loyalty", help="topic prefix (default: loyalty)")
-    parser.add_argument("--days", type=int, default=DEFAULT_DAYS,
-                        help=f"validity of new certificates (default: {DEFAULT_DAYS})")
-    args = parser.parse_args(argv)
-    try:
-        written = make_certs(args.directory, kiosks=args.kiosk, staff=args.staff,
-                             backends=args.backend, broker_names=args.broker_name,
-                             prefix=args.prefix, days=args.days)
-    except (CertError, OSError) as exc:
-        print(f"make-certs: {exc}", file=sys.stderr)
-        return 1
-    for name in written:
-        print(args.directory / name)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,6 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from kiosk.staff.certs import make_certs
 from kiosk.testing.broker import Mosquitto
 from kiosk.trust import pki
 from tests.system.wall import SHIPPED, A, B, shipped_broker
@@ -32,7 +33,7 @@ def intruder(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """CA, broker, two kiosks, staff and backend; the shipped ACL beside them."""
     directory = tmp_path_factory.mktemp("certs")
-    pki.make_certs(directory, kiosks=[A, B], staff=["admin"], backends=["loyalty"])
+    make_certs(directory, kiosks=[A, B], staff=["admin"], backends=["loyalty"])
     shutil.copy(SHIPPED / "loyalty.acl", directory / "loyalty.acl")
     # The same CA, but a broker certificate for a name the clients do not use.
     wrong = directory / "wrong-name"
@@ -43,7 +44,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pki.write_pair(wrong, "broker", pki.issue(ca, "broker", server_names=["broker.example"]))
     # A kiosk certificate from a CA the broker does not trust (the client trusts ours).
     stranger = directory / "stranger"
-    pki.make_certs(stranger, kiosks=[A])
+    make_certs(stranger, kiosks=[A])
     shutil.copy(directory / "ca.crt", stranger / "ca.crt")
     return directory
 

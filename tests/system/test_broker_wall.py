@@ -2,7 +2,7 @@
 
 Every test starts mosquitto with ``config/mosquitto/loyalty.conf`` and
 ``loyalty.acl`` exactly as shipped (only the port and file paths moved) and
-certificates from ``tools/make-certs`` (``kiosk.trust.pki``), made once per session.
+certificates from ``tools/make-certs`` (``kiosk.staff.certs``), made once per session.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from backend.service import Ledger, LoyaltyBackend, TlsFiles
+from backend import Ledger, LoyaltyBackend
 from kiosk.counter.checkin import CheckIn, uuid7
 from kiosk.counter.members import MemberStatus
 from kiosk.counter.screens import Sync, Welcome
@@ -243,9 +243,9 @@ def tls_ledger(tmp_path):
 
 @pytest.fixture
 def tls_backend(wall, certs, tls_ledger):
-    service = LoyaltyBackend(wall.host, wall.port, tls_ledger, tls=TlsFiles(
-        str(certs / "ca.crt"), str(certs / "backend-loyalty.crt"),
-        str(certs / "backend-loyalty.key")))
+    service = LoyaltyBackend(wall.host, wall.port, tls_ledger, ca_file=str(certs / "ca.crt"),
+                             cert_file=str(certs / "backend-loyalty.crt"),
+                             key_file=str(certs / "backend-loyalty.key"))
     service.start()
     if not service.connected.wait(10):
         raise TimeoutError("backend did not connect over TLS")

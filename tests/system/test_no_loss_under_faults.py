@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.service import Ledger, LoyaltyBackend
+from backend import Ledger, LoyaltyBackend
 from kiosk.counter.screens import Sync, Welcome
 from kiosk.store.db import open_db
 from kiosk.store.outbox import Outbox

@@ -1,10 +1,11 @@
-"""Certificates and the broker's ACL as files: what tools/make-certs writes (kiosk.trust.pki)
-and the shipped mosquitto config."""
+"""Certificates and the broker's ACL as files: what tools/make-certs writes (kiosk.staff.certs,
+from kiosk.trust.pki and kiosk.mqtt.acl) and the shipped mosquitto config."""
 
 from __future__ import annotations
 
 import pytest
 
+from kiosk.staff import certs
 from kiosk.trust import pki
 from tests import ROOT
 
@@ -15,7 +16,7 @@ A, B = "kiosk-a", "kiosk-b"
 
 
 def test_the_shipped_acl_is_what_make_certs_writes_for_its_example_identities(tmp_path):
-    pki.make_certs(tmp_path, staff=["admin"], backends=["loyalty"])
+    certs.make_certs(tmp_path, staff=["admin"], backends=["loyalty"])
     assert (tmp_path / "loyalty.acl").read_text() == (SHIPPED / "loyalty.acl").read_text()
 
 
@@ -36,11 +37,11 @@ def test_make_certs_refuses_a_kiosk_name_that_could_be_another_role_or_a_wildcar
 
 
 def test_make_certs_adds_to_a_directory_and_keeps_its_ca(tmp_path, capsys):
-    assert pki.main([str(tmp_path), "--kiosk", A]) == 0
+    assert certs.main([str(tmp_path), "--kiosk", A]) == 0
     ca = (tmp_path / "ca.crt").read_bytes()
-    assert pki.main([str(tmp_path), "--staff", "ann"]) == 0
+    assert certs.main([str(tmp_path), "--staff", "ann"]) == 0
     assert (tmp_path / "ca.crt").read_bytes() == ca
     assert "user staff:ann" in (tmp_path / "loyalty.acl").read_text()
     assert (tmp_path / "kiosk-a.key").stat().st_mode & 0o077 == 0
-    assert pki.main([str(tmp_path), "--kiosk", "bad/name"]) == 1
+    assert certs.main([str(tmp_path), "--kiosk", "bad/name"]) == 1
     assert "expected a device id" in capsys.readouterr().err

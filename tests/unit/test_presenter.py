@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.service import standing
+from backend.ledger import standing
 from kiosk.counter.members import MemberStatus
 from kiosk.counter.screens import (
     BadgeEarned,

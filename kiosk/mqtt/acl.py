@@ -1,0 +1,57 @@
+"""The broker's ACL (mosquitto ``acl_file``), generated from the protocol's topics.
+
+Every line is a :class:`~kiosk.mqtt.protocol.Topics` topic with wildcard parts: a
+kiosk's own topics are those of device ``%u`` (mosquitto puts the client's username,
+its certificate's CN, there) at any site, and "every kiosk's" are those of device
+``+``. So the wall can never drift from the topics the kiosk and the backend use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from kiosk.mqtt.protocol import ANY, Topics, command_topic
+
+USERNAME = "%u"
+"""mosquitto's stand-in for the client's username in a ``pattern`` line."""
+SUBTREE = "#"
+"""MQTT's multi-level wildcard: a topic and everything under it."""
+
+
+def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str]) -> str:
+    """The mosquitto ACL file: kiosk patterns, then one ``user`` block per staff/backend CN.
+
+    mosquitto checks a client's ``user`` lines first (``deny`` before the rest),
+    then the patterns, which apply to every client. The ``deny`` line in each
+    block takes away what the patterns would give that CN under its own name.
+    """
+    own = Topics(prefix, ANY, USERNAME)
+    every = Topics(prefix, ANY, ANY)
+    lines = [
+        "# Loyalty kiosks: who may write and read where (mosquitto 2.0 acl_file).",
+        "# Written by tools/make-certs; the username is the client certificate's CN.",
+        "#",
+        "# Kiosks (CN = device id): write only under their own root, read only their own",
+        "# replies, desired config and commands, plus group commands of a site or the fleet.",
+        *(f"pattern write {topic}" for topic in (
+            own.status, own.state, own.checkin, own.health, own.config_reported,
+            own.command_result(ANY), own.enroll)),
+        *(f"pattern read {topic}" for topic in (own.reply, own.config_desired, own.command(ANY))),
+        "# Group commands (no %u: mosquitto warns at start that the pattern has none).",
+        f"pattern read {command_topic(prefix, ANY)}",
+    ]
+    for identity in sorted(staff):
+        lines += ["", "# Staff: read everything; write desired config and commands.",
+                  f"user {identity}", _deny_own_root(prefix, identity),
+                  f"topic read {SUBTREE}", f"topic write {every.config_desired}",
+                  f"topic write {every.command(ANY)}"]
+    for identity in sorted(backends):
+        lines += ["", "# Loyalty backend: read every check-in, answer on the kiosk's reply topic.",
+                  f"user {identity}", _deny_own_root(prefix, identity),
+                  f"topic read {every.checkin}", f"topic write {every.reply}"]
+    return "\n".join(lines) + "\n"
+
+
+def _deny_own_root(prefix: str, identity: str) -> str:
+    """What the kiosk patterns would give ``identity`` as if it were a device: taken away."""
+    return f"topic deny {Topics(prefix, ANY, identity).root}/{SUBTREE}"
