@@ -23,6 +23,12 @@ log = logging.getLogger("kiosk")
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kiosk`` console script."""
+    parser, card = _parser()
+    return _dispatch(parser.parse_args(argv), card)
+
+
+def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The command line, and the ``card`` command's own parser (it reports card usage)."""
     parser = argparse.ArgumentParser(prog="kiosk", description="Loyalty check-in kiosk")
     parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -72,8 +78,11 @@ def main(argv: list[str] | None = None) -> int:
                                            "this CA (and its host name)")
     backend.add_argument("--cert-file", default="", help="client certificate (with --ca-file)")
     backend.add_argument("--key-file", default="", help="its private key")
+    return parser, card
 
-    args = parser.parse_args(argv)
+
+def _dispatch(args: argparse.Namespace, card: argparse.ArgumentParser) -> int:
+    """Run the chosen command."""
     try:
         match args.command:
             case "run":

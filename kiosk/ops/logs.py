@@ -22,6 +22,8 @@ from kiosk.counter.members import redact
 BURST = 5
 """Identical warnings or errors logged in full per window before they are only counted."""
 WINDOW_S = 300.0
+HANDLER_NAME = "kiosk"
+"""The name of the one handler :func:`setup` installs on the root logger."""
 
 _SYSLOG_PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
                     logging.CRITICAL: 2}
@@ -110,7 +112,13 @@ def setup(level: str, member_pattern: str, stream: TextIO | None = None) -> logg
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RepeatFilter())  # first: it tells records apart by their template
     handler.addFilter(MemberScrubber(member_pattern))
+    handler.set_name(HANDLER_NAME)
     root = logging.getLogger()
+    # Set up again in the same process (``kiosk.cli.main`` called twice, as tests and
+    # integrators do): the new handler replaces the old one. Two would print every line
+    # twice, and the first one's filters would rewrite the records the second one sees.
+    for old in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("PIL").setLevel(logging.WARNING)

@@ -109,11 +109,6 @@ class Verifier:
         keys = [public_key_from_text(text) for text in texts]
         return cls({key_id(key): key for key in keys})
 
-    @property
-    def key_ids(self) -> list[str]:
-        """The ids of every trusted key."""
-        return list(self._trusted)
-
     def verify(self, kid: str, signature: bytes, message: bytes) -> None:
         """Return if ``signature`` over ``message`` is by trusted key ``kid``; else raise."""
         public = self._trusted.get(kid)

@@ -94,3 +94,20 @@ def test_under_journald_lines_carry_syslog_priorities(monkeypatch):
     finally:
         logging.getLogger().removeHandler(handler)
     assert buffer.getvalue() == "<3>kiosk.test: disk full\n"
+
+
+def test_logging_set_up_twice_in_one_process_prints_each_line_once():
+    """``kiosk.cli.main`` run twice in one process (tests, integrators) replaces its handler:
+    two would print every line twice, and the first one's filters rewrite the records the
+    second one rate-limits."""
+    first, second = io.StringIO(), io.StringIO()
+    logs.setup("INFO", r"LOY-[A-Z0-9]{4,32}", stream=first)
+    handler = logs.setup("INFO", r"LOY-[A-Z0-9]{4,32}", stream=second)
+    try:
+        log = logging.getLogger("kiosk.test")
+        for _ in range(50):
+            log.warning("cannot open %s; retrying", "/dev/ttyACM0")
+        assert first.getvalue() == ""
+        assert len(second.getvalue().splitlines()) == logs.BURST
+    finally:
+        logging.getLogger().removeHandler(handler)
