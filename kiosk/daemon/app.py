@@ -126,9 +126,9 @@ class App:
                     self._route(Tick())
                 if event is not None:
                     self._route(event)
-                if self.inbox.dropped_scans > self._scans_lost_told:
-                    lost, self._scans_lost_told = (self.inbox.dropped_scans - self._scans_lost_told,
-                                                   self.inbox.dropped_scans)
+                lost = self.inbox.dropped_scans - self._scans_lost_told  # read once: it grows
+                if lost > 0:
+                    self._scans_lost_told += lost
                     self._route(ScansLost(lost))
                 self.delivery.turn(ticked, more_waiting=len(self.inbox) > 0)
                 watchdog.feed(now)  # from this loop: a stuck controller stops the pings

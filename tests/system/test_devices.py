@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 import json
-import threading
 from dataclasses import replace
 
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from drivers.display import LumaPanel
 from drivers.factory import make_hardware
 from drivers.nfc import NfcCodeSource
-from drivers.sim import CaptureBus, SimPn532
+from drivers.sim import SimPn532
 from drivers.specs import (
     DisplaySpec,
     LightsSpec,
@@ -20,6 +18,7 @@ from drivers.specs import (
 )
 from kiosk.config import TelemetrySection
 from kiosk.testing.harness import RunningKiosk, wait_for
+from tests.devices import Seen, UnpluggedBus
 
 
 def test_a_camera_failure_degrades_the_kiosk_while_serial_scans_go_on(kiosk, mosquitto, backend,
@@ -38,25 +37,6 @@ def test_a_camera_failure_degrades_the_kiosk_while_serial_scans_go_on(kiosk, mos
         assert ready["reason"] == ""
     kiosk.show_card("LOY-CAMERA1")
     wait_for(lambda: ledger.balance("LOY-CAMERA1") == 10, what="the camera check-in")
-
-
-class UnpluggedBus(CaptureBus):
-    """A bus whose panel can be pulled out: every write fails like I2C without a device."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.unplugged = True
-        self.opened = 0
-
-    def command(self, *cmd: int) -> None:
-        if self.unplugged:
-            raise OSError(errno.EREMOTEIO, "Remote I/O error")
-        super().command(*cmd)
-
-    def data(self, data: list[int]) -> None:
-        if self.unplugged:
-            raise OSError(errno.EREMOTEIO, "Remote I/O error")
-        super().data(data)
 
 
 def test_checkins_go_on_while_the_panel_fails_and_health_says_so(kiosk_config, mosquitto,
@@ -81,23 +61,6 @@ def test_checkins_go_on_while_the_panel_fails_and_health_says_so(kiosk_config, m
                      40, what="the panel back (retries back off up to 30 s)")
         finally:
             kiosk.stop()
-
-
-class Seen:
-    """Codes and problem reports a source hands up, thread-safely."""
-
-    def __init__(self) -> None:
-        self.codes: list[tuple[str, str]] = []
-        self.problems: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-
-    def code(self, code: str, source: str, _at: float) -> None:
-        with self._lock:
-            self.codes.append((code, source))
-
-    def problem(self, source: str, reason: str) -> None:
-        with self._lock:
-            self.problems.append((source, reason))
 
 
 @pytest.fixture

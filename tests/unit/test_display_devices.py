@@ -8,8 +8,6 @@ panels) or size fails here, in CI, instead of on a shop counter.
 
 from __future__ import annotations
 
-import errno
-
 import pytest
 from PIL import Image, ImageDraw
 
@@ -18,6 +16,7 @@ from drivers.display import DisplayWorker, LumaPanel, make_luma_device
 from drivers.sim import CaptureBus
 from drivers.specs import DISPLAY_DRIVERS, DisplaySpec
 from kiosk.testing.harness import wait_for
+from tests.devices import UnpluggedBus
 
 # A size each class supports (luma.oled 3.16.0: the ``settings`` tables of the mono
 # classes and ``_supported_dimensions`` of the others).
@@ -131,25 +130,6 @@ def test_contrast_is_sent_to_the_panel():
     bus = CaptureBus()
     LumaPanel(DisplaySpec(contrast=40), interface=bus).open()
     assert bus.commands[-1] == (0x81, 40)  # ssd1306 SETCONTRAST
-
-
-class UnpluggedBus(CaptureBus):
-    """A bus whose panel can be pulled out: every write fails like I2C without a device."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.unplugged = True
-        self.opened = 0
-
-    def command(self, *cmd: int) -> None:
-        if self.unplugged:
-            raise OSError(errno.EREMOTEIO, "Remote I/O error")
-        super().command(*cmd)
-
-    def data(self, data: list[int]) -> None:
-        if self.unplugged:
-            raise OSError(errno.EREMOTEIO, "Remote I/O error")
-        super().data(data)
 
 
 def test_a_failing_panel_is_reported_and_retried_until_it_shows_the_frame():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 
 import pytest
@@ -21,23 +20,7 @@ from drivers.sim import PtySerial, SimKeyboard, SimPn532
 from drivers.specs import NfcSpec, SerialSpec, WedgeSpec
 from drivers.wedge import KeyDecoder, WedgeCodeSource, evdev_key_codes
 from kiosk.testing.harness import wait_for
-
-
-class Seen:
-    """Codes and problem reports a source hands up, thread-safely."""
-
-    def __init__(self) -> None:
-        self.codes: list[tuple[str, str]] = []
-        self.problems: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-
-    def code(self, code: str, source: str, _at: float) -> None:
-        with self._lock:
-            self.codes.append((code, source))
-
-    def problem(self, source: str, reason: str) -> None:
-        with self._lock:
-            self.problems.append((source, reason))
+from tests.devices import Seen
 
 
 def rdm6300(tag: bytes) -> bytes:
