@@ -124,6 +124,7 @@ class App:
                 if ticked:
                     next_tick = now + TICK_S
                     self._route(Tick())
+                    self._tick(now)  # unguarded, as before: a broken link check must restart us
                 if event is not None:
                     self._route(event)
                 lost = self.inbox.dropped_scans - self._scans_lost_told  # read once: it grows
@@ -132,7 +133,7 @@ class App:
                     self._route(ScansLost(lost))
                 self.delivery.turn(ticked, more_waiting=len(self.inbox) > 0)
                 watchdog.feed(now)  # from this loop: a stuck controller stops the pings
-                if health_every and now >= next_health and self.controller.online:
+                if health_every and now >= next_health and self.link.connected:
                     next_health = now + health_every
                     self._report_health()
         finally:
@@ -160,14 +161,13 @@ class App:
                     self.delivery.publisher.pump()
                 case Tick():
                     self._counter([event])
-                    self._tick(time.monotonic())
+                    self.presenter.tick(time.monotonic())  # animation, a story, burn-in
                 case _:  # replies, disconnects, lost scans: the counter's alone
                     self._counter([event])
         except Exception:
             log.exception("failed to handle %s", type(event).__name__)
 
     def _tick(self, now: float) -> None:
-        self.presenter.tick(now)  # animation, a reply's story, burn-in protection
         self.staff.tick(now)
         self.link.supervise(now)
         self.delivery.check_storage(now)
