@@ -1,9 +1,9 @@
 """The counter's state machine: ``handle(event, now) -> actions``. Pure: no I/O, no threads.
 
 It decides what happens when a code is read, a reply arrives or time passes;
-the runner (``kiosk.daemon.app``) carries the actions out in order. A ``Record``
+``kiosk.daemon.actions`` carries the actions out in order. A ``Record``
 comes before the ``Show`` that tells the customer "checked in": if the commit
-fails, the runner feeds back ``RecordFailed`` and the rest is not shown.
+fails, it feeds back ``RecordFailed`` and the rest is not shown.
 """
 
 from __future__ import annotations

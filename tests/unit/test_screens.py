@@ -2,8 +2,8 @@
 (as luma's own tests do), and text that always fits.
 
 After a deliberate change to a layout, regenerate the images, look at every changed
-one (``git diff --stat tests/reference``, open them) and commit them with the change:
-``KIOSK_UPDATE_REFERENCES=1 .venv/bin/pytest tests/test_screens.py``.
+one (``git diff --stat tests/unit/reference``, open them) and commit them with the change:
+``KIOSK_UPDATE_REFERENCES=1 .venv/bin/pytest tests/unit/test_screens.py``.
 """
 
 from __future__ import annotations
