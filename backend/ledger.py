@@ -2,7 +2,9 @@
 
 Points are credited once per ``event_id`` (kiosks deliver at least once); a member's
 standing — tier, progress to the next reward, what a visit won — follows from the
-balance. The database is the backend's own: it shares nothing with a kiosk's.
+balance. Check-ins it will never credit are kept too, with the reason, so a refusal
+is as durable as a credit (the kiosk deletes its row on either). The database is the
+backend's own: it shares nothing with a kiosk's.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from kiosk.mqtt.protocol import CheckIn, MemberStatus
@@ -33,6 +36,13 @@ CREATE TABLE IF NOT EXISTS visits (
     captured_at REAL NOT NULL,
     received_at REAL NOT NULL,
     replayed    INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refusals (
+    event_id    TEXT PRIMARY KEY,
+    device_id   TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    payload     BLOB NOT NULL,
+    received_at REAL NOT NULL
 );
 """
 
@@ -85,6 +95,20 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A check-in that will never be credited: kept with why, and what it said."""
+
+    event_id: str
+    device_id: str
+    reason: str
+    payload: bytes
+
+
+Credited = tuple[MemberStatus, bool]
+"""A member's standing after a visit, and whether the visit was new (not a duplicate)."""
+
+
 class Ledger:
     """Points per member and every visit, deduplicated on ``event_id``. Thread-safe."""
 
@@ -93,31 +117,52 @@ class Ledger:
         self._lock = threading.Lock()
         self.points_per_visit = points_per_visit
 
-    def credit(self, checkin: CheckIn, replayed: bool) -> tuple[MemberStatus, bool]:
+    def credit(self, checkin: CheckIn, replayed: bool) -> Credited:
         """Record a visit once; returns the member's standing and whether it was new."""
+        return self.record([(checkin, replayed)], [])[0]
+
+    def record(self, visits: list[tuple[CheckIn, bool]],
+               refusals: list[Refusal]) -> list[Credited]:
+        """Record visits (each once) and refusals in one transaction: one disk sync for a
+        batch, which is what lets a backend keep up with a fleet draining its backlogs.
+        Returns each visit's standing and whether it was new, in order."""
+        now = time.time()
+        results: list[Credited] = []
+        earned = self.points_per_visit
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                new = self._conn.execute(
-                    "INSERT OR IGNORE INTO visits VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (checkin.event_id, checkin.member_id, checkin.device_id, checkin.boot_id,
-                     checkin.seq, checkin.captured_at, time.time(), int(replayed)),
-                ).rowcount == 1
-                if new:
-                    self._conn.execute(
-                        "INSERT INTO accounts VALUES (?, ?, 1) ON CONFLICT(member_id) DO UPDATE "
-                        "SET balance = balance + excluded.balance, visits = visits + 1",
-                        (checkin.member_id, self.points_per_visit),
-                    )
-                balance, visits = self._conn.execute(
-                    "SELECT balance, visits FROM accounts WHERE member_id = ?",
-                    (checkin.member_id,)).fetchone()
+                for checkin, replayed in visits:
+                    new = self._conn.execute(
+                        "INSERT OR IGNORE INTO visits VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (checkin.event_id, checkin.member_id, checkin.device_id,
+                         checkin.boot_id, checkin.seq, checkin.captured_at, now, int(replayed)),
+                    ).rowcount == 1
+                    if new:
+                        self._conn.execute(
+                            "INSERT INTO accounts VALUES (?, ?, 1) ON CONFLICT(member_id) DO "
+                            "UPDATE SET balance = balance + excluded.balance, "
+                            "visits = visits + 1", (checkin.member_id, earned))
+                    balance, count = self._conn.execute(
+                        "SELECT balance, visits FROM accounts WHERE member_id = ?",
+                        (checkin.member_id,)).fetchone()
+                    results.append((standing(checkin.member_id, balance, earned * new, count),
+                                    new))
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO refusals VALUES (?, ?, ?, ?, ?)",
+                    [(r.event_id, r.device_id, r.reason, r.payload, now) for r in refusals])
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-        earned = self.points_per_visit if new else 0
-        return standing(checkin.member_id, balance, earned, visits), new
+        return results
+
+    def refusals(self) -> list[Refusal]:
+        """Every check-in refused for good, oldest first (for staff to look at)."""
+        with self._lock:
+            rows = self._conn.execute("SELECT event_id, device_id, reason, payload "
+                                      "FROM refusals ORDER BY received_at").fetchall()
+        return [Refusal(*row) for row in rows]
 
     def visits(self, device_id: str) -> list[tuple[str, int, str, bool]]:
         """``(event_id, seq, member_id, replayed)`` of a kiosk's visits, in arrival order."""

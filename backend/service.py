@@ -1,20 +1,30 @@
-"""The reference loyalty backend on the broker: check-ins in, replies out.
+"""The reference loyalty backend on the broker: check-ins in, acknowledgements out.
 
 It hears every kiosk's check-ins, credits them in the :class:`~backend.ledger.Ledger`
-(once per ``event_id``: the kiosk delivers at least once), and answers on the kiosk's
-``reply`` topic with the member's balance, tier and progress to the next reward. A
-shop's real backend replaces it by speaking the same protocol.
+(once per ``event_id``: the kiosk delivers at least once), and only after that commit
+answers on the kiosk's ``reply`` topic: the acknowledgement (``credited`` or
+``duplicate``) with the member's balance, tier and progress to the next reward. A
+check-in it can never credit (malformed, or in another kiosk's name) is recorded as
+refused and answered ``refused`` with the reason, so the kiosk stops sending it. The
+kiosk deletes a row only on one of these answers: that is where its guarantee ends.
+
+Check-ins are credited in batches on a worker thread — whatever arrived while the
+previous batch was being committed, in one transaction — so a fleet draining its
+backlogs costs one disk sync per batch, not one per visit. paho's thread only decodes
+and queues. A shop's real backend replaces this one by speaking the same protocol.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from backend.ledger import Ledger
+from backend.ledger import Ledger, Refusal
 from kiosk.mqtt import protocol
 from kiosk.mqtt.client import Persistent, make_client
 from kiosk.mqtt.settings import MqttSettings
@@ -22,6 +32,18 @@ from kiosk.mqtt.settings import MqttSettings
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
+BATCH = 500
+"""Check-ins credited in one transaction at most."""
+
+
+@dataclass(frozen=True)
+class _Arrived:
+    """A check-in as it came off the broker, decoded (``checkin``) or refused (``refusal``)."""
+
+    reply_topic: str
+    checkin: protocol.CheckIn | None
+    replayed: bool
+    refusal: Refusal | None
 
 
 class LoyaltyBackend:
@@ -44,7 +66,11 @@ class LoyaltyBackend:
         self.received = 0
         self.duplicates = 0
         self.rejected = 0
+        """Check-ins refused for good (recorded and answered ``refused``) or unreadable."""
         self.connected = threading.Event()
+        self._arrived: queue.SimpleQueue[_Arrived | None] = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._credit_batches, name="backend-ledger",
+                                        daemon=True)
         # The session is persistent, and taken up even on the first connect: check-ins
         # published while the backend was away are queued by the broker, not dropped.
         self._client = make_client(
@@ -54,12 +80,16 @@ class LoyaltyBackend:
 
     def start(self) -> None:
         """Connect in the background (retrying until the broker is there)."""
+        self._worker.start()
         self._client.loop_start()
 
     def stop(self) -> None:
-        """Disconnect and stop the network thread."""
+        """Disconnect, then finish the batch in hand and stop both threads (what was not
+        credited is not acknowledged: the kiosks send it again)."""
         self._client.disconnect()
         self._client.loop_stop()
+        self._arrived.put(None)
+        self._worker.join(10)
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
@@ -69,25 +99,73 @@ class LoyaltyBackend:
         if not any(code.is_failure for code in codes):
             self.connected.set()  # only now are check-ins sure to reach us
 
-    def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, _client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         try:
-            checkin, replayed = protocol.decode_checkin(message.payload)
-            sender = protocol.device_of(message.topic)
-            if checkin.device_id != sender:
-                raise protocol.ProtocolError(
-                    f"device_id {checkin.device_id!r} is not the kiosk {sender!r} that sent it")
-            status, new = self.ledger.credit(checkin, replayed)
-            self.received += 1
-            self.duplicates += not new
-            client.publish(protocol.reply_topic_for(message.topic),
-                           protocol.encode_reply(checkin.event_id, checkin.member_id, status),
-                           qos=1)
-            log.info("visit %s of %s: %d pts%s", checkin.event_id,
-                     protocol.redact(checkin.member_id), status.balance,
-                     "" if new else " (duplicate)")
-        except protocol.ProtocolError as exc:
+            self._arrived.put(self._decode(message.topic, bytes(message.payload)))
+        except protocol.ProtocolError as exc:  # not even a check-in topic: nobody to answer
             self.rejected += 1
-            log.warning("rejected a check-in on %s: %s", message.topic, exc)
+            log.warning("ignored a message on %s: %s", message.topic, exc)
         except Exception:  # never let an exception kill paho's thread
             self.rejected += 1
             log.exception("failed to handle a check-in on %s", message.topic)
+
+    @staticmethod
+    def _decode(topic: str, payload: bytes) -> _Arrived:
+        """The check-in, or the refusal of one that can never be credited (if it names its
+        ``event_id``: else nothing can be answered, and the kiosk's alarm will say so)."""
+        reply_topic, sender = protocol.reply_topic_for(topic), protocol.device_of(topic)
+        try:
+            checkin, replayed = protocol.decode_checkin(payload)
+            if checkin.device_id != sender:
+                raise protocol.ProtocolError(
+                    f"device_id {checkin.device_id!r} is not the kiosk {sender!r} that sent it")
+            return _Arrived(reply_topic, checkin, replayed, None)
+        except protocol.ProtocolError as exc:
+            event_id = protocol.event_id_of(payload)
+            if event_id is None:
+                raise
+            return _Arrived(reply_topic, None, False,
+                            Refusal(event_id, sender, str(exc), payload))
+
+    def _credit_batches(self) -> None:
+        """The worker: credit what has arrived in one transaction, then answer each."""
+        while (first := self._arrived.get()) is not None:
+            batch = [first]
+            while len(batch) < BATCH:
+                try:
+                    more = self._arrived.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._arrived.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            try:
+                self._credit(batch)
+            except Exception:  # not acknowledged: the kiosks send these again
+                log.exception("failed to credit %d check-ins; they will come again", len(batch))
+
+    def _credit(self, batch: list[_Arrived]) -> None:
+        visits = [(a.checkin, a.replayed) for a in batch if a.checkin is not None]
+        refusals = [a.refusal for a in batch if a.refusal is not None]
+        results = self.ledger.record(visits, refusals)  # committed: now it may be answered
+        for (checkin, _), (status, new) in zip(visits, results, strict=True):
+            self.received += 1
+            self.duplicates += not new
+            log.info("visit %s of %s: %d pts%s", checkin.event_id,
+                     protocol.redact(checkin.member_id), status.balance,
+                     "" if new else " (duplicate)")
+        answers = iter(results)
+        for arrived in batch:
+            if arrived.refusal is not None:
+                self.rejected += 1
+                log.warning("refused check-in %s from %s: %s", arrived.refusal.event_id,
+                            arrived.refusal.device_id, arrived.refusal.reason)
+                body = protocol.encode_refusal(arrived.refusal.event_id, arrived.refusal.reason)
+            else:
+                assert arrived.checkin is not None
+                status, new = next(answers)
+                body = protocol.encode_reply(
+                    arrived.checkin.event_id, arrived.checkin.member_id, status,
+                    protocol.Ack.CREDITED if new else protocol.Ack.DUPLICATE)
+            self._client.publish(arrived.reply_topic, body, qos=1)

@@ -104,11 +104,15 @@ class CounterSection:
 
 @dataclass(frozen=True)
 class OutboxSection:
-    """The durable queue of check-ins not yet acknowledged by the broker."""
+    """The durable queue of check-ins not yet acknowledged by the backend."""
 
     max_rows: int = 100000
     max_mb: float = 64.0
     publish_window: int = 100
+    ack_timeout_s: float = 30.0
+    """A check-in the backend has not acknowledged this long after it was sent goes again."""
+    backend_alarm_s: float = 600.0
+    """A backend silent this long with check-ins sent makes the kiosk ``degraded``."""
 
     def __post_init__(self) -> None:
         if self.max_rows < 1:
@@ -117,6 +121,10 @@ class OutboxSection:
             raise ValueError("max_mb: expected 0.01 MB or more")
         if not 1 <= self.publish_window <= 1000:
             raise ValueError("publish_window: expected 1 to 1000 messages in flight")
+        if not 1 <= self.ack_timeout_s <= 3600:
+            raise ValueError("ack_timeout_s: expected 1 to 3600 s")
+        if not 1 <= self.backend_alarm_s <= 86400:
+            raise ValueError("backend_alarm_s: expected 1 to 86400 s")
 
 
 @dataclass(frozen=True)

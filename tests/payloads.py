@@ -13,14 +13,14 @@ from kiosk.mqtt import protocol
 from kiosk.testing.fuzz import Case, hostile_payloads
 
 FREE_TEXT = ("display_name", "tier", "reward_unlocked", "next_reward", "badge")
-OPTIONAL = ("reward_unlocked", "next_reward", "points_earned", "tier_changed", "badge")
+OPTIONAL = ("ack", "reward_unlocked", "next_reward", "points_earned", "tier_changed", "badge")
 ALICE = MemberStatus("Alice", 10, "Bronze", 40, 0.2, "Free coffee")
 PER_TEMPLATE = 800
 
 
 def reply_fuzz(event_id: str, member_id: str, count: int, seed: int) -> list[Case]:
     """``count`` broken (and some valid but odd) replies to ``event_id`` for ``member_id``."""
-    template = json.loads(protocol.encode_reply(event_id, member_id, ALICE))
+    template = json.loads(protocol.encode_reply(event_id, member_id, ALICE, protocol.Ack.CREDITED))
     return hostile_payloads(template, count, seed=seed, free_text=FREE_TEXT, optional=OPTIONAL)
 
 

@@ -89,6 +89,10 @@ class Controller:
         if len(self._recent) > RECENT_CHECKINS:
             self._recent.popitem(last=False)
 
+    def remembers(self, event_id: str) -> bool:
+        """True for a check-in recent enough that its reply may still be shown."""
+        return event_id in self._recent
+
     def handle(self, event: Event, now: float) -> list[Action]:
         """React to one event; ``now`` is monotonic time in seconds."""
         match event:
@@ -146,6 +150,8 @@ class Controller:
         return [Record(checkin), self._result(screen, now, checkin.event_id), Signal(Cue.OK)]
 
     def _reply(self, reply: Reply, now: float) -> list[Action]:
+        if reply.status is None:
+            return []  # a refusal: nothing to show (delivery logs and counts it)
         # Anyone who can publish on our reply topic could otherwise greet the customer
         # as someone else or rewrite a member's cached balance.
         expected = self._recent.get(reply.event_id)

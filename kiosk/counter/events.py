@@ -48,11 +48,15 @@ class Acked:
 
 @dataclass(frozen=True)
 class Reply:
-    """The backend's answer to one check-in."""
+    """The backend's answer to one check-in: its acknowledgement (``ack``: ``credited``,
+    ``duplicate`` or ``refused`` with a ``reason``; empty from a backend that does not
+    acknowledge) and, unless refused, the member's standing."""
 
     event_id: str
     member_id: str
-    status: MemberStatus
+    status: MemberStatus | None
+    ack: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True)

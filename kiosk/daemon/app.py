@@ -27,6 +27,7 @@ from kiosk.counter.events import (
     DeviceProblem,
     Event,
     LinkUp,
+    Reply,
     ScansLost,
     StaffMessage,
     Tick,
@@ -148,6 +149,11 @@ class App:
                     self._counter([event, *self.inbox.pending_scans()])
                 case Acked():  # only delivery cares: a drain's PUBACKs at once
                     self.delivery.acked([event, *self.inbox.pending_acks()])
+                case Reply():  # acknowledgements for delivery, standing for the screen
+                    replies = [event, *self.inbox.pending_replies()]
+                    rows = self.delivery.answered(replies)
+                    self._counter([reply for reply in replies if reply.event_id not in rows
+                                   or self.controller.remembers(reply.event_id)])
                 case DeviceProblem(device=device, reason=reason):
                     if reason:
                         self.problems.set(device, f"{device}: {reason}")
@@ -171,6 +177,7 @@ class App:
         self.staff.tick(now)
         self.link.supervise(now)
         self.delivery.check_storage(now)
+        self.delivery.check_backend(now, self.link.connected)
         self.stage.refresh(now)  # the staff screen ends, out of service begins or ends
 
     def _counter(self, events: list[Event]) -> None:
@@ -222,8 +229,9 @@ class App:
         self.db.close()
         self.lock.release()
         publisher = self.delivery.publisher
-        log.info("stopped: %d check-ins recorded, %d delivered, %d refused by the broker, "
-                 "%d waiting in the outbox; %d connects, %d malformed messages, "
-                 "%d events dropped", self.checkins_recorded, publisher.delivered,
-                 publisher.refused, self.outbox.depth, self.link.connects,
+        log.info("stopped: %d check-ins recorded, %d acknowledged by the backend, %d refused "
+                 "by it, %d refused by the broker, %d waiting in the outbox; %d connects, "
+                 "%d malformed messages, %d events dropped", self.checkins_recorded,
+                 publisher.delivered, publisher.backend_refused, publisher.refused,
+                 self.outbox.depth, self.link.connects,
                  self.link.bad_messages, self.inbox.dropped_messages)

@@ -82,9 +82,10 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
         stage.refresh(time.monotonic())  # out of service begins or ends
 
     problems = Problems(changed)
-    delivery = Delivery(outbox, Publisher(outbox, link, config.outbox.publish_window),
-                        counter.cooldown_s, lambda text: problems.set("storage", text)
-                        if text else problems.clear("storage"))
+    delivery = Delivery(outbox, Publisher(outbox, link, config.outbox.publish_window,
+                                          config.outbox.ack_timeout_s),
+                        counter.cooldown_s, problems.reporter("storage"),
+                        config.outbox.backend_alarm_s, problems.reporter("backend"))
     health = HealthReport(problems, controller, inbox, delivery, link, devices.sources)
     publish = _staff_answers(link)
     parts = StaffParts(device_id, config.mqtt.host, devices.lights, display, presenter, stage,
@@ -119,7 +120,7 @@ def serve(config: Config, stop: threading.Event,
 
 def _expect_stored_replies(controller: Controller, outbox: Outbox) -> None:
     """Check-ins stored before a restart are sent now: their replies are ours too."""
-    for _row_id, payload in outbox.after(0, RECENT_CHECKINS):
+    for _row_id, _event_id, payload in outbox.after(0, RECENT_CHECKINS):
         try:
             checkin, _replayed = protocol.decode_checkin(payload)
         except protocol.ProtocolError:  # stored by another version; it is still sent

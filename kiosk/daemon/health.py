@@ -43,12 +43,23 @@ class HealthReport:
             uptime_s=round(time.monotonic() - self._started_at, 1),
             state=self._problems.state, problems=self._problems.texts(),
             outbox_depth=outbox.depth, outbox_oldest_s=round(outbox.oldest_age(), 1),
+            unsent=publisher.unsent, unsent_oldest_s=self._age(publisher.first_unsent_row()),
+            awaiting_backend=publisher.awaiting,
+            awaiting_oldest_s=self._age(publisher.oldest_awaiting_row()),
+            backend_silent_s=round(publisher.silent_for(time.monotonic()), 1),
             scans=self._controller.scans_seen, checkins=self._delivery.checkins_recorded,
             visits_refused=self._delivery.visits_refused, scans_lost=inbox.dropped_scans,
-            delivered=publisher.delivered, refused=publisher.refused,
+            published=publisher.published, delivered=publisher.delivered,
+            backend_refused=publisher.backend_refused, resent=publisher.resent,
+            refused=publisher.refused,
             decode_fps=self._decode_rate.update(sum(s.frames_decoded for s in self._sources)),
             connects=link.connects, bad_messages=link.bad_messages,
             replies_refused=self._controller.replies_refused,
             events_dropped=inbox.dropped_messages, link_drops=link.drops,
             cpu_temp_c=cpu_temperature(),
         )
+
+    def _age(self, row_id: int | None) -> float:
+        """Seconds since row ``row_id`` was stored (0 for none)."""
+        stored_at = None if row_id is None else self._delivery.outbox.stored_at(row_id)
+        return 0.0 if stored_at is None else round(max(0.0, time.time() - stored_at), 1)

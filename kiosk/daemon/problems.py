@@ -29,6 +29,10 @@ class Problems:
         if self._texts.pop(key, None) is not None:
             self._changed()
 
+    def reporter(self, key: str) -> Callable[[str | None], None]:
+        """A callback for one part: its text sets ``key``, ``None`` clears it."""
+        return lambda text: self.set(key, text) if text else self.clear(key)
+
     def __contains__(self, key: str) -> bool:
         return key in self._texts
 

@@ -1,14 +1,17 @@
-"""Delivery policy: when check-ins are committed, when acknowledged rows are deleted, and what
-happens while storage is in trouble.
+"""Delivery policy: when check-ins are committed, when acknowledged rows are deleted, what
+happens while storage is in trouble, and when a silent backend is a problem.
 
 A check-in is committed to the outbox before anything tells the customer "checked
 in" (:meth:`Delivery.record`); only then is it handed to the publisher. Rows the
-broker acknowledged are deleted in batches — a full batch, a tick, or once nothing
+backend acknowledged are deleted in batches — a full batch, a tick, or once nothing
 else is in flight — because one transaction for many rows is what keeps a rush
 cheap on an SD card. When the disk refuses a commit or a delete, that is the
 kiosk's *storage trouble*: reported at once (the idle screen becomes "out of
 service", the retained state ``degraded``) and re-tried every few seconds until
-the disk works again.
+the disk works again. A backend that leaves sent check-ins unacknowledged for
+longer than ``outbox.backend_alarm_s``, or that answers without acknowledging
+(a backend written before acknowledgements), is reported the same way: the
+rows stay, and staff see why.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from kiosk.counter.checkin import CheckIn
-from kiosk.counter.events import Acked
+from kiosk.counter.events import Acked, Reply
 from kiosk.mqtt import protocol
 from kiosk.mqtt.publisher import Publisher
 from kiosk.store.outbox import Outbox, OutboxError, OutboxFull
@@ -34,20 +37,27 @@ STORAGE_CHECK_S = 2.0
 """While storage is in trouble, how often to try whether it works again."""
 
 OnTrouble = Callable[[str | None], None]
-"""``on_trouble(text)`` when storage fails (``None`` when it works again)."""
+"""``on_trouble(text)`` when storage (or the backend) fails, ``None`` when it works again."""
 
 
 class Delivery:
     """Outbox and publisher as one policy. Called only from the controller thread."""
 
     def __init__(self, outbox: Outbox, publisher: Publisher, cooldown_s: float,
-                 on_trouble: OnTrouble) -> None:
+                 on_trouble: OnTrouble, backend_alarm_s: float,
+                 on_backend: OnTrouble) -> None:
         self.outbox = outbox
         self.publisher = publisher
         self._cooldown_s = cooldown_s
         self._on_trouble = on_trouble
+        self._backend_alarm_s = backend_alarm_s
+        self._on_backend = on_backend
         self.trouble: str | None = None
         """What is wrong with storage right now, or None."""
+        self.backend_trouble: str | None = None
+        """What is wrong with the backend's acknowledgements right now, or None."""
+        self.replies_unacknowledged = 0
+        """Replies that acknowledged nothing: a backend that predates acknowledgements."""
         self._next_check = 0.0
         self.checkins_recorded = 0
         self.visits_refused = 0
@@ -71,13 +81,46 @@ class Delivery:
                 self.outbox.forget_scans_before(time.time() - self._cooldown_s)
             except OutboxError as exc:  # only housekeeping: try again a thousand visits later
                 log.warning("old check-in times not cleaned up: %s", exc)
-        self.publisher.stored(list(zip(rows, payloads, strict=True)), online=online)
+        self.publisher.stored([(row, c.event_id, payload) for row, c, payload
+                               in zip(rows, checkins, payloads, strict=True)], online=online)
         return None
 
     def acked(self, acks: Iterable[Acked]) -> None:
         """The broker answered these messages (a drain's PUBACKs come in one go)."""
         for ack in acks:
             self.publisher.acked(ack.mid, ack.ok, ack.reason)
+
+    def answered(self, replies: Iterable[Reply]) -> set[str]:
+        """The backend answered: delete the rows it acknowledged. Returns the event ids that
+        were this run's rows waiting for it (their replies are only acknowledgements unless
+        the controller still shows them)."""
+        acks: list[tuple[str, protocol.Ack, str]] = []
+        for reply in replies:
+            if reply.ack:
+                acks.append((reply.event_id, protocol.Ack(reply.ack), reply.reason))
+            else:
+                self.replies_unacknowledged += 1
+        return self.publisher.answered(acks) if acks else set()
+
+    def check_backend(self, now: float, online: bool) -> None:
+        """Report (or clear) a backend that does not acknowledge: silent for longer than
+        ``backend_alarm_s`` with rows sent, or answering without acknowledgements."""
+        text: str | None = None
+        silent = self.publisher.silent_for(now)
+        if online and self.replies_unacknowledged and not self.publisher.delivered:
+            text = ("backend: answers without acknowledging check-ins (it needs the reply's "
+                    "\"ack\" field); nothing is deleted")
+        elif online and silent > self._backend_alarm_s:
+            text = f"backend: has not acknowledged check-ins for {silent / 60:.0f} min"
+        if (text is None) != (self.backend_trouble is None):
+            if text:
+                log.error("%s", text)
+            else:
+                log.info("the backend acknowledges check-ins again")
+            self._on_backend(text)
+        elif text is not None and text != self.backend_trouble:
+            self._on_backend(text)  # the count and the minutes move on
+        self.backend_trouble = text
 
     def turn(self, ticked: bool, more_waiting: bool) -> None:
         """After each turn of the controller loop: delete acknowledged rows in batches (a full

@@ -232,8 +232,9 @@ class Link:
         try:
             self._heard()
             if message.topic == self.topics.reply:
-                event_id, member_id, status = protocol.decode_reply(message.payload)
-                self._emit(Reply(event_id, member_id, status))
+                answer = protocol.decode_reply(message.payload)
+                self._emit(Reply(answer.event_id, answer.member_id, answer.status,
+                                 answer.ack or "", answer.reason))
             elif self.topics.staff_order(message.topic):  # checked on the controller thread
                 self._emit(StaffMessage(message.topic, bytes(message.payload), message.retain))
         except ProtocolError as exc:

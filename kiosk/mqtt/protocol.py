@@ -20,15 +20,60 @@ from kiosk.counter.members import MemberStatus, redact
 from kiosk.mqtt.wire import Fields, Limits, ProtocolError, load_object
 
 __all__ = [
-    "ALL", "ANY", "CHECKIN_LIMITS", "MAX_ID", "MAX_LABEL", "MAX_MEMBER_ID", "MAX_NAME",
-    "MAX_POINTS", "MAX_REASON", "MAX_SEQ", "MAX_TIME", "OFFLINE", "ONLINE", "REPLY_LIMITS",
-    "STAFF_VIEW", "STAFF_VIEW_LIMITS", "STATE_LIMITS", "TOPIC_WORD", "VERSION", "CheckIn",
-    "Health", "Leaf", "MemberStatus", "ProtocolError", "Topics", "checkins_of_all_kiosks",
-    "command_topic", "decode_checkin", "decode_enroll_request", "decode_object", "decode_reply",
-    "decode_reported", "decode_result", "decode_state", "device_of", "encode_checkin",
-    "encode_enroll_request", "encode_health", "encode_reply", "encode_reported",
-    "encode_result", "encode_state", "every_kiosk", "is_command_result", "kiosk_of", "leaf_of",
-    "mark_replayed", "redact", "reply_topic_for", "staff_view",
+    "ALL",
+    "ANY",
+    "CHECKIN_LIMITS",
+    "MAX_ID",
+    "MAX_LABEL",
+    "MAX_MEMBER_ID",
+    "MAX_NAME",
+    "MAX_POINTS",
+    "MAX_REASON",
+    "MAX_SEQ",
+    "MAX_TIME",
+    "OFFLINE",
+    "ONLINE",
+    "REPLY_LIMITS",
+    "STAFF_VIEW",
+    "STAFF_VIEW_LIMITS",
+    "STATE_LIMITS",
+    "TOPIC_WORD",
+    "VERSION",
+    "Ack",
+    "Answer",
+    "CheckIn",
+    "Health",
+    "Leaf",
+    "MemberStatus",
+    "ProtocolError",
+    "Topics",
+    "checkins_of_all_kiosks",
+    "command_topic",
+    "decode_checkin",
+    "decode_enroll_request",
+    "decode_object",
+    "decode_reply",
+    "decode_reported",
+    "decode_result",
+    "decode_state",
+    "device_of",
+    "encode_checkin",
+    "encode_enroll_request",
+    "encode_health",
+    "encode_refusal",
+    "encode_reply",
+    "encode_reported",
+    "encode_result",
+    "encode_state",
+    "event_id_of",
+    "every_kiosk",
+    "is_command_result",
+    "kiosk_of",
+    "leaf_of",
+    "mark_replayed",
+    "redact",
+    "reply_topic_for",
+    "staff_view",
 ]
 """What the other end of the protocol needs, the reference backend included: it reaches the
 kiosk's check-in and member standing (and :func:`redact`, so both ends name a member the same
@@ -254,16 +299,67 @@ def decode_checkin(payload: bytes | bytearray) -> tuple[CheckIn, bool]:
 # --- reply ------------------------------------------------------------------
 
 
-def encode_reply(event_id: str, member_id: str, status: MemberStatus) -> bytes:
-    """The backend's answer to one check-in."""
-    body = {"v": VERSION, "event_id": event_id, "member_id": member_id, **asdict(status)}
+class Ack(StrEnum):
+    """The backend's acknowledgement of a check-in, sent only after its commit: each one is
+    final, so the kiosk deletes the row (README "Delivery ends at the ledger")."""
+
+    CREDITED = "credited"
+    """Recorded now, points given."""
+    DUPLICATE = "duplicate"
+    """Recorded before (the kiosk sent it again): nothing changes."""
+    REFUSED = "refused"
+    """Never creditable, for the ``reason`` given (malformed, another kiosk's name...)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A decoded reply: the acknowledgement of one check-in and, unless it was refused, the
+    member's standing for the screen."""
+
+    event_id: str
+    member_id: str
+    status: MemberStatus | None
+    """None for a refusal."""
+    ack: Ack | None
+    """None: a backend that answers without acknowledging (the row is never deleted)."""
+    reason: str = ""
+
+
+def encode_reply(event_id: str, member_id: str, status: MemberStatus, ack: Ack) -> bytes:
+    """The backend's answer to one check-in it has committed (``ack`` says how)."""
+    body = {"v": VERSION, "event_id": event_id, "member_id": member_id, **asdict(status),
+            "ack": ack.value}
     return _dump(body)
 
 
-def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
-    """Parse a reply into ``(event_id, member_id, status)``, every field within its limits."""
+def encode_refusal(event_id: str, reason: str) -> bytes:
+    """The backend's answer to a check-in it will never credit, and why (a refusal is final:
+    the kiosk deletes the row, logs the reason and counts it)."""
+    return _dump({"v": VERSION, "event_id": event_id, "ack": Ack.REFUSED.value,
+                  "reason": reason[:MAX_REASON]})
+
+
+def event_id_of(payload: bytes | bytearray) -> str | None:
+    """The ``event_id`` of a check-in that failed to decode, if it has a readable one: the
+    backend refuses such a check-in by name, so the kiosk stops sending it."""
+    try:
+        return decode_object(payload, CHECKIN_LIMITS).text("event_id", MAX_ID)
+    except ProtocolError:
+        return None
+
+
+def decode_reply(payload: bytes | bytearray) -> Answer:
+    """Parse a reply, every field within its limits."""
     body = decode_object(payload, REPLY_LIMITS)
-    event_id, member_id = body.text("event_id", MAX_ID), body.text("member_id", MAX_MEMBER_ID)
+    event_id = body.text("event_id", MAX_ID)
+    word = body.text("ack", MAX_LABEL, "")
+    try:
+        ack = Ack(word) if word else None
+    except ValueError:
+        raise ProtocolError(f"field 'ack' is not one of {[a.value for a in Ack]}") from None
+    if ack is Ack.REFUSED:
+        return Answer(event_id, "", None, ack, body.text("reason", MAX_REASON, ""))
+    member_id = body.text("member_id", MAX_MEMBER_ID)
     status = MemberStatus(
         display_name=body.text("display_name", MAX_NAME),
         balance=body.integer("balance", 0, MAX_POINTS),
@@ -276,7 +372,7 @@ def decode_reply(payload: bytes | bytearray) -> tuple[str, str, MemberStatus]:
         tier_changed=body.flag("tier_changed", False),
         badge=body.text("badge", MAX_LABEL, ""),
     )
-    return event_id, member_id, status
+    return Answer(event_id, member_id, status, ack)
 
 
 # --- state ------------------------------------------------------------------
@@ -366,12 +462,28 @@ class Health:
     problems: list[str]
     outbox_depth: int
     outbox_oldest_s: float
+    unsent: int
+    """Check-ins in the outbox not sent yet (by this run), and the oldest one's age."""
+    unsent_oldest_s: float
+    awaiting_backend: int
+    """Check-ins sent and not yet acknowledged by the backend, and the oldest one's age."""
+    awaiting_oldest_s: float
+    backend_silent_s: float
+    """How long the backend has left sent check-ins unacknowledged (0: it keeps up)."""
     scans: int
     checkins: int
     visits_refused: int
     scans_lost: int
+    published: int
+    """Check-ins the broker took (PUBACK): only a free slot in the publish window."""
     delivered: int
+    """Check-ins the backend acknowledged (credited or duplicate): deleted from the outbox."""
+    backend_refused: int
+    """Check-ins the backend refused for good (deleted, the reason logged)."""
+    resent: int
+    """Check-ins sent again because the backend did not acknowledge them in time."""
     refused: int
+    """Sends the broker refused or gave to no subscriber (offered again)."""
     decode_fps: float
     connects: int
     bad_messages: int

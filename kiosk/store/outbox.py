@@ -1,7 +1,8 @@
 """The durable outbox: every check-in is committed here before the customer is told.
 
-Rows leave the outbox only when the broker has acknowledged them (PUBACK), so a
-dead network, a vanished broker or a ``kill -9`` cannot lose a visit. When the
+Rows leave the outbox only when the backend has acknowledged them (after its own
+commit), so a dead network, a broker that crashed or dropped its queue, or a
+``kill -9`` cannot lose a visit. When the
 outbox is full (rows or bytes) it refuses new check-ins loudly instead of
 dropping old ones.
 
@@ -30,6 +31,12 @@ each retake can wait a switch interval (5 ms). Row ids come back as a range: the
 table is ``AUTOINCREMENT`` and this connection holds the write lock, so SQLite numbers
 one statement's rows consecutively, ending at ``lastrowid``.
 """
+
+IDS_PER_STATEMENT = 900
+"""Ids in one ``IN (...)`` of a delete: under SQLite's oldest limit of 999 parameters."""
+
+Row = tuple[int, str, bytes]
+"""``(row id, event_id, payload)`` of one stored check-in."""
 
 
 class OutboxError(KioskError):
@@ -97,35 +104,49 @@ class Outbox:
             ids.extend(range(last - len(chunk) + 1, last + 1))
         return ids
 
-    def after(self, row_id: int, limit: int) -> list[tuple[int, bytes]]:
+    def after(self, row_id: int, limit: int) -> list[Row]:
         """Up to ``limit`` rows with ids above ``row_id``, oldest first."""
         return self._conn.execute(
-            "SELECT id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (row_id, limit)
-        ).fetchall()
+            "SELECT id, event_id, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+            (row_id, limit)).fetchall()
 
-    def remove(self, row_ids: list[int]) -> None:
-        """Delete rows the broker has acknowledged, in one light transaction.
+    def stored_at(self, row_id: int) -> float | None:
+        """When row ``row_id`` was stored (unix time), or None when it is gone."""
+        row = self._conn.execute("SELECT stored_at FROM outbox WHERE id = ?",
+                                 (row_id,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def remove(self, row_ids: Sequence[int], event_ids: Sequence[str] = ()) -> None:
+        """Delete rows the backend has acknowledged, by row id and by ``event_id`` (rows an
+        earlier run sent), in one light transaction. Ids no longer stored are skipped.
 
         Raises :class:`OutboxError` when the disk refuses; the rows are then still there.
         """
-        if not row_ids:
+        chunks: list[tuple[str, Sequence[int | str]]] = [
+            ("id", row_ids[i:i + IDS_PER_STATEMENT])
+                  for i in range(0, len(row_ids), IDS_PER_STATEMENT)]
+        chunks += [("event_id", event_ids[i:i + IDS_PER_STATEMENT])
+                   for i in range(0, len(event_ids), IDS_PER_STATEMENT)]
+        if not chunks:
             return
-        marks = ",".join("?" * len(row_ids))
+        removed = size = 0
         try:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             try:
                 with transaction(self._conn):
-                    size = self._conn.execute(
-                        f"SELECT TOTAL(LENGTH(payload)) FROM outbox WHERE id IN ({marks})",
-                        row_ids).fetchone()[0]
-                    cursor = self._conn.execute(f"DELETE FROM outbox WHERE id IN ({marks})",
-                                                row_ids)
+                    for column, ids in chunks:
+                        where = f"{column} IN ({','.join('?' * len(ids))})"
+                        size += int(self._conn.execute(
+                            f"SELECT TOTAL(LENGTH(payload)) FROM outbox WHERE {where}",
+                            ids).fetchone()[0])
+                        removed += self._conn.execute(f"DELETE FROM outbox WHERE {where}",
+                                                      ids).rowcount
             finally:
                 self._conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:
             raise OutboxError(f"storage error: {exc}") from exc
-        self.depth -= cursor.rowcount
-        self.bytes -= int(size)
+        self.depth -= removed
+        self.bytes -= size
 
     def oldest_age(self) -> float:
         """Seconds since the oldest waiting check-in was stored (0 when empty).

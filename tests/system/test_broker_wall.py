@@ -124,7 +124,7 @@ def _checkin(device: str, member: str = "LOY-ALICE01") -> bytes:
 
 def _reply(event_id: str = "e1", name: str = "Pwned!") -> bytes:
     return protocol.encode_reply(event_id, "LOY-ALICE01",
-                                 MemberStatus(name, 999_999, "Gold", 0, 1.0))
+                                 MemberStatus(name, 999_999, "Gold", 0, 1.0), protocol.Ack.CREDITED)
 
 
 # --- the files --------------------------------------------------------------------------

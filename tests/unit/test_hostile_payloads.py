@@ -68,10 +68,10 @@ def test_a_hostile_reply_is_refused_with_a_reason(payload, reason):
 
 
 def test_the_good_reply_and_odd_but_valid_names_pass():
-    assert protocol.decode_reply(_reply())[2] == MemberStatus("Alice", 120, "Silver", 30, 0.4)
+    assert protocol.decode_reply(_reply()).status == MemberStatus("Alice", 120, "Silver", 30, 0.4)
     # The screen may not draw all of these; that is the renderer's business, not a threat.
     for name in ("Zoë", "李小龙", "👩🏽‍🍳 Ana", "\u202eevil"):
-        assert protocol.decode_reply(_reply(display_name=name))[2].display_name == name
+        assert protocol.decode_reply(_reply(display_name=name)).status.display_name == name
 
 
 def test_nesting_far_beyond_the_recursion_limit_is_refused_before_parsing():
@@ -133,11 +133,12 @@ _JSON = st.recursive(
                      lambda fields: json.dumps({**GOOD, **fields}).encode())))
 def test_whatever_arrives_the_decoder_returns_a_bounded_reply_or_a_protocol_error(payload):
     try:
-        event_id, member_id, status = protocol.decode_reply(payload)
+        answer = protocol.decode_reply(payload)
+        event_id, member_id, status = answer.event_id, answer.member_id, answer.status
     except ProtocolError:
         return
     assert len(event_id) <= protocol.MAX_ID and len(member_id) <= protocol.MAX_MEMBER_ID
-    assert len(status.display_name) <= protocol.MAX_NAME
+    assert status is not None and len(status.display_name) <= protocol.MAX_NAME
     assert 0 <= status.balance <= protocol.MAX_POINTS
     assert math.isfinite(status.progress) and 0 <= status.progress <= 1
     status.display_name.encode()  # storable: no lone surrogates

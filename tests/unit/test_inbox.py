@@ -46,7 +46,7 @@ def test_a_full_scan_lane_drops_and_counts_scans_only():
 
 
 def test_a_message_flood_is_counted_and_never_drops_a_link_event_or_a_scan():
-    inbox = Inbox(scan_lane=3, message_lane=3)
+    inbox = Inbox(scan_lane=3, message_lane=3, reply_lane=3)
     for n in range(100):
         inbox.put(_reply(n))
         inbox.put(StaffMessage("loyalty/s/k/cmd/ping", b"{}", False))
@@ -55,19 +55,30 @@ def test_a_message_flood_is_counted_and_never_drops_a_link_event_or_a_scan():
     for event in link_events:
         inbox.put(event)
     inbox.put(_scan(1))
-    assert inbox.dropped_messages == 197 and inbox.dropped_scans == 0
+    assert inbox.dropped_messages == 2 * 97 and inbox.dropped_scans == 0
     taken = _drain(inbox)
     assert taken[:len(link_events)] == link_events  # all of them, first, in order
     assert _scan(1) in taken
 
 
-def test_scans_and_messages_take_turns():
+def test_scans_replies_and_staff_messages_take_turns():
+    inbox = Inbox()
+    staff = StaffMessage("loyalty/s/k/cmd/ping", b"{}", False)
+    for n in range(2):
+        inbox.put(_reply(n))
+        inbox.put(staff)
+    for n in range(2):
+        inbox.put(_scan(n))
+    assert _drain(inbox) == [_scan(0), _reply(0), staff, _scan(1), _reply(1), staff]
+
+
+def test_a_drains_replies_are_taken_in_one_go():
     inbox = Inbox()
     for n in range(3):
         inbox.put(_reply(n))
-    for n in range(3):
-        inbox.put(_scan(n))
-    assert _drain(inbox) == [_scan(0), _reply(0), _scan(1), _reply(1), _scan(2), _reply(2)]
+    inbox.put(_scan(0))
+    assert inbox.pending_replies() == [_reply(0), _reply(1), _reply(2)]
+    assert _drain(inbox) == [_scan(0)]
 
 
 def test_a_link_event_goes_ahead_of_waiting_scans_and_messages():

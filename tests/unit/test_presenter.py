@@ -117,11 +117,12 @@ def test_the_reference_backend_tells_what_a_visit_won():
 
 
 def test_visit_news_travels_in_the_reply_and_is_optional():
-    payload = protocol.encode_reply("e1", "LOY-ALICE01", NEWS)
-    assert protocol.decode_reply(payload) == ("e1", "LOY-ALICE01", NEWS)
+    payload = protocol.encode_reply("e1", "LOY-ALICE01", NEWS, protocol.Ack.CREDITED)
+    assert protocol.decode_reply(payload) == protocol.Answer("e1", "LOY-ALICE01", NEWS,
+                                                            protocol.Ack.CREDITED)
     old = b'{"v":1,"event_id":"e1","member_id":"m","display_name":"A","balance":1,' \
           b'"tier":"B","points_to_next":2,"progress":0.5}'
-    assert protocol.decode_reply(old)[2].points_earned == 0
+    assert protocol.decode_reply(old).status.points_earned == 0
 
 
 @pytest.mark.parametrize("field", ['"points_earned":-1', '"points_earned":1e12',

@@ -31,8 +31,9 @@ def test_a_check_in_round_trips_and_replay_is_marked():
 
 
 def test_a_reply_round_trips():
-    payload = protocol.encode_reply(CHECKIN.event_id, CHECKIN.member_id, STATUS)
-    assert protocol.decode_reply(payload) == (CHECKIN.event_id, CHECKIN.member_id, STATUS)
+    payload = protocol.encode_reply(CHECKIN.event_id, CHECKIN.member_id, STATUS, protocol.Ack.CREDITED)
+    assert protocol.decode_reply(payload) == protocol.Answer(
+        CHECKIN.event_id, CHECKIN.member_id, STATUS, protocol.Ack.CREDITED)
 
 
 def test_uuid7_ids_sort_by_time_and_are_version_7():
@@ -64,11 +65,15 @@ def test_the_document_names_exactly_the_kiosks_topics(spec):
 @pytest.mark.parametrize(("schema", "payload"), [
     ("CheckIn", protocol.mark_replayed(protocol.encode_checkin(CHECKIN))),
     ("Reply", protocol.encode_reply(CHECKIN.event_id, CHECKIN.member_id,
-                                    MemberStatus("A", 1, "B", 2, 0.5, "Free coffee"))),
+                                    MemberStatus("A", 1, "B", 2, 0.5, "Free coffee"),
+                                    protocol.Ack.CREDITED)),
+    ("Refusal", protocol.encode_refusal(CHECKIN.event_id, "member_id: too long")),
     ("State", protocol.encode_state("degraded", "display: gone", "0.1.0")),
     ("Health", protocol.encode_health(protocol.Health(
-        uptime_s=1.0, state="ready", problems=[], outbox_depth=0, outbox_oldest_s=0.0, scans=1,
-        checkins=1, visits_refused=0, scans_lost=0, delivered=1, refused=0, decode_fps=9.8,
+        uptime_s=1.0, state="ready", problems=[], outbox_depth=0, outbox_oldest_s=0.0,
+        unsent=0, unsent_oldest_s=0.0, awaiting_backend=0, awaiting_oldest_s=0.0,
+        backend_silent_s=0.0, scans=1, checkins=1, visits_refused=0, scans_lost=0,
+        published=1, delivered=1, backend_refused=0, resent=0, refused=0, decode_fps=9.8,
         connects=1, bad_messages=0, replies_refused=0, events_dropped=0, link_drops=0,
         cpu_temp_c=None), 1795388285.0)),
     ("Result", protocol.encode_result("c1", False, "replayed: seq 5", {"a": 1})),

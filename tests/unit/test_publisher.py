@@ -1,5 +1,6 @@
 """The publisher on a real outbox (SQLite in tmp_path), with a recording link in place of
-the broker: order, the in-flight window, live before backlog, refusals, deletes."""
+the broker: order, the in-flight window, live before backlog, refusals, and deletes only on
+the backend's acknowledgement (sent again, in order, when it does not come)."""
 
 from __future__ import annotations
 
@@ -59,16 +60,24 @@ def link() -> RecordingLink:
     return RecordingLink()
 
 
-def _store(outbox: Outbox, first: int, count: int) -> list[tuple[int, bytes]]:
+def _store(outbox: Outbox, first: int, count: int) -> list[tuple[int, str, bytes]]:
     """Commit check-ins numbered ``first``...; their rows as the publisher is told of them."""
     payloads = [json.dumps({"v": 1, "n": n}).encode() for n in range(first, first + count)]
-    ids = outbox.add_many([(f"event-{n}", p) for n, p in enumerate(payloads, first)], [])
-    return list(zip(ids, payloads, strict=True))
+    events = [f"event-{n}" for n in range(first, first + count)]
+    ids = outbox.add_many(list(zip(events, payloads, strict=True)), [])
+    return list(zip(ids, events, payloads, strict=True))
+
+
+def _ack_all(pump: Publisher, link: RecordingLink, ack=protocol.Ack.CREDITED) -> None:
+    """The broker and then the backend acknowledge every message sent so far."""
+    for mid in link.mids():
+        pump.acked(mid, True, "")
+    pump.answered([(f"event-{payload['n']}", ack, "") for _, _, payload in link.sent])
 
 
 def test_the_backlog_goes_out_in_scan_order_marked_replayed(outbox, link):
     _store(outbox, 0, 5)  # stored while offline, or left from an earlier run
-    Publisher(outbox, link, window=10).pump()
+    Publisher(outbox, link, window=10, ack_timeout_s=30).pump()
     assert link.members() == [0, 1, 2, 3, 4]
     assert all(topic == TOPICS.checkin for _, topic, _ in link.sent)
     assert all(payload["replayed"] is True for _, _, payload in link.sent)
@@ -77,7 +86,7 @@ def test_the_backlog_goes_out_in_scan_order_marked_replayed(outbox, link):
 def test_nothing_is_sent_while_the_link_is_down(outbox, link):
     _store(outbox, 0, 3)
     link.connected = False
-    pump = Publisher(outbox, link, window=10)
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
     pump.pump()
     assert link.sent == [] and pump.in_flight == 0
     link.connected = True
@@ -87,7 +96,7 @@ def test_nothing_is_sent_while_the_link_is_down(outbox, link):
 
 def test_no_more_than_the_window_is_in_flight(outbox, link):
     _store(outbox, 0, 20)
-    pump = Publisher(outbox, link, window=8)
+    pump = Publisher(outbox, link, window=8, ack_timeout_s=30)
     pump.pump()
     assert link.members() == list(range(8)) and pump.in_flight == 8
     pump.acked(1, True, "")
@@ -96,23 +105,22 @@ def test_no_more_than_the_window_is_in_flight(outbox, link):
     pump.acked(2, True, "")
     pump.flush()
     assert link.members() == list(range(10)) and pump.in_flight == 8
+    assert pump.awaiting == 10  # the broker has two; the backend has acknowledged none
 
 
 def test_a_live_check_in_goes_ahead_of_the_backlog_and_is_not_sent_twice(outbox, link):
     _store(outbox, 0, 30)
-    pump = Publisher(outbox, link, window=4)
+    pump = Publisher(outbox, link, window=4, ack_timeout_s=30)
     pump.pump()
     assert link.members() == [0, 1, 2, 3]
     live = _store(outbox, 100, 1)  # a customer at the counter while the backlog drains
     pump.stored(live, online=True)
-    for mid in link.mids():
-        pump.acked(mid, True, "")
+    _ack_all(pump, link)
     pump.flush()
     assert link.members()[4] == 100
     assert "replayed" not in link.sent[4][2]  # sent live
     while pump.in_flight:  # drain everything
-        for mid in link.mids()[-pump.in_flight:]:
-            pump.acked(mid, True, "")
+        _ack_all(pump, link)
         pump.flush()
     assert sorted(link.members()) == [*range(30), 100]  # each exactly once
     assert outbox.depth == 0
@@ -120,49 +128,124 @@ def test_a_live_check_in_goes_ahead_of_the_backlog_and_is_not_sent_twice(outbox,
 
 def test_a_check_in_stored_offline_waits_for_the_backlog_order(outbox, link):
     _store(outbox, 0, 2)
-    pump = Publisher(outbox, link, window=10)
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
     pump.stored(_store(outbox, 2, 1), online=False)
     assert link.members() == [0, 1, 2]
     assert all(payload["replayed"] for _, _, payload in link.sent)
 
 
-def test_acknowledged_rows_are_deleted_only_on_flush(outbox, link):
+def test_a_row_is_deleted_only_when_the_backend_acknowledged_it_and_only_on_flush(outbox, link):
     _store(outbox, 0, 3)
-    pump = Publisher(outbox, link, window=10)
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
     pump.pump()
     for mid in link.mids():
         pump.acked(mid, True, "")
+    pump.flush()
+    assert (pump.published, pump.delivered, outbox.depth) == (3, 0, 3)  # PUBACK: not enough
+    assert (pump.in_flight, pump.awaiting) == (0, 3)
+    _ack_all(pump, link)
     assert (pump.delivered, pump.pending_deletes, outbox.depth) == (3, 3, 3)
     pump.flush()
-    assert (pump.pending_deletes, outbox.depth, pump.in_flight) == (0, 0, 0)
+    assert (pump.pending_deletes, outbox.depth, pump.awaiting) == (0, 0, 0)
+
+
+def test_unacknowledged_rows_go_again_in_order_with_a_growing_wait(outbox, link, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(publisher.time, "monotonic", lambda: clock[0])
+    _store(outbox, 0, 4)
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=5)
+    pump.pump()
+    for mid in link.mids():
+        pump.acked(mid, True, "")  # the broker has them; a broker crash or overflow loses them
+    pump.answered([("event-1", protocol.Ack.CREDITED, "")])
+    pump.flush()
+    clock[0] += 4.9
+    pump.pump()
+    assert link.members() == [0, 1, 2, 3]  # not yet
+    clock[0] += 0.2
+    pump.pump()
+    assert link.members()[4:] == [0, 2, 3]  # the unacknowledged ones, oldest first, once
+    assert all(payload["replayed"] for _, _, payload in link.sent[4:])
+    assert pump.resent == 3 and outbox.depth == 3
+    clock[0] += 9.9  # the wait doubled: 10 s now
+    pump.pump()
+    assert len(link.sent) == 7
+    clock[0] += 0.2
+    pump.pump()
+    assert link.members()[7:] == [0, 2, 3]
+    pump.answered([("event-0", protocol.Ack.DUPLICATE, "")])  # it answers: back to 5 s
+    clock[0] += 5.1
+    pump.pump()
+    assert link.members()[10:] == [2, 3]
+    pump.answered([(f"event-{n}", protocol.Ack.DUPLICATE, "") for n in (2, 3)])
+    pump.flush()
+    assert outbox.depth == 0 and pump.delivered == 4
+
+
+def test_an_acknowledgement_for_a_row_an_earlier_run_sent_deletes_it(outbox, link):
+    _store(outbox, 0, 3)
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)  # nothing sent by this run
+    link.connected = False
+    assert pump.answered([("event-1", protocol.Ack.CREDITED, ""),
+                          ("event-77", protocol.Ack.CREDITED, "")]) == set()
+    pump.flush()
+    assert outbox.depth == 2
+    link.connected = True
+    pump.pump()
+    assert link.members() == [0, 2]
+
+
+def test_a_refusal_deletes_the_row_is_counted_and_holds_nothing_up(outbox, link, caplog):
+    _store(outbox, 0, 3)
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
+    pump.pump()
+    pump.answered([("event-0", protocol.Ack.REFUSED, "member_id: too long")])
+    pump.answered([(f"event-{n}", protocol.Ack.CREDITED, "") for n in (1, 2)])
+    pump.flush()
+    assert (outbox.depth, pump.backend_refused, pump.delivered) == (0, 1, 2)
+    assert "refused check-in event-0 for good: member_id: too long" in caplog.text
+
+
+def test_no_more_than_the_ack_window_waits_for_the_backend(outbox, link, monkeypatch):
+    monkeypatch.setattr(publisher, "ACK_WINDOW", 6)
+    _store(outbox, 0, 10)
+    pump = Publisher(outbox, link, window=4, ack_timeout_s=30)
+    pump.pump()
+    for _ in range(3):
+        for mid in link.mids():
+            pump.acked(mid, True, "")
+        pump.flush()
+    assert (len(link.sent), pump.awaiting, pump.unsent) == (6, 6, 4)
+    pump.answered([("event-0", protocol.Ack.CREDITED, "")])
+    pump.flush()
+    assert link.members() == [0, 1, 2, 3, 4, 5, 6]
 
 
 def test_an_acknowledgement_of_another_message_is_ignored(outbox, link):
     _store(outbox, 0, 1)
-    pump = Publisher(outbox, link, window=10)
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
     pump.pump()
     pump.acked(999, True, "")  # a status or state message: not an outbox row
-    assert (pump.delivered, pump.in_flight, pump.pending_deletes) == (0, 1, 0)
+    assert (pump.published, pump.in_flight, pump.pending_deletes) == (0, 1, 0)
 
 
 def test_a_refused_or_unrouted_check_in_is_offered_again_in_order(outbox, link, monkeypatch):
     monkeypatch.setattr(publisher, "RETRY_AFTER_S", 0.2)
     _store(outbox, 0, 4)
-    pump = Publisher(outbox, link, window=10)
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
     pump.pump()
     assert link.members() == [0, 1, 2, 3]
     pump.acked(1, True, "")
     pump.acked(2, False, "No matching subscribers")
     pump.acked(3, False, "Not authorized")
     pump.acked(4, True, "")
-    assert pump.refused == 2 and pump.delivered == 2
+    assert pump.refused == 2 and pump.published == 2
     pump.flush()
     assert len(link.sent) == 4  # not at once: the broker gets a moment
     time.sleep(0.25)
     pump.pump()
     assert link.members()[4:] == [1, 2]  # the refused rows again, in order, nothing else
-    for mid in link.mids()[4:]:
-        pump.acked(mid, True, "")
+    _ack_all(pump, link)
     pump.flush()
     assert outbox.depth == 0
 
@@ -171,7 +254,7 @@ def test_a_publish_the_link_cannot_take_stays_in_the_outbox_and_is_retried(outbo
                                                                            monkeypatch):
     monkeypatch.setattr(publisher, "RETRY_AFTER_S", 0.2)
     _store(outbox, 0, 2)
-    pump = Publisher(outbox, link, window=10)
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
     link.refuse = True
     pump.pump()
     assert pump.in_flight == 0 and outbox.depth == 2

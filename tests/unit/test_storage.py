@@ -27,15 +27,15 @@ def test_rows_come_out_in_the_order_they_went_in_and_survive_a_reopen(db_path):
     assert moved is None
     outbox = Outbox(conn, max_rows=100)
     ids = [outbox.add(f"e{n}", f'{{"n":{n}}}'.encode()) for n in range(5)]
-    outbox.remove([ids[1]])
+    outbox.remove([ids[1]], ["e3"])  # by row id, and by event id (sent by an earlier run)
     conn.close()
 
     conn, _ = open_db(db_path)
     outbox = Outbox(conn, max_rows=100)
-    assert outbox.depth == 4
-    assert [payload for _, payload in outbox.after(0, 10)] == [
-        b'{"n":0}', b'{"n":2}', b'{"n":3}', b'{"n":4}']
-    assert [row for row, _ in outbox.after(ids[2], 10)] == ids[3:]
+    assert outbox.depth == 3
+    assert [payload for _, _, payload in outbox.after(0, 10)] == [
+        b'{"n":0}', b'{"n":2}', b'{"n":4}']
+    assert [(row, event) for row, event, _ in outbox.after(ids[2], 10)] == [(ids[4], "e4")]
     assert outbox.oldest_age() >= 0.0
 
 
@@ -203,5 +203,5 @@ def test_a_corrupt_database_is_moved_aside_and_its_waiting_checkins_salvaged(tmp
     conn, moved = open_db(path)
     assert moved is not None and Path(moved).exists()
     rows = Outbox(conn, max_rows=100).after(0, 100)
-    assert [json.loads(payload)["n"] for _, payload in rows] == list(range(20))
+    assert [json.loads(payload)["n"] for _, _, payload in rows] == list(range(20))
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
