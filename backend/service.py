@@ -148,24 +148,27 @@ class LoyaltyBackend:
     def _credit(self, batch: list[_Arrived]) -> None:
         visits = [(a.checkin, a.replayed) for a in batch if a.checkin is not None]
         refusals = [a.refusal for a in batch if a.refusal is not None]
-        results = self.ledger.record(visits, refusals)  # committed: now it may be answered
-        for (checkin, _), (status, new) in zip(visits, results, strict=True):
-            self.received += 1
-            self.duplicates += not new
-            log.info("visit %s of %s: %d pts%s", checkin.event_id,
-                     protocol.redact(checkin.member_id), status.balance,
-                     "" if new else " (duplicate)")
-        answers = iter(results)
+        results = iter(self.ledger.record(visits, refusals))  # committed: now answer
         for arrived in batch:
             if arrived.refusal is not None:
+                refusal = arrived.refusal
                 self.rejected += 1
-                log.warning("refused check-in %s from %s: %s", arrived.refusal.event_id,
-                            arrived.refusal.device_id, arrived.refusal.reason)
-                body = protocol.encode_refusal(arrived.refusal.event_id, arrived.refusal.reason)
-            else:
-                assert arrived.checkin is not None
-                status, new = next(answers)
+                log.warning("refused check-in %s from %s: %s", refusal.event_id,
+                            refusal.device_id, refusal.reason)
+                body = protocol.encode_refusal(refusal.event_id,
+                                               protocol.member_of(refusal.payload),
+                                               refusal.reason)
+            elif arrived.checkin is not None:
+                checkin = arrived.checkin
+                status, new = next(results)
+                self.received += 1
+                self.duplicates += not new
+                log.info("visit %s of %s: %d pts%s", checkin.event_id,
+                         protocol.redact(checkin.member_id), status.balance,
+                         "" if new else " (duplicate)")
                 body = protocol.encode_reply(
-                    arrived.checkin.event_id, arrived.checkin.member_id, status,
+                    checkin.event_id, checkin.member_id, status,
                     protocol.Ack.CREDITED if new else protocol.Ack.DUPLICATE)
+            else:
+                continue
             self._client.publish(arrived.reply_topic, body, qos=1)

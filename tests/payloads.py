@@ -20,8 +20,16 @@ PER_TEMPLATE = 800
 
 def reply_fuzz(event_id: str, member_id: str, count: int, seed: int) -> list[Case]:
     """``count`` broken (and some valid but odd) replies to ``event_id`` for ``member_id``."""
-    template = json.loads(protocol.encode_reply(event_id, member_id, ALICE, protocol.Ack.CREDITED))
+    template = json.loads(protocol.encode_reply(event_id, member_id, ALICE,
+                                                protocol.Ack.CREDITED))
     return hostile_payloads(template, count, seed=seed, free_text=FREE_TEXT, optional=OPTIONAL)
+
+
+def health(**fields: object) -> protocol.Health:
+    """A health report of a quiet kiosk, with ``fields`` changed."""
+    quiet = {name: 0 for name in protocol.Health.__dataclass_fields__}
+    quiet.update(uptime_s=12.0, state="ready", problems=[], cpu_temp_c=None)
+    return protocol.Health(**{**quiet, **fields})  # type: ignore[arg-type]
 
 
 def _unchanged(payload: bytes, body: dict) -> bool:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from kiosk.counter.checkin import CheckIn
 from kiosk.counter.events import Acked, Reply
 from kiosk.mqtt import protocol
-from kiosk.mqtt.publisher import Publisher
+from kiosk.mqtt.publisher import Ack, Publisher
 from kiosk.store.outbox import Outbox, OutboxError, OutboxFull
 
 log = logging.getLogger(__name__)
@@ -94,10 +94,11 @@ class Delivery:
         """The backend answered: delete the rows it acknowledged. Returns the event ids that
         were this run's rows waiting for it (their replies are only acknowledgements unless
         the controller still shows them)."""
-        acks: list[tuple[str, protocol.Ack, str]] = []
+        acks: list[Ack] = []
         for reply in replies:
             if reply.ack:
-                acks.append((reply.event_id, protocol.Ack(reply.ack), reply.reason))
+                acks.append((reply.event_id, reply.member_id, protocol.Ack(reply.ack),
+                             reply.reason))
             else:
                 self.replies_unacknowledged += 1
         return self.publisher.answered(acks) if acks else set()

@@ -71,6 +71,7 @@ __all__ = [
     "kiosk_of",
     "leaf_of",
     "mark_replayed",
+    "member_of",
     "redact",
     "reply_topic_for",
     "staff_view",
@@ -332,11 +333,23 @@ def encode_reply(event_id: str, member_id: str, status: MemberStatus, ack: Ack) 
     return _dump(body)
 
 
-def encode_refusal(event_id: str, reason: str) -> bytes:
+def encode_refusal(event_id: str, member_id: str, reason: str) -> bytes:
     """The backend's answer to a check-in it will never credit, and why (a refusal is final:
-    the kiosk deletes the row, logs the reason and counts it)."""
-    return _dump({"v": VERSION, "event_id": event_id, "ack": Ack.REFUSED.value,
-                  "reason": reason[:MAX_REASON]})
+    the kiosk deletes the row, logs the reason and counts it). ``member_id`` is what the
+    check-in named (:func:`member_of`)."""
+    return _dump({"v": VERSION, "event_id": event_id, "member_id": member_id,
+                  "ack": Ack.REFUSED.value, "reason": reason[:MAX_REASON]})
+
+
+def member_of(payload: bytes | bytearray) -> str:
+    """The ``member_id`` a stored or received check-in names ("" when it names none that fits
+    a reply): an acknowledgement must repeat it, so knowing an ``event_id`` alone is not
+    enough to make a kiosk delete a check-in."""
+    try:
+        member = json.loads(payload).get("member_id")
+    except (ValueError, AttributeError, RecursionError):
+        return ""
+    return member if isinstance(member, str) and len(member) <= MAX_MEMBER_ID else ""
 
 
 def event_id_of(payload: bytes | bytearray) -> str | None:
@@ -357,9 +370,9 @@ def decode_reply(payload: bytes | bytearray) -> Answer:
         ack = Ack(word) if word else None
     except ValueError:
         raise ProtocolError(f"field 'ack' is not one of {[a.value for a in Ack]}") from None
-    if ack is Ack.REFUSED:
-        return Answer(event_id, "", None, ack, body.text("reason", MAX_REASON, ""))
     member_id = body.text("member_id", MAX_MEMBER_ID)
+    if ack is Ack.REFUSED:
+        return Answer(event_id, member_id, None, ack, body.text("reason", MAX_REASON, ""))
     status = MemberStatus(
         display_name=body.text("display_name", MAX_NAME),
         balance=body.integer("balance", 0, MAX_POINTS),

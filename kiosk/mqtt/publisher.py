@@ -52,6 +52,9 @@ top): bounds memory and what a kiosk puts in the broker's queue while the backen
 MAX_ACK_TIMEOUT_S = 300.0
 """The longest wait for an acknowledgement before sending again (after doubling)."""
 
+Ack = tuple[str, str, protocol.Ack, str]
+"""``(event_id, member_id, ack, reason)`` of one acknowledgement from the backend."""
+
 
 class Publisher:
     """Outbox -> MQTT pump. Called only from the controller thread."""
@@ -64,12 +67,13 @@ class Publisher:
         self._ack_timeout_s = ack_timeout_s
         self._wait_s = ack_timeout_s  # doubles while the backend stays silent
         self._in_flight: dict[int, tuple[int, str]] = {}  # paho mid -> (row id, event id)
-        self._awaiting: dict[str, tuple[int, float]] = {}  # event id -> (row id, sent at)
+        # event id -> (row id, sent at, member id), oldest send first
+        self._awaiting: dict[str, tuple[int, float, str]] = {}
         self._cursor = 0  # backlog: the highest row id handed to paho in id order
         self._live: list[Row] = []  # stored while online, not sent yet
         self._sent_ahead: set[int] = set()  # live rows sent before the cursor reached them
         self._acked: set[int] = set()  # acknowledged by the backend, not deleted yet
-        self._acked_unknown: list[str] = []  # acknowledged, sent by an earlier run or round
+        self._acked_unknown: dict[str, str] = {}  # event id -> member: sent by an earlier run
         self._retry_at: float | None = None
         self._silent_since: float | None = None  # waiting for the backend, nothing heard
         self.published = 0
@@ -82,6 +86,8 @@ class Publisher:
         """Rows the backend refused for good (deleted, with the reason logged)."""
         self.resent = 0
         """Rows sent again because the backend did not acknowledge them in time."""
+        self.acks_refused = 0
+        """Acknowledgements naming another member than their check-in's: deleted nothing."""
 
     @property
     def in_flight(self) -> int:
@@ -111,13 +117,13 @@ class Publisher:
 
     def oldest_awaiting_row(self) -> int | None:
         """The row id of the oldest check-in waiting for the backend, if any."""
-        return min((row for row, _ in self._awaiting.values()), default=None)
+        return min((row for row, _, _ in self._awaiting.values()), default=None)
 
     def first_unsent_row(self) -> int | None:
         """The row id of the oldest check-in not sent yet, if any (for its age in health)."""
         if not self.unsent:
             return None
-        skip = {row for row, _ in self._awaiting.values()} | self._acked | self._sent_ahead
+        skip = {row for row, _, _ in self._awaiting.values()} | self._acked | self._sent_ahead
         for row_id, _event_id, _payload in self._outbox.after(self._cursor, len(skip) + 1):
             if row_id not in skip:
                 return row_id
@@ -181,7 +187,7 @@ class Publisher:
             self._retry_at = now + RETRY_AFTER_S
             return False
         self._in_flight[mid] = (row_id, event_id)
-        self._awaiting[event_id] = (row_id, now)
+        self._awaiting[event_id] = (row_id, now, protocol.member_of(body))
         if self._silent_since is None:
             self._silent_since = now
         return True
@@ -191,10 +197,10 @@ class Publisher:
         unacknowledged row again, from the oldest, and wait twice as long next time."""
         if not self._awaiting:
             return
-        _row, sent_at = next(iter(self._awaiting.values()))  # oldest send first
+        _row, sent_at, _member = next(iter(self._awaiting.values()))  # oldest send first
         if now - sent_at < self._wait_s:
             return
-        first = min(row for row, _ in self._awaiting.values())
+        first = min(row for row, _, _ in self._awaiting.values())
         log.warning("the backend has not acknowledged %d check-ins in %.0f s; sending them "
                     "again from the oldest", len(self._awaiting), now - sent_at)
         self.resent += len(self._awaiting)
@@ -226,16 +232,24 @@ class Publisher:
         self._rewind(row_id)
         self._retry_at = time.monotonic() + RETRY_AFTER_S
 
-    def answered(self, acks: Iterable[tuple[str, protocol.Ack, str]]) -> set[str]:
-        """The backend acknowledged ``(event_id, ack, reason)``: note the rows for deletion.
-        Returns the event ids that were rows of this run waiting for it."""
+    def answered(self, acks: Iterable[Ack]) -> set[str]:
+        """The backend acknowledged these check-ins: note their rows for deletion. Returns the
+        event ids that were rows of this run waiting for it.
+
+        An acknowledgement must name the member its check-in names: one that does not is
+        forged or misrouted, and deletes nothing (counted in :attr:`acks_refused`)."""
         matched: set[str] = set()
         now = time.monotonic()
-        for event_id, ack, reason in acks:
-            sent = self._awaiting.pop(event_id, None)
-            if sent is None:  # sent by an earlier run, or before sending again: delete by id
-                self._acked_unknown.append(event_id)
+        for event_id, member_id, ack, reason in acks:
+            sent = self._awaiting.get(event_id)
+            if sent is None:  # sent by an earlier run, or before sending again
+                self._acked_unknown[event_id] = member_id  # checked against the row on flush
+            elif sent[2] != member_id:
+                self.acks_refused += 1
+                log.warning("ignored an acknowledgement of %s naming another member", event_id)
+                continue
             else:
+                del self._awaiting[event_id]
                 matched.add(event_id)
                 self._acked.add(sent[0])
             if ack is protocol.Ack.REFUSED:
@@ -253,9 +267,15 @@ class Publisher:
         Raises :class:`~kiosk.store.outbox.OutboxError` when the disk refuses the delete; the
         rows stay noted and the delete is tried again on the next flush.
         """
-        if self._acked or self._acked_unknown:
-            self._outbox.remove(sorted(self._acked), self._acked_unknown)
+        if self._acked_unknown:
+            for row_id, event_id, payload in self._outbox.with_events(list(self._acked_unknown)):
+                if protocol.member_of(payload) == self._acked_unknown[event_id]:
+                    self._acked.add(row_id)
+                else:
+                    self.acks_refused += 1
+            self._acked_unknown.clear()
+        if self._acked:
+            self._outbox.remove(sorted(self._acked))
             self._sent_ahead.difference_update(self._acked)
             self._acked.clear()
-            self._acked_unknown.clear()
         self.pump()

@@ -47,11 +47,13 @@ class Mosquitto:
     host = "127.0.0.1"
 
     def __init__(self, workdir: Path, port: int | None = None, drop_in: str | None = None,
-                 persistence: bool = True) -> None:
+                 persistence: bool = True, max_queued: int = 100000) -> None:
         """``drop_in`` replaces the open loopback listener with a ``conf.d`` file of your own
         (e.g. the shipped TLS config, moved by :func:`secure_drop_in`); it must listen on
         ``port``. ``persistence=False`` makes a restart forget every session and
-        subscription (a careless production broker): the kiosk must still lose nothing."""
+        subscription (a careless production broker): the kiosk must still lose nothing.
+        ``max_queued`` is how many messages the broker queues for a client that is away
+        before it drops the rest (as mosquitto's ``max_queued_messages``)."""
         binary = find_mosquitto()
         if binary is None:
             raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
@@ -61,6 +63,7 @@ class Mosquitto:
         self.log_path = workdir / "mosquitto.log"
         self._drop_in = drop_in
         self.persistence = persistence
+        self.max_queued = max_queued
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> None:
@@ -79,7 +82,7 @@ class Mosquitto:
             "log_type error\nlog_type warning\nlog_type notice\n"
             # Last, as Debian's mosquitto.conf includes conf.d at its end.
             + (self._drop_in or f"listener {self.port} {self.host}\nallow_anonymous true\n"
-               "max_queued_messages 100000\n")
+               f"max_queued_messages {self.max_queued}\n")
         )
         self._process = subprocess.Popen(
             [self._binary, "-c", str(conf)],

@@ -121,9 +121,25 @@ class RunningKiosk:
         wait_for(lambda: self.app.controller.online, timeout, "the kiosk to connect")
 
     def wait_drained(self, timeout: float = 20.0) -> None:
-        """Wait until the outbox is empty (every check-in acknowledged by the broker)."""
+        """Wait until the outbox is empty: every check-in recorded so far (at least one) has
+        left it, which it does only on the backend's acknowledgement."""
         wait_for(lambda: self.app.outbox.depth == 0 and self.app.checkins_recorded,
                  timeout, "the outbox to drain")
+
+    def wait_credited(self, count: int = 1, timeout: float = 20.0) -> int:
+        """Wait until the backend has acknowledged ``count`` check-ins of this run as credited
+        (or duplicates) and nothing waits in the outbox; returns how many it acknowledged.
+
+        Raises ``AssertionError`` naming the count when the backend refused any: a test that
+        waits for credit must not pass on a refusal."""
+        publisher = self.app.delivery.publisher
+        wait_for(lambda: publisher.backend_refused or (
+            publisher.delivered >= count and self.app.outbox.depth == 0),
+            timeout, f"{count} check-in(s) credited by the backend")
+        if publisher.backend_refused:
+            raise AssertionError(f"the backend refused {publisher.backend_refused} check-in(s) "
+                                 "(see the kiosk's log for why)")
+        return publisher.delivered
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the kiosk as SIGTERM would, and wait for it."""

@@ -33,7 +33,7 @@ one statement's rows consecutively, ending at ``lastrowid``.
 """
 
 IDS_PER_STATEMENT = 900
-"""Ids in one ``IN (...)`` of a delete: under SQLite's oldest limit of 999 parameters."""
+"""Ids in one ``IN (...)``: under SQLite's oldest limit of 999 parameters."""
 
 Row = tuple[int, str, bytes]
 """``(row id, event_id, payload)`` of one stored check-in."""
@@ -116,31 +116,37 @@ class Outbox:
                                  (row_id,)).fetchone()
         return None if row is None else float(row[0])
 
-    def remove(self, row_ids: Sequence[int], event_ids: Sequence[str] = ()) -> None:
-        """Delete rows the backend has acknowledged, by row id and by ``event_id`` (rows an
-        earlier run sent), in one light transaction. Ids no longer stored are skipped.
+    def with_events(self, event_ids: Sequence[str]) -> list[Row]:
+        """The stored rows among ``event_ids`` (one indexed lookup per id), oldest first."""
+        rows: list[Row] = []
+        for first in range(0, len(event_ids), IDS_PER_STATEMENT):
+            chunk = event_ids[first:first + IDS_PER_STATEMENT]
+            rows += self._conn.execute(
+                "SELECT id, event_id, payload FROM outbox WHERE event_id IN "
+                f"({','.join('?' * len(chunk))})", chunk).fetchall()
+        return sorted(rows)
+
+    def remove(self, row_ids: Sequence[int]) -> None:
+        """Delete rows the backend has acknowledged, in one light transaction. Ids no longer
+        stored are skipped.
 
         Raises :class:`OutboxError` when the disk refuses; the rows are then still there.
         """
-        chunks: list[tuple[str, Sequence[int | str]]] = [
-            ("id", row_ids[i:i + IDS_PER_STATEMENT])
-                  for i in range(0, len(row_ids), IDS_PER_STATEMENT)]
-        chunks += [("event_id", event_ids[i:i + IDS_PER_STATEMENT])
-                   for i in range(0, len(event_ids), IDS_PER_STATEMENT)]
-        if not chunks:
+        if not row_ids:
             return
         removed = size = 0
         try:
             self._conn.execute("PRAGMA synchronous=NORMAL")
             try:
                 with transaction(self._conn):
-                    for column, ids in chunks:
-                        where = f"{column} IN ({','.join('?' * len(ids))})"
+                    for first in range(0, len(row_ids), IDS_PER_STATEMENT):
+                        chunk = row_ids[first:first + IDS_PER_STATEMENT]
+                        where = f"id IN ({','.join('?' * len(chunk))})"
                         size += int(self._conn.execute(
                             f"SELECT TOTAL(LENGTH(payload)) FROM outbox WHERE {where}",
-                            ids).fetchone()[0])
+                            chunk).fetchone()[0])
                         removed += self._conn.execute(f"DELETE FROM outbox WHERE {where}",
-                                                      ids).rowcount
+                                                      chunk).rowcount
             finally:
                 self._conn.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error as exc:

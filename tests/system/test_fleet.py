@@ -9,8 +9,10 @@ from kiosk.mqtt import protocol
 from kiosk.mqtt.envelope import target_for
 from kiosk.staff import fleet
 from kiosk.testing.harness import wait_for
+from tests.payloads import health
 
-HEALTH = protocol.Health(12.0, "ready", [], 4, 30.0, 9, 8, 0, 0, 8, 0, 0.0, 1, 0, 0, 0, 0, None)
+HEALTH = health(outbox_depth=4, outbox_oldest_s=30.0, scans=9, checkins=8, published=8,
+                delivered=8, connects=1)
 
 
 def _topics(device_id: str, site: str = "shop-1") -> protocol.Topics:

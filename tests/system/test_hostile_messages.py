@@ -26,6 +26,8 @@ from kiosk.testing.staff import target_of, trusting, wait_listening
 from kiosk.trust.signing import Signer
 from tests.payloads import order_fuzz, reply_fuzz
 
+CREDITED = protocol.Ack.CREDITED
+
 
 def _synced(kiosk, name: str) -> bool:
     screen = kiosk.app.screen
@@ -102,8 +104,9 @@ def test_a_forged_reply_cannot_greet_the_customer_or_rewrite_a_members_cache(
     pwned = MemberStatus("Pwned!", 999_999, "Gold", 0, 1.0)
     mallory = MemberStatus("Mallory", 123_456, "Gold", 0, 1.0)
     forgeries = [
-        protocol.encode_reply(event_id, "LOY-MALLORY1", pwned, protocol.Ack.CREDITED),  # the check-in on screen
-        protocol.encode_reply(uuid7(), "LOY-ALICE01", mallory, protocol.Ack.CREDITED),  # a real member, no check-in
+        # the check-in on screen; a real member, no check-in
+        protocol.encode_reply(event_id, "LOY-MALLORY1", pwned, CREDITED),
+        protocol.encode_reply(uuid7(), "LOY-ALICE01", mallory, CREDITED),
     ]
     for forged in forgeries:
         intruder.publish(kiosk.app.topics.reply, forged, qos=1).wait_for_publish(5)
@@ -113,8 +116,8 @@ def test_a_forged_reply_cannot_greet_the_customer_or_rewrite_a_members_cache(
     assert _cache(kiosk) == {}
     # The genuine reply still lands on screen and in the cache.
     alice = MemberStatus("Alice", 10, "Bronze", 40, 0.2)
-    intruder.publish(kiosk.app.topics.reply, protocol.encode_reply(event_id, "LOY-ALICE01", alice, protocol.Ack.CREDITED),
-                      qos=1).wait_for_publish(5)
+    intruder.publish(kiosk.app.topics.reply,
+                     protocol.encode_reply(event_id, "LOY-ALICE01", alice, CREDITED), qos=1).wait_for_publish(5)
     wait_for(lambda: _synced(kiosk, "Alice"), what="the genuine reply on screen")
     wait_for(lambda: _cache(kiosk).get("LOY-ALICE01", {}).get("balance") == 10,
              what="the genuine reply cached")
@@ -126,7 +129,7 @@ def test_a_hundred_one_mib_names_do_not_grow_the_database(kiosk, mosquitto, intr
     before = sum(path.stat().st_size for path in state.glob("kiosk.db*"))
     # Even for the right check-in and member (an attacker who reads the traffic).
     huge = protocol.encode_reply(event_id, "LOY-ALICE01",
-                                 MemberStatus("M" * (1 << 20), 1, "Gold", 0, 1.0), protocol.Ack.CREDITED)
+                                 MemberStatus("M" * (1 << 20), 1, "Gold", 0, 1.0), CREDITED)
     for _ in range(100):
         intruder.publish(kiosk.app.topics.reply, huge, qos=1)
     wait_for(lambda: kiosk.app.link.bad_messages == 100, timeout=90, what="all 100 refused")

@@ -16,6 +16,8 @@ from kiosk.mqtt.link import Link
 from kiosk.testing.broker import Mosquitto
 from kiosk.testing.harness import wait_for
 
+CREDITED = protocol.Ack.CREDITED
+
 TOPICS = protocol.Topics("loyalty", "shop", "link-1")
 ALICE = MemberStatus("Alice", 10, "Bronze", 40, 0.2)
 
@@ -62,8 +64,9 @@ def test_connecting_emits_link_up_and_says_online_retained(link, mosquitto, even
 def test_replies_and_staff_orders_on_its_topics_are_emitted_and_nothing_else(link, intruder,
                                                                              events):
     intruder.publish("loyalty/shop/other-kiosk/reply",
-                     protocol.encode_reply("e0", "LOY-ALICE01", ALICE, protocol.Ack.CREDITED), qos=1).wait_for_publish(5)
-    intruder.publish(TOPICS.reply, protocol.encode_reply("e1", "LOY-ALICE01", ALICE, protocol.Ack.CREDITED),
+                     protocol.encode_reply("e0", "LOY-ALICE01", ALICE, CREDITED),
+                     qos=1).wait_for_publish(5)
+    intruder.publish(TOPICS.reply, protocol.encode_reply("e1", "LOY-ALICE01", ALICE, CREDITED),
                      qos=1).wait_for_publish(5)
     for topic in (TOPICS.command("ping"), protocol.command_topic("loyalty", "shop", name="ping"),
                   protocol.command_topic("loyalty", name="ping"), TOPICS.config_desired):
@@ -77,7 +80,7 @@ def test_replies_and_staff_orders_on_its_topics_are_emitted_and_nothing_else(lin
 
 def test_a_malformed_reply_is_counted_and_not_emitted(link, intruder, events):
     intruder.publish(TOPICS.reply, b'{"v":1,"balance":"lots"}', qos=1).wait_for_publish(5)
-    intruder.publish(TOPICS.reply, protocol.encode_reply("e1", "LOY-ALICE01", ALICE, protocol.Ack.CREDITED),
+    intruder.publish(TOPICS.reply, protocol.encode_reply("e1", "LOY-ALICE01", ALICE, CREDITED),
                      qos=1).wait_for_publish(5)
     wait_for(lambda: events.of(Reply), what="the good reply after it")
     assert link.bad_messages == 1 and len(events.of(Reply)) == 1

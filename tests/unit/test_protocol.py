@@ -15,6 +15,8 @@ from kiosk.mqtt.envelope import Order, seal
 from kiosk.staff.issuer import Issuer
 from kiosk.trust.signing import Signer
 
+CREDITED = protocol.Ack.CREDITED
+
 CHECKIN = CheckIn(uuid7(), "pi-1", "b00t", 7, 1795388285.351, "LOY-ALICE01", "camera")
 STATUS = MemberStatus("Alice", 120, "Silver", 30, 0.4, "")
 
@@ -31,9 +33,9 @@ def test_a_check_in_round_trips_and_replay_is_marked():
 
 
 def test_a_reply_round_trips():
-    payload = protocol.encode_reply(CHECKIN.event_id, CHECKIN.member_id, STATUS, protocol.Ack.CREDITED)
+    payload = protocol.encode_reply(CHECKIN.event_id, CHECKIN.member_id, STATUS, CREDITED)
     assert protocol.decode_reply(payload) == protocol.Answer(
-        CHECKIN.event_id, CHECKIN.member_id, STATUS, protocol.Ack.CREDITED)
+        CHECKIN.event_id, CHECKIN.member_id, STATUS, CREDITED)
 
 
 def test_uuid7_ids_sort_by_time_and_are_version_7():
@@ -66,8 +68,8 @@ def test_the_document_names_exactly_the_kiosks_topics(spec):
     ("CheckIn", protocol.mark_replayed(protocol.encode_checkin(CHECKIN))),
     ("Reply", protocol.encode_reply(CHECKIN.event_id, CHECKIN.member_id,
                                     MemberStatus("A", 1, "B", 2, 0.5, "Free coffee"),
-                                    protocol.Ack.CREDITED)),
-    ("Refusal", protocol.encode_refusal(CHECKIN.event_id, "member_id: too long")),
+                                    CREDITED)),
+    ("Refusal", protocol.encode_refusal(CHECKIN.event_id, "", "member_id: too long")),
     ("State", protocol.encode_state("degraded", "display: gone", "0.1.0")),
     ("Health", protocol.encode_health(protocol.Health(
         uptime_s=1.0, state="ready", problems=[], outbox_depth=0, outbox_oldest_s=0.0,

@@ -72,7 +72,7 @@ def _ack_all(pump: Publisher, link: RecordingLink, ack=protocol.Ack.CREDITED) ->
     """The broker and then the backend acknowledge every message sent so far."""
     for mid in link.mids():
         pump.acked(mid, True, "")
-    pump.answered([(f"event-{payload['n']}", ack, "") for _, _, payload in link.sent])
+    pump.answered([(f"event-{payload['n']}", "", ack, "") for _, _, payload in link.sent])
 
 
 def test_the_backlog_goes_out_in_scan_order_marked_replayed(outbox, link):
@@ -157,7 +157,7 @@ def test_unacknowledged_rows_go_again_in_order_with_a_growing_wait(outbox, link,
     pump.pump()
     for mid in link.mids():
         pump.acked(mid, True, "")  # the broker has them; a broker crash or overflow loses them
-    pump.answered([("event-1", protocol.Ack.CREDITED, "")])
+    pump.answered([("event-1", "", protocol.Ack.CREDITED, "")])
     pump.flush()
     clock[0] += 4.9
     pump.pump()
@@ -173,11 +173,11 @@ def test_unacknowledged_rows_go_again_in_order_with_a_growing_wait(outbox, link,
     clock[0] += 0.2
     pump.pump()
     assert link.members()[7:] == [0, 2, 3]
-    pump.answered([("event-0", protocol.Ack.DUPLICATE, "")])  # it answers: back to 5 s
+    pump.answered([("event-0", "", protocol.Ack.DUPLICATE, "")])  # it answers: back to 5 s
     clock[0] += 5.1
     pump.pump()
     assert link.members()[10:] == [2, 3]
-    pump.answered([(f"event-{n}", protocol.Ack.DUPLICATE, "") for n in (2, 3)])
+    pump.answered([(f"event-{n}", "", protocol.Ack.DUPLICATE, "") for n in (2, 3)])
     pump.flush()
     assert outbox.depth == 0 and pump.delivered == 4
 
@@ -186,8 +186,8 @@ def test_an_acknowledgement_for_a_row_an_earlier_run_sent_deletes_it(outbox, lin
     _store(outbox, 0, 3)
     pump = Publisher(outbox, link, window=10, ack_timeout_s=30)  # nothing sent by this run
     link.connected = False
-    assert pump.answered([("event-1", protocol.Ack.CREDITED, ""),
-                          ("event-77", protocol.Ack.CREDITED, "")]) == set()
+    assert pump.answered([("event-1", "", protocol.Ack.CREDITED, ""),
+                          ("event-77", "", protocol.Ack.CREDITED, "")]) == set()
     pump.flush()
     assert outbox.depth == 2
     link.connected = True
@@ -195,12 +195,32 @@ def test_an_acknowledgement_for_a_row_an_earlier_run_sent_deletes_it(outbox, lin
     assert link.members() == [0, 2]
 
 
+def test_an_acknowledgement_naming_another_member_deletes_nothing(outbox, link):
+    payload = protocol.encode_checkin(protocol.CheckIn("event-0", "kiosk-1", "b", 1, 1.0,
+                                                       "LOY-ALICE01", "serial"))
+    outbox.add_many([("event-0", payload), ("event-1", payload.replace(b"event-0", b"event-1"))],
+                    [])
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
+    pump.pump()  # event-0 sent by this run; event-1 will be "from an earlier run"
+    forged = [("event-0", "LOY-MALLORY1", protocol.Ack.CREDITED, ""),
+              ("event-1", "LOY-MALLORY1", protocol.Ack.REFUSED, "nope")]
+    assert pump.answered(forged[:1]) == set()
+    link.connected = False
+    pump.answered(forged[1:])
+    pump.flush()
+    assert (outbox.depth, pump.acks_refused, pump.delivered) == (2, 2, 0)
+    assert pump.answered([("event-0", "LOY-ALICE01", protocol.Ack.CREDITED, "")]) == {"event-0"}
+    pump.answered([("event-1", "LOY-ALICE01", protocol.Ack.DUPLICATE, "")])
+    pump.flush()
+    assert outbox.depth == 0
+
+
 def test_a_refusal_deletes_the_row_is_counted_and_holds_nothing_up(outbox, link, caplog):
     _store(outbox, 0, 3)
     pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
     pump.pump()
-    pump.answered([("event-0", protocol.Ack.REFUSED, "member_id: too long")])
-    pump.answered([(f"event-{n}", protocol.Ack.CREDITED, "") for n in (1, 2)])
+    pump.answered([("event-0", "", protocol.Ack.REFUSED, "member_id: too long")])
+    pump.answered([(f"event-{n}", "", protocol.Ack.CREDITED, "") for n in (1, 2)])
     pump.flush()
     assert (outbox.depth, pump.backend_refused, pump.delivered) == (0, 1, 2)
     assert "refused check-in event-0 for good: member_id: too long" in caplog.text
@@ -216,7 +236,7 @@ def test_no_more_than_the_ack_window_waits_for_the_backend(outbox, link, monkeyp
             pump.acked(mid, True, "")
         pump.flush()
     assert (len(link.sent), pump.awaiting, pump.unsent) == (6, 6, 4)
-    pump.answered([("event-0", protocol.Ack.CREDITED, "")])
+    pump.answered([("event-0", "", protocol.Ack.CREDITED, "")])
     pump.flush()
     assert link.members() == [0, 1, 2, 3, 4, 5, 6]
 

@@ -23,11 +23,11 @@ from kiosk.staff.issuer import Issuer
 from kiosk.store.db import open_db
 from kiosk.testing.staff import trusting
 from kiosk.trust.signing import Signer
+from tests.payloads import health
 
 TOPICS = protocol.Topics("loyalty", "shop", "k1")
 TARGET = target_for("shop", "k1")
-HEALTH = protocol.Health(12.0, "ready", [], 0, 0.0, 0, 0.0, 0, 0.0, 0.0, 3, 2, 0, 0, 2, 2, 0, 0,
-                         0, 0.0, 1, 0, 0, 0, 0, None)
+HEALTH = health(scans=3, checkins=2, published=2, delivered=2, connects=1)
 
 
 class RecordingParts:

@@ -27,7 +27,8 @@ def test_rows_come_out_in_the_order_they_went_in_and_survive_a_reopen(db_path):
     assert moved is None
     outbox = Outbox(conn, max_rows=100)
     ids = [outbox.add(f"e{n}", f'{{"n":{n}}}'.encode()) for n in range(5)]
-    outbox.remove([ids[1]], ["e3"])  # by row id, and by event id (sent by an earlier run)
+    outbox.remove([ids[1], ids[3]])
+    assert [row for row, _, _ in outbox.with_events(["e4", "e0", "e1", "e9"])] == [ids[0], ids[4]]
     conn.close()
 
     conn, _ = open_db(db_path)
