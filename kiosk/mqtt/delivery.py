@@ -112,7 +112,10 @@ class Delivery:
             text = ("backend: answers without acknowledging check-ins (it needs the reply's "
                     "\"ack\" field); nothing is deleted")
         elif online and silent > self._backend_alarm_s:
-            text = f"backend: has not acknowledged check-ins for {silent / 60:.0f} min"
+            # In whole minutes: the retained state is republished only when the text changes.
+            text = ("backend: has not acknowledged check-ins for "
+                    + (f"{silent // 60:.0f} min" if silent >= 60
+                       else f"over {self._backend_alarm_s:.0f} s"))
         if (text is None) != (self.backend_trouble is None):
             if text:
                 log.error("%s", text)

@@ -39,6 +39,7 @@ __all__ = [
     "STATE_LIMITS",
     "TOPIC_WORD",
     "VERSION",
+    "Waiting",
     "Ack",
     "Answer",
     "CheckIn",
@@ -56,6 +57,7 @@ __all__ = [
     "decode_reported",
     "decode_result",
     "decode_state",
+    "decode_waiting",
     "device_of",
     "encode_checkin",
     "encode_enroll_request",
@@ -510,6 +512,29 @@ def encode_health(health: Health, sent_at: float) -> bytes:
     """The health report as sent; ``sent_at`` (Unix seconds) is when, for "last seen"."""
     body = {"v": VERSION, **asdict(health), "sent_at": round(sent_at, 3)}
     return _dump(body)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a health report says waits for delivery: check-ins not sent yet, and those sent
+    that the backend has not acknowledged (``kiosk status`` and staff tools show both)."""
+
+    unsent: int
+    unsent_oldest_s: float
+    awaiting_backend: int
+    awaiting_oldest_s: float
+    sent_at: float
+    """When the report was sent (the kiosk's clock)."""
+
+
+def decode_waiting(payload: bytes | bytearray) -> Waiting:
+    """The delivery figures of a retained health report (staff side)."""
+    body = decode_object(payload, STAFF_VIEW_LIMITS)
+    return Waiting(
+        unsent=body.integer("unsent", 0, MAX_SEQ), unsent_oldest_s=body.number(
+            "unsent_oldest_s", 0, MAX_TIME), awaiting_backend=body.integer(
+            "awaiting_backend", 0, MAX_SEQ), awaiting_oldest_s=body.number(
+            "awaiting_oldest_s", 0, MAX_TIME), sent_at=body.number("sent_at", 0, MAX_TIME))
 
 
 # --- helpers ----------------------------------------------------------------

@@ -31,10 +31,11 @@ from kiosk.store import dbview
 
 def retained(settings: MqttSection, topics: protocol.Topics,
              timeout: float = 3.0) -> dict[str, bytes] | str:
-    """The retained ``status`` and ``state`` payloads by topic, or why they could not be read."""
+    """The retained ``status``, ``state`` and ``tele/health`` payloads by topic, or why they
+    could not be read."""
     got: dict[str, bytes] = {}
     done = threading.Event()
-    wanted = {topics.status, topics.state}
+    wanted = {topics.status, topics.state, topics.health}
 
     def on_message(_client: Any, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         got[message.topic] = bytes(message.payload)
@@ -122,4 +123,22 @@ def _broker_view(settings: MqttSection, topics: protocol.Topics, out: TextIO) ->
         if state != "ready":
             print(f"problem  {reason or state}", file=out)
             return False
+    if topics.health in view:
+        _delivery(view[topics.health], out)
     return online
+
+
+def _delivery(health: bytes, out: TextIO) -> None:
+    """What the kiosk's last health report says waits: sent and not acknowledged by the
+    backend, and not sent yet (the database alone cannot tell the two apart)."""
+    try:
+        waiting = protocol.decode_waiting(health)
+    except ProtocolError as exc:
+        print(f"delivery unreadable health report: {exc}", file=out)
+        return
+    parts = [f"{count} {what}" + (f" (oldest stored {dbview.ago(age)})" if count else "")
+             for count, age, what in (
+                 (waiting.awaiting_backend, waiting.awaiting_oldest_s, "await the backend"),
+                 (waiting.unsent, waiting.unsent_oldest_s, "not sent yet"))]
+    print(f"delivery {', '.join(parts)}; reported {dbview.ago(time.time() - waiting.sent_at)}",
+          file=out)

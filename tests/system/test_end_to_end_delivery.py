@@ -224,14 +224,16 @@ def test_a_backend_that_never_acknowledges_is_shown_not_a_silent_leak(tmp_path, 
 
 def test_a_silent_backend_makes_the_kiosk_degraded_and_health_says_what_waits(
         tmp_path, mosquitto, ledger):
-    kiosk = _kiosk(tmp_path / "kiosk", mosquitto, "5").start()  # no backend at all
+    _backend(mosquitto, ledger).stop()  # gone away; the broker queues for it
+    kiosk = _kiosk(tmp_path / "kiosk", mosquitto, "5").start()
     try:
         kiosk.wait_online()
         for member in _members(3):
             kiosk.type_code(member)
         wait_for(lambda: "backend" in kiosk.app.problems, timeout=15,
                  what="the silent backend reported")
-        assert "has not acknowledged check-ins for" in kiosk.app.problems.text("backend")
+        assert kiosk.app.problems.text("backend") == (
+            "backend: has not acknowledged check-ins for over 4 s")
         health = kiosk.app.health()
         assert (health.state, health.awaiting_backend, health.outbox_depth) == ("degraded", 3, 3)
         assert health.awaiting_oldest_s >= 4 and health.backend_silent_s >= 4

@@ -72,7 +72,7 @@ def test_replies_and_staff_orders_on_its_topics_are_emitted_and_nothing_else(lin
                   protocol.command_topic("loyalty", name="ping"), TOPICS.config_desired):
         intruder.publish(topic, b"{}", qos=1).wait_for_publish(5)
     wait_for(lambda: len(events.of(StaffMessage)) == 4, what="the four staff messages")
-    assert events.of(Reply) == [Reply("e1", "LOY-ALICE01", ALICE)]
+    assert events.of(Reply) == [Reply("e1", "LOY-ALICE01", ALICE, "credited")]
     assert [message.topic for message in events.of(StaffMessage)] == [
         TOPICS.command("ping"), protocol.command_topic("loyalty", "shop", name="ping"),
         protocol.command_topic("loyalty", name="ping"), TOPICS.config_desired]
