@@ -117,7 +117,8 @@ def test_a_forged_reply_cannot_greet_the_customer_or_rewrite_a_members_cache(
     # The genuine reply still lands on screen and in the cache.
     alice = MemberStatus("Alice", 10, "Bronze", 40, 0.2)
     intruder.publish(kiosk.app.topics.reply,
-                     protocol.encode_reply(event_id, "LOY-ALICE01", alice, CREDITED), qos=1).wait_for_publish(5)
+                     protocol.encode_reply(event_id, "LOY-ALICE01", alice, CREDITED),
+                     qos=1).wait_for_publish(5)
     wait_for(lambda: _synced(kiosk, "Alice"), what="the genuine reply on screen")
     wait_for(lambda: _cache(kiosk).get("LOY-ALICE01", {}).get("balance") == 10,
              what="the genuine reply cached")

@@ -24,7 +24,8 @@ from kiosk.mqtt import protocol
 from kiosk.mqtt.wire import ProtocolError
 
 REPLY = protocol.encode_reply("01a2057a-9ee8-7fca-bd1c-730cf6bd67e3", "LOY-ALICE01",
-                              MemberStatus("Alice", 120, "Silver", 30, 0.4, ""), protocol.Ack.CREDITED)
+                              MemberStatus("Alice", 120, "Silver", 30, 0.4, ""),
+                              protocol.Ack.CREDITED)
 HUGE = REPLY[:-1] + b',"padding":"' + b"M" * (1 << 20) + b'"}'
 DEEP = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 
