@@ -22,6 +22,9 @@ from typing import TextIO
 
 from drivers import presence
 from kiosk.config import Config, ConfigError, MqttSection, config_path
+from kiosk.mqtt import protocol
+from kiosk.ops import status
+from kiosk.ops.identity import default_device_id
 from kiosk.provisioning.overlay import InForce, load_in_force
 from kiosk.store import dbview
 
@@ -89,9 +92,9 @@ def database(config: Config, now: float) -> list[Finding]:
                              "get the broker reachable (see the broker check); new visits "
                              "are refused when the outbox is full"))
     elif age > 3600:
-        found.append(Finding("outbox", "warn", f"{detail}: the broker has not acknowledged "
-                             "them", "see the broker check; kiosk status shows whether the "
-                             "kiosk is online"))
+        found.append(Finding("outbox", "warn", f"{detail}: the backend has not acknowledged "
+                             "them", "see the broker and delivery checks; kiosk status shows "
+                             "whether the kiosk is online"))
     else:
         found.append(Finding("outbox", "ok", detail))
     return found
@@ -133,6 +136,33 @@ def broker(settings: MqttSection, timeout: float = 3.0) -> list[Finding]:
     return [Finding("broker", "ok", f"{where} accepts TLS, certificate verified")]
 
 
+def delivery(config: Config, now: float) -> list[Finding]:
+    """Whether the backend keeps up, from the kiosk's last retained health report: check-ins
+    sent and not acknowledged, and not sent yet."""
+    settings = config.mqtt
+    if settings.username or settings.cert_file:
+        return []  # asking under the kiosk's own credentials would take over its session
+    topics = protocol.Topics(settings.topic_prefix, config.kiosk.site,
+                             config.kiosk.device_id or default_device_id())
+    view = status.retained(settings, topics)
+    if isinstance(view, str):
+        return []  # the broker check says why
+    if topics.health not in view:
+        return [Finding("delivery", "ok", "no health report retained (telemetry.interval_s "
+                        "is 0, or the kiosk never connected)")]
+    try:
+        waiting = protocol.decode_waiting(view[topics.health])
+    except protocol.ProtocolError as exc:
+        return [Finding("delivery", "warn", f"unreadable health report: {exc}")]
+    detail = status.waiting_text(waiting, now)
+    if waiting.awaiting_backend and waiting.awaiting_oldest_s > config.outbox.backend_alarm_s:
+        return [Finding("delivery", "warn", detail,
+                        "check that the loyalty backend runs and is subscribed (its log; "
+                        "kioskctl list shows every kiosk's AWAIT column); the kiosk keeps "
+                        "every check-in and sends it again")]
+    return [Finding("delivery", "ok", detail)]
+
+
 def clock(now: float, synced_flag: Path = Path("/run/systemd/timesync/synchronized"),
           ) -> list[Finding]:
     """The Pi has no real-time clock: until NTP answers, time starts where it stopped."""
@@ -167,7 +197,8 @@ def run_checks(config: Config, now: float | None = None, dev: Path = Path("/dev"
     now = time.time() if now is None else now
     checks: list[Callable[[], list[Finding]]] = [
         lambda: state_dir(config), lambda: database(config, now), lambda: disk(config),
-        lambda: hardware(config, dev), lambda: broker(config.mqtt), lambda: clock(now)]
+        lambda: hardware(config, dev), lambda: broker(config.mqtt),
+        lambda: delivery(config, now), lambda: clock(now)]
     return [finding for check in checks for finding in check()]
 
 

@@ -113,6 +113,7 @@ def _broker_view(settings: MqttSection, topics: protocol.Topics, out: TextIO) ->
         return False
     online = status == protocol.ONLINE
     print(f"online   {'yes' if online else 'no'} (retained status on {settings.host})", file=out)
+    healthy = online
     if topics.state in view:
         try:
             state, reason = protocol.decode_state(view[topics.state])
@@ -122,23 +123,26 @@ def _broker_view(settings: MqttSection, topics: protocol.Topics, out: TextIO) ->
         print(f"state    {state}" + (f": {reason}" if reason else ""), file=out)
         if state != "ready":
             print(f"problem  {reason or state}", file=out)
-            return False
+            healthy = False
     if topics.health in view:
         _delivery(view[topics.health], out)
-    return online
+    return healthy
 
 
 def _delivery(health: bytes, out: TextIO) -> None:
-    """What the kiosk's last health report says waits: sent and not acknowledged by the
-    backend, and not sent yet (the database alone cannot tell the two apart)."""
     try:
         waiting = protocol.decode_waiting(health)
     except ProtocolError as exc:
         print(f"delivery unreadable health report: {exc}", file=out)
         return
+    print(f"delivery {waiting_text(waiting, time.time())}", file=out)
+
+
+def waiting_text(waiting: protocol.Waiting, now: float) -> str:
+    """What a health report says waits: sent and not acknowledged by the backend, and not sent
+    yet (the database alone cannot tell the two apart)."""
     parts = [f"{count} {what}" + (f" (oldest stored {dbview.ago(age)})" if count else "")
              for count, age, what in (
                  (waiting.awaiting_backend, waiting.awaiting_oldest_s, "await the backend"),
                  (waiting.unsent, waiting.unsent_oldest_s, "not sent yet"))]
-    print(f"delivery {', '.join(parts)}; reported {dbview.ago(time.time() - waiting.sent_at)}",
-          file=out)
+    return f"{', '.join(parts)}; reported {dbview.ago(now - waiting.sent_at)}"

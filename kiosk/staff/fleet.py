@@ -35,6 +35,9 @@ class Kiosk:
     state: str
     config_version: int | None
     outbox_depth: int | None
+    awaiting_backend: int | None
+    """Check-ins sent and not acknowledged by the backend (from the last health report)."""
+    awaiting_oldest_s: float | None
     last_seen: float | None
     """When its last health report was sent (its clock), or None."""
     waiting_to_enroll: bool
@@ -64,6 +67,8 @@ def survey(client: StaffClient) -> list[Kiosk]:
             firmware=str(state.get("firmware", "")), state=str(state.get("state", "")),
             config_version=_int(reported.get("version")),
             outbox_depth=_int(health.get("outbox_depth")),
+            awaiting_backend=_int(health.get("awaiting_backend")),
+            awaiting_oldest_s=_number(health.get("awaiting_oldest_s")),
             last_seen=_number(health.get("sent_at")),
             waiting_to_enroll=bool(leaves.get(Leaf.ENROLL)),
         ))
@@ -81,8 +86,8 @@ def details(client: StaffClient, kiosk: Kiosk) -> dict[str, Any]:
     return shown
 
 
-WATCHED = ("state", "outbox_depth", "scans", "checkins", "delivered", "bad_messages",
-           "cpu_temp_c")
+WATCHED = ("state", "outbox_depth", "awaiting_backend", "scans", "checkins", "delivered",
+           "bad_messages", "cpu_temp_c")
 """The health fields ``kioskctl watch`` prints on each line (``--json`` prints them all)."""
 
 

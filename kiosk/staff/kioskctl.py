@@ -173,12 +173,13 @@ def _progress(total: int) -> fleet.Progress:
 def _list(args: argparse.Namespace, settings: StaffSettings) -> int:
     with _connected(settings) as client:
         kiosks = fleet.survey(client)
-    rows = [["DEVICE", "SITE", "STATUS", "STATE", "FIRMWARE", "CONFIG", "OUTBOX", "LAST SEEN"]]
+    rows = [["DEVICE", "SITE", "STATUS", "STATE", "FIRMWARE", "CONFIG", "OUTBOX", "AWAIT",
+             "LAST SEEN"]]
     for kiosk in kiosks:
         rows.append([kiosk.device_id, kiosk.site,
                      "enroll?" if kiosk.waiting_to_enroll else kiosk.status, kiosk.state or "-",
                      kiosk.firmware or "-", _dash(kiosk.config_version),
-                     _dash(kiosk.outbox_depth), _ago(kiosk.last_seen)])
+                     _dash(kiosk.outbox_depth), _awaiting(kiosk), _ago(kiosk.last_seen)])
     _emit(args, [asdict(kiosk) for kiosk in kiosks], _table(rows))
     return OK
 
@@ -367,11 +368,20 @@ def _dash(value: int | None) -> str:
 
 
 def _ago(when: float | None) -> str:
-    if when is None:
-        return "-"
-    seconds = max(0.0, time.time() - when)
+    return "-" if when is None else f"{_span(time.time() - when)} ago"
+
+
+def _span(seconds: float) -> str:
+    seconds = max(0.0, seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
-            return f"{seconds / size:.0f}{unit} ago"
-    return f"{seconds:.0f}s ago"
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _awaiting(kiosk: fleet.Kiosk) -> str:
+    """Check-ins the backend has not acknowledged, and the oldest one's age: ``3 (5m)``."""
+    if not kiosk.awaiting_backend:
+        return _dash(kiosk.awaiting_backend)
+    return f"{kiosk.awaiting_backend} ({_span(kiosk.awaiting_oldest_s or 0.0)})"
 

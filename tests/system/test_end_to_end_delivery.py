@@ -8,6 +8,8 @@ persistence, or an acknowledgement never arrives.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import time
 from collections.abc import Iterator
@@ -18,12 +20,15 @@ import pytest
 
 from backend import Ledger, LoyaltyBackend
 from backend.service import _Arrived
-from kiosk.config import OutboxSection
+from kiosk.config import OutboxSection, TelemetrySection
 from kiosk.counter.checkin import CheckIn
 from kiosk.mqtt import protocol
+from kiosk.ops import doctor, status
+from kiosk.staff import kioskctl
 from kiosk.store.db import open_db
 from kiosk.store.outbox import Outbox
 from kiosk.testing.broker import Mosquitto
+from kiosk.testing.daemon import to_toml
 from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
 
 PROTOCOLS = ["5", "3.1.1"]
@@ -198,9 +203,9 @@ class _Unacknowledging(LoyaltyBackend):
 
     def _credit(self, batch: list[_Arrived]) -> None:
         visits = [(a.checkin, a.replayed) for a in batch if a.checkin]
-        for (checkin, _), (status, _new) in zip(visits, self.ledger.record(visits, []),
+        for (checkin, _), (standing, _new) in zip(visits, self.ledger.record(visits, []),
                                                 strict=True):
-            body = protocol.encode_reply(checkin.event_id, checkin.member_id, status,
+            body = protocol.encode_reply(checkin.event_id, checkin.member_id, standing,
                                          protocol.Ack.CREDITED).replace(b',"ack":"credited"', b"")
             self._client.publish(batch[0].reply_topic, body, qos=1)
 
@@ -225,19 +230,40 @@ def test_a_backend_that_never_acknowledges_is_shown_not_a_silent_leak(tmp_path, 
 def test_a_silent_backend_makes_the_kiosk_degraded_and_health_says_what_waits(
         tmp_path, mosquitto, ledger):
     _backend(mosquitto, ledger).stop()  # gone away; the broker queues for it
-    kiosk = _kiosk(tmp_path / "kiosk", mosquitto, "5").start()
+    config = replace(sim_config(tmp_path / "kiosk", mosquitto.port, device_id="kiosk-e2e",
+                                outbox=replace(QUICK, backend_alarm_s=3.0)),
+                     telemetry=TelemetrySection(interval_s=1.0))
+    kiosk = RunningKiosk(config).start()
     try:
         kiosk.wait_online()
-        for member in _members(3):
-            kiosk.type_code(member)
+        _type_all(kiosk, _members(3))
         wait_for(lambda: "backend" in kiosk.app.problems, timeout=15,
                  what="the silent backend reported")
         assert kiosk.app.problems.text("backend") == (
-            "backend: has not acknowledged check-ins for over 4 s")
+            "backend: has not acknowledged check-ins for over 3 s")
         health = kiosk.app.health()
         assert (health.state, health.awaiting_backend, health.outbox_depth) == ("degraded", 3, 3)
-        assert health.awaiting_oldest_s >= 4 and health.backend_silent_s >= 4
+        assert health.awaiting_oldest_s >= 3 and health.backend_silent_s >= 3
         assert health.unsent == 0 and health.delivered == 0
+        # The shop owner and staff see the same: status, doctor and the fleet list.
+        path = tmp_path / "kiosk.toml"
+        path.write_text(to_toml(config))
+        time.sleep(1.5)  # a health report with the alarm in it is retained
+        out = io.StringIO()
+        assert status.main(str(path), out) == 1
+        assert "state    degraded: backend: has not acknowledged check-ins" in out.getvalue()
+        assert "delivery 3 await the backend (oldest stored " in out.getvalue()
+        assert "0 not sent yet" in out.getvalue()
+        out = io.StringIO()
+        doctor.report(doctor.delivery(config, time.time()), out)
+        assert "[warn] delivery: 3 await the backend" in out.getvalue()
+        staff = tmp_path / "kioskctl.toml"
+        staff.write_text(f'[mqtt]\nhost = "127.0.0.1"\nport = {mosquitto.port}\n')
+        listing = io.StringIO()
+        with contextlib.redirect_stdout(listing):
+            assert kioskctl.main(["--config", str(staff), "list"]) == 0
+        row = next(line for line in listing.getvalue().splitlines() if "kiosk-e2e" in line)
+        assert " degraded " in row and " 3 (" in row, listing.getvalue()  # AWAIT: 3 (4s)
         backend = _backend(mosquitto, ledger)  # it comes: the rest goes at once
         try:
             kiosk.wait_credited(3, timeout=30)
