@@ -11,6 +11,7 @@ import json
 import logging
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -309,3 +310,41 @@ def test_tools_make_certs_runs_from_the_checkout(tmp_path):
     assert done.returncode == 0, done.stderr
     assert {"ca.crt", "broker.crt", "kiosk-a.crt", "backend-loyalty.key", "loyalty.acl"} <= {
         path.name for path in tmp_path.iterdir()}
+
+
+def _persistent(wall: Mosquitto, certs: Path, identity: str, received: list[bytes]
+                ) -> mqtt.Client:
+    """``identity`` connected with a session that outlives the connection (as a kiosk's)."""
+    stem = pki.file_stem(identity)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=identity, protocol=mqtt.MQTTv5)
+    client.tls_set(ca_certs=str(certs / "ca.crt"), certfile=str(certs / f"{stem}.crt"),
+                   keyfile=str(certs / f"{stem}.key"))
+    client.on_message = lambda _c, _u, m: received.append(bytes(m.payload))
+    properties = mqtt.Properties(mqtt.PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = 3600
+    client.connect(wall.host, wall.port, keepalive=5, clean_start=False, properties=properties)
+    client.loop_start()
+    return client
+
+
+def test_an_offline_kiosk_is_queued_at_most_a_mebibyte_of_staff_commands(wall, certs, peers):
+    """A staff certificate publishing junk for a kiosk that is away: the shipped
+    max_queued_bytes holds the broker to 1 MiB for it (on today's config: all 4 MB)."""
+    received: list[bytes] = []
+    kiosk = _persistent(wall, certs, A, received)
+    kiosk.subscribe(f"{_root(A)}/cmd/#", qos=1)
+    time.sleep(0.5)
+    kiosk.disconnect()
+    kiosk.loop_stop()
+    staff = peers(STAFF).up()
+    junk = b"x" * 40_000
+    for _ in range(100):  # 4 MB of commands the kiosk cannot read while it is away
+        assert staff.may_publish(f"{_root(A)}/cmd/ping", junk)
+    kiosk = _persistent(wall, certs, A, received)
+    try:
+        wait_for(lambda: received, 10, "the queued commands")
+        time.sleep(1.0)
+        assert 20 <= len(received) <= 1 + (1 << 20) // len(junk)
+    finally:
+        kiosk.disconnect()
+        kiosk.loop_stop()
