@@ -122,10 +122,11 @@ def _dispatch(args: argparse.Namespace, card: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _logging(level: str, member_pattern: str = MembersSection.pattern) -> None:
+def _logging(level: str, member_pattern: str = MembersSection.pattern,
+             key: bytes | None = None) -> None:
     from kiosk.ops import logs
 
-    logs.setup(level, member_pattern)
+    logs.setup(level, member_pattern, key=key)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -149,6 +150,7 @@ def _check_config(path: Path) -> int:
 def _run(path_arg: str | None) -> int:
     from kiosk.daemon.app import App
     from kiosk.daemon.build import serve
+    from kiosk.store.statedir import log_key
 
     base = load_config(config_path(path_arg))
     # The daemon lays staff's config over the file itself at every (re)start, a trial
@@ -156,7 +158,8 @@ def _run(path_arg: str | None) -> int:
     config = in_force(base).config
     os.umask(0o027)  # kiosk.db and everything else the daemon writes: not world-readable
     faulthandler.enable()  # a watchdog abort (SIGABRT) prints where every thread was
-    _logging(config.kiosk.log_level, config.members.pattern)
+    _logging(config.kiosk.log_level, config.members.pattern,
+             log_key(Path(config.kiosk.state_dir)))
     stop = _stop_on_signals()
 
     def started(app: App) -> None:

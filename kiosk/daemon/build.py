@@ -20,7 +20,7 @@ from drivers.display import DisplayWorker
 from drivers.factory import SimHandles, make_hardware
 from kiosk.config import Config
 from kiosk.counter.controller import RECENT_CHECKINS, Controller, Timing
-from kiosk.counter.members import MemberCodes
+from kiosk.counter.members import MemberCodes, tag_sources
 from kiosk.counter.screens import Fault, OutOfService, Screen
 from kiosk.daemon.actions import Actions
 from kiosk.daemon.app import App
@@ -63,7 +63,8 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
     known = cache.load()  # shared with the controller; flush-cache empties it
     counter, members = config.counter, config.members
     controller = Controller(
-        MemberCodes(members.pattern, members.card_issuers, members.tag_ids),
+        MemberCodes(members.pattern, members.card_issuers, members.tag_ids,
+                    tag_sources(config.serial.framing)),
         Timing(counter.reply_timeout_s, counter.result_screen_s, counter.cooldown_s),
         device_id, uuid.uuid4().hex[:12], known,
         recent=outbox.recent_scans(time.time() - counter.cooldown_s))

@@ -31,8 +31,8 @@ __all__ = [
     "mark_replayed", "redact", "reply_topic_for", "staff_view",
 ]
 """What the other end of the protocol needs, the reference backend included: it reaches the
-kiosk's check-in and member standing (and :func:`redact`, so both ends name a member the same
-way in their logs) through this module only."""
+kiosk's check-in and member standing (and :func:`redact`, so its logs hide member ids the same
+way, with a key of its own) through this module only."""
 
 VERSION = 1
 ONLINE = b"online"

@@ -16,7 +16,7 @@ import pytest
 from kiosk.config import TelemetrySection
 from kiosk.counter.screens import Idle
 from kiosk.sim.demo import demo_kiosk, run_demo
-from kiosk.testing.harness import RunningKiosk, wait_for
+from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
 from tests.terminal import Terminal
 
 
@@ -121,3 +121,45 @@ def test_staff_see_health_reports(kiosk_config, mosquitto, backend, ledger):
     # the simulated camera decodes at its frame rate while the card is held up
     assert any(r["decode_fps"] > 0 for r in reports)
     assert report["connects"] == 1 and report["events_dropped"] == 0
+
+
+@pytest.mark.parametrize(("command", "name"), [(["-m", "kiosk"], "kiosk"),
+                                               (["-m", "kiosk.staff.kioskctl"], "kioskctl")])
+def test_both_commands_say_their_version(command, name):
+    from kiosk import __version__
+
+    result = subprocess.run([sys.executable, *command, "--version"], capture_output=True,
+                            text=True, timeout=30)
+    assert (result.returncode, result.stdout) == (0, f"{name} {__version__}\n")
+
+
+def test_the_installed_commands_say_their_version():
+    from kiosk import __version__
+
+    bin_dir = os.path.dirname(sys.executable)  # where pip put the console scripts
+    for name in ("kiosk", "kioskctl"):
+        result = subprocess.run([os.path.join(bin_dir, name), "--version"], capture_output=True,
+                                text=True, timeout=30)
+        assert result.stdout == f"{name} {__version__}\n"
+
+
+def test_without_evdev_the_simulated_keyboard_names_the_extra_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "evdev", None)  # as in a plain install: import fails
+    kiosk = RunningKiosk(sim_config(tmp_path, 1)).start()
+    try:
+        with pytest.raises(RuntimeError, match=r"no simulated keyboard reader: keyboard: the "
+                           r"simulated devices need python-evdev.*loyalty-kiosk\[testing\]"):
+            kiosk.scan_on_keyboard("LOY-WEDGE01")
+    finally:
+        kiosk.stop()
+
+
+def test_the_testing_extra_brings_what_the_simulated_devices_import():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    extras = project["project"]["optional-dependencies"]
+    assert any(req.startswith("evdev") for req in extras["testing"])
+    assert any(req.startswith("pytest") for req in extras["testing"])
+    assert "loyalty-kiosk[testing]" in extras["dev"]
