@@ -78,6 +78,8 @@ class Controller:
         """Codes that are not a member's (shown "unknown card"; nothing sent)."""
         self.repeats = 0
         """Members told "already checked in": a scan again within ``cooldown_s``."""
+        self.last_scan_at: float | None = None
+        """Unix time of the last code handed up (None: none since start)."""
 
     def start(self) -> list[Action]:
         """What to show at power-on."""
@@ -123,6 +125,7 @@ class Controller:
 
     def _code_read(self, event: CodeRead, now: float) -> list[Action]:
         self.scans_seen += 1
+        self.last_scan_at = event.seen_at
         member_id = self._codes.parse(event.code, event.source)
         if isinstance(member_id, Refused):
             log.info("refused a code from %s: %s (%s, %d chars)", event.source,

@@ -30,6 +30,7 @@ from kiosk.daemon.problems import Problems
 from kiosk.daemon.staffparts import StaffParts
 from kiosk.mqtt import protocol
 from kiosk.mqtt.delivery import Delivery
+from kiosk.mqtt.hass import Discovery
 from kiosk.mqtt.link import Link, LinkError
 from kiosk.mqtt.publisher import Publisher
 from kiosk.ops.identity import default_device_id
@@ -71,7 +72,16 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
     _expect_stored_replies(controller, outbox)
     inbox = Inbox()
     topics = protocol.Topics(config.mqtt.topic_prefix, config.kiosk.site, device_id)
-    link = Link(config.mqtt, topics, device_id, inbox.put, window=config.outbox.publish_window)
+    hass = config.homeassistant
+    try:
+        discovery: Discovery | None = Discovery(topics, hass.discovery, hass.discovery_prefix,
+                                                config.telemetry.interval_s)
+        discovery_problem = ""
+    except ValueError as exc:  # a device id Home Assistant cannot take: check-ins go on
+        discovery, discovery_problem = None, f"homeassistant: {exc}"
+        log.error("%s", discovery_problem)
+    link = Link(config.mqtt, topics, device_id, inbox.put, window=config.outbox.publish_window,
+                discovery=discovery)
     devices, sim = hardware or make_hardware(config.hardware)
     display = DisplayWorker(devices.display) if devices.display else None
     presenter = Presenter(display, config.ui, config.display.kind, config.display.contrast,
@@ -95,8 +105,9 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
     staff = StaffDesk(parts, config, db, topics, publish, shadow)
     for stand_in in (_out_of_service(delivery), parts.stand_in, staff.stand_in):
         stage.add(stand_in)  # in this order: a kiosk that cannot store visits says so first
-    for problem in devices.problems:
-        problems.set(problem, problem)
+    for problem in [*devices.problems, discovery_problem]:
+        if problem:
+            problems.set(problem, problem)
     if moved_to:
         problems.set("database", f"database was corrupt, moved to {moved_to}")
     return App(config=config, device_id=device_id, topics=topics, inbox=inbox,
