@@ -34,6 +34,7 @@ from kiosk.mqtt.hass import Discovery
 from kiosk.mqtt.link import Link, LinkError
 from kiosk.mqtt.publisher import Publisher
 from kiosk.ops.identity import default_device_id
+from kiosk.ops.metrics import MetricsFile
 from kiosk.provisioning import overlay
 from kiosk.provisioning.desk import StaffDesk
 from kiosk.provisioning.shadow import Shadow
@@ -114,7 +115,10 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
                controller=controller, delivery=delivery, link=link, hardware=devices, sim=sim,
                actions=Actions(controller, delivery, stage, devices.lights, cache),
                display=display, presenter=presenter, stage=stage, staff=staff, parts=parts,
-               problems=problems, health=health, cache=cache, db=db, lock=lock)
+               problems=problems, health=health, cache=cache, db=db, lock=lock,
+               metrics=MetricsFile(Path(config.metrics.textfile_dir), config.metrics.interval_s,
+                                   device_id, config.kiosk.site)
+               if config.metrics.textfile_dir else None)
 
 
 def serve(config: Config, stop: threading.Event,

@@ -163,3 +163,31 @@ def test_the_testing_extra_brings_what_the_simulated_devices_import():
     assert any(req.startswith("evdev") for req in extras["testing"])
     assert any(req.startswith("pytest") for req in extras["testing"])
     assert "loyalty-kiosk[testing]" in extras["dev"]
+
+
+def test_a_running_kiosk_writes_its_figures_for_node_exporter(kiosk_config, mosquitto, backend,
+                                                              ledger, tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from kiosk.config import MetricsSection
+
+    folder = tmp_path / "node-exporter"
+    folder.mkdir()
+
+    def samples() -> dict[str, float]:
+        text = (folder / "kiosk.prom").read_text() if (folder / "kiosk.prom").exists() else ""
+        return {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+
+    config = replace(kiosk_config, metrics=MetricsSection(textfile_dir=str(folder),
+                                                          interval_s=1.0))
+    kiosk = RunningKiosk(config).start()
+    try:
+        kiosk.wait_online()
+        kiosk.show_card("LOY-ALICE01")
+        wait_for(lambda: samples().get("kiosk_checkins_total") == 1
+                 and samples().get("kiosk_online") == 1, what="the check-in in the metrics")
+        assert samples()["kiosk_checkins_today"] == 1
+    finally:
+        kiosk.stop()
+    assert samples()["kiosk_online"] == 0  # written once more at the stop
+    assert [path.name for path in folder.iterdir()] == ["kiosk.prom"]
