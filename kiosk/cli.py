@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import importlib
 import logging
 import os
 import signal
@@ -51,9 +50,13 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                       help="exit after this many customers (default: run until Ctrl-C)")
     demo.add_argument("--quiet", action="store_true", help="print no display frames")
 
-    for name, text in (("doctor", "check everything the kiosk needs; a fix for each problem"),
-                       ("status", "online or not, outbox, last check-in, problems")):
-        commands.add_parser(name, help=text).add_argument("--config", help="as for run")
+    commands.add_parser("doctor", help="check everything the kiosk needs; a fix for each "
+                                       "problem").add_argument("--config", help="as for run")
+    status = commands.add_parser("status", help="online or not, outbox, last check-in, problems")
+    status.add_argument("--config", help="as for run")
+    status.add_argument("--cert-file", help="a certificate that may read the kiosk's retained "
+                                            "status (a TLS kiosk's broker; not the kiosk's own)")
+    status.add_argument("--key-file", help="its private key")
 
     card = commands.add_parser("card", help="make a QR member card (signed with --key), a "
                                            "printable sheet of them, or show one to a "
@@ -100,8 +103,19 @@ def _dispatch(args: argparse.Namespace, card: argparse.ArgumentParser) -> int:
 
                 _logging("WARNING")
                 return run_demo(args.scans, quiet=args.quiet)
-            case "doctor" | "status":
-                return importlib.import_module(f"kiosk.ops.{args.command}").main(args.config)
+            case "doctor":
+                from kiosk.ops import doctor
+
+                return doctor.main(args.config)
+            case "status":
+                if bool(args.cert_file) != bool(args.key_file):
+                    print("kiosk: status needs --cert-file and --key-file together",
+                          file=sys.stderr)
+                    return 2
+                from kiosk.ops import status as kiosk_status
+
+                reader = (args.cert_file, args.key_file) if args.cert_file else None
+                return kiosk_status.main(args.config, reader=reader)
             case "card":
                 return _card(args, card)
             case "card-key":
