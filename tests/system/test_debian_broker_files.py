@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from kiosk.mqtt.client import connect_now, make_client
@@ -95,7 +96,7 @@ def test_keys_as_make_certs_writes_them_stop_mosquitto_and_installed_as_document
     assert "Permission denied" not in out, out
 
 
-def _connects(client) -> bool:
+def _connects(client: mqtt.Client) -> bool:
     try:
         connect_now(client)
     except OSError:
