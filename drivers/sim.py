@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from drivers import DriverError
+from drivers import DriverError, DriverUnavailable
 from drivers.base import Worker
 from drivers.files import write_atomically
 from drivers.specs import CameraSpec, DisplaySpec, SerialSpec
@@ -44,6 +44,10 @@ if TYPE_CHECKING:
     from drivers.lights import Lights
 
 log = logging.getLogger(__name__)
+
+TESTING_EXTRA = ("the simulated devices need {what}, which a plain install lacks: "
+                 "pip install 'loyalty-kiosk[testing]'")
+"""Why a simulated device cannot be made: the extra that brings what it needs."""
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".webp"}
 GIVE_UP_S = 2.0
@@ -396,7 +400,10 @@ class SimKeyboard:
     EVENT = struct.Struct("@llHHi")  # struct input_event: timeval, type, code, value
 
     def __init__(self) -> None:
-        from evdev import ecodes
+        try:
+            from evdev import ecodes
+        except ImportError as exc:
+            raise DriverUnavailable(TESTING_EXTRA.format(what="python-evdev")) from exc
 
         self._ecodes = ecodes
         self.grabbed = False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import importlib
 import logging
 import os
 import signal
@@ -51,9 +50,13 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                       help="exit after this many customers (default: run until Ctrl-C)")
     demo.add_argument("--quiet", action="store_true", help="print no display frames")
 
-    for name, text in (("doctor", "check everything the kiosk needs; a fix for each problem"),
-                       ("status", "online or not, outbox, last check-in, problems")):
-        commands.add_parser(name, help=text).add_argument("--config", help="as for run")
+    commands.add_parser("doctor", help="check everything the kiosk needs; a fix for each "
+                                       "problem").add_argument("--config", help="as for run")
+    status = commands.add_parser("status", help="online or not, outbox, last check-in, problems")
+    status.add_argument("--config", help="as for run")
+    status.add_argument("--cert-file", help="a certificate that may read the kiosk's retained "
+                                            "status (a TLS kiosk's broker; not the kiosk's own)")
+    status.add_argument("--key-file", help="its private key")
 
     card = commands.add_parser("card", help="make a QR member card (signed with --key), a "
                                            "printable sheet of them, or show one to a "
@@ -100,8 +103,19 @@ def _dispatch(args: argparse.Namespace, card: argparse.ArgumentParser) -> int:
 
                 _logging("WARNING")
                 return run_demo(args.scans, quiet=args.quiet)
-            case "doctor" | "status":
-                return importlib.import_module(f"kiosk.ops.{args.command}").main(args.config)
+            case "doctor":
+                from kiosk.ops import doctor
+
+                return doctor.main(args.config)
+            case "status":
+                if bool(args.cert_file) != bool(args.key_file):
+                    print("kiosk: status needs --cert-file and --key-file together",
+                          file=sys.stderr)
+                    return 2
+                from kiosk.ops import status as kiosk_status
+
+                reader = (args.cert_file, args.key_file) if args.cert_file else None
+                return kiosk_status.main(args.config, reader=reader)
             case "card":
                 return _card(args, card)
             case "card-key":
@@ -122,10 +136,11 @@ def _dispatch(args: argparse.Namespace, card: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _logging(level: str, member_pattern: str = MembersSection.pattern) -> None:
+def _logging(level: str, member_pattern: str = MembersSection.pattern,
+             key: bytes | None = None) -> None:
     from kiosk.ops import logs
 
-    logs.setup(level, member_pattern)
+    logs.setup(level, member_pattern, key=key)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -149,6 +164,7 @@ def _check_config(path: Path) -> int:
 def _run(path_arg: str | None) -> int:
     from kiosk.daemon.app import App
     from kiosk.daemon.build import serve
+    from kiosk.store.statedir import log_key
 
     base = load_config(config_path(path_arg))
     # The daemon lays staff's config over the file itself at every (re)start, a trial
@@ -156,7 +172,8 @@ def _run(path_arg: str | None) -> int:
     config = in_force(base).config
     os.umask(0o027)  # kiosk.db and everything else the daemon writes: not world-readable
     faulthandler.enable()  # a watchdog abort (SIGABRT) prints where every thread was
-    _logging(config.kiosk.log_level, config.members.pattern)
+    _logging(config.kiosk.log_level, config.members.pattern,
+             log_key(Path(config.kiosk.state_dir)))
     stop = _stop_on_signals()
 
     def started(app: App) -> None:

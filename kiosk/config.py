@@ -139,6 +139,35 @@ class TelemetrySection:
 
 
 @dataclass(frozen=True)
+class HomeAssistantSection:
+    """Home Assistant MQTT discovery: the kiosk appears as a device (docs/integrations.md)."""
+
+    discovery: bool = False
+    """Publish discovery configs (retained); false: remove any this kiosk published."""
+    discovery_prefix: str = "homeassistant"
+
+    def __post_init__(self) -> None:
+        from kiosk.mqtt.protocol import TOPIC_WORD
+
+        if not TOPIC_WORD.match(self.discovery_prefix):
+            raise ValueError("discovery_prefix: expected one topic level (letters, digits, "
+                             "'_', '-', '.')")
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    """Health figures in Prometheus text format, for node_exporter's textfile collector."""
+
+    textfile_dir: str = ""
+    """The collector's directory (``--collector.textfile.directory``); empty: no file."""
+    interval_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.interval_s <= 3600:
+            raise ValueError("interval_s: expected 1 to 3600 s")
+
+
+@dataclass(frozen=True)
 class StaffSection:
     """Who may command and configure this kiosk over MQTT (see kiosk/provisioning/)."""
 
@@ -170,6 +199,8 @@ class Config:
     outbox: OutboxSection = field(default_factory=OutboxSection)
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
     staff: StaffSection = field(default_factory=StaffSection)
+    homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
     camera: CameraSpec = field(default_factory=CameraSpec)
     serial: SerialSpec = field(default_factory=SerialSpec)
     display: DisplaySpec = field(default_factory=DisplaySpec)

@@ -71,9 +71,15 @@ class Controller:
         self._checked_in = recent if recent is not None else {}  # member_id -> unix time
         self._recent: OrderedDict[str, str] = OrderedDict()  # event_id -> member_id, newest last
         self.replies_refused = 0
+        """Replies for no check-in of ours, or naming another member: forged or misrouted."""
         self.scans_seen = 0
         """Codes handed up by the readers, member codes or not."""
-        """Replies for no check-in of ours, or naming another member: forged or misrouted."""
+        self.codes_refused = 0
+        """Codes that are not a member's (shown "unknown card"; nothing sent)."""
+        self.repeats = 0
+        """Members told "already checked in": a scan again within ``cooldown_s``."""
+        self.last_scan_at: float | None = None
+        """Unix time of the last code handed up (None: none since start)."""
 
     def start(self) -> list[Action]:
         """What to show at power-on."""
@@ -123,15 +129,18 @@ class Controller:
 
     def _code_read(self, event: CodeRead, now: float) -> list[Action]:
         self.scans_seen += 1
+        self.last_scan_at = event.seen_at
         member_id = self._codes.parse(event.code, event.source)
         if isinstance(member_id, Refused):
             log.info("refused a code from %s: %s (%s, %d chars)", event.source,
                      member_id.reason, redact(event.code), len(event.code))
+            self.codes_refused += 1
             return [self._result(UnknownCard(member_id.reason), now, None), Signal(Cue.ERROR)]
         last = self._checked_in.get(member_id)
         if last is not None and 0 <= event.seen_at - last < self._timing.cooldown_s:
             log.info("%s checked in %.0f s ago; not again", redact(member_id),
                      event.seen_at - last)
+            self.repeats += 1
             return [self._result(Welcome(self._known.get(member_id), Sync.ALREADY), now, None),
                     Signal(Cue.OK)]
         self._note_checked_in(member_id, event.seen_at)

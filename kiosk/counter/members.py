@@ -1,13 +1,15 @@
 """Member codes and what the kiosk knows about a member.
 
-Logs never hold a full member id: :func:`redact` gives a short, stable hash
-that still lets staff match log lines to each other.
+Logs never hold a full member id: :func:`redact` gives a short hash, keyed per
+install, that still lets staff match log lines to each other.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
+import secrets
 from dataclasses import dataclass, replace
 
 from kiosk.trust.signing import SignatureError, Signer, Verifier, b64decode, b64encode
@@ -44,8 +46,10 @@ MEMBER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 TAG_ID = re.compile(r"uid:[0-9A-F]{8,20}")
 """An NFC or 125 kHz tag's UID, as the readers hand it up."""
 MAX_CODE = 512
-TAG_SOURCES = ("nfc", "serial")
-"""Sources that read tags; a camera showing "uid:..." is a printed forgery."""
+TAG_SOURCES = ("nfc",)
+"""Sources that read tags whatever their config: a camera, a keyboard wedge or a QR scanner
+handing up "uid:..." read a printed forgery (the serial reader reads tags only with RFID
+framing, see :func:`tag_sources`)."""
 
 _NOT_MEMBER_CODES = (
     (re.compile(r"(?i)(https?://|www\.)"), "Web address"),
@@ -72,14 +76,16 @@ class MemberCodes:
       one of the trusted card-issuer keys, checked offline, so a guessed or edited
       id is refused without asking the backend. The kiosk holds public keys only:
       a stolen kiosk cannot make cards;
-    * a tag id ``uid:<HEX>`` from an NFC or RFID reader, when ``tag_ids`` is on.
+    * a tag id ``uid:<HEX>`` from one of ``tag_sources`` (NFC or RFID readers), when
+      ``tag_ids`` is on.
     """
 
     def __init__(self, pattern: str, card_issuers: Verifier | None = None,
-                 tag_ids: bool = True) -> None:
+                 tag_ids: bool = True, tag_sources: tuple[str, ...] = TAG_SOURCES) -> None:
         self._pattern = re.compile(pattern) if pattern else None
         self._issuers = card_issuers
         self._tag_ids = tag_ids
+        self._tag_sources = tag_sources
 
     def parse(self, code: str, source: str = "") -> str | Refused:
         """The member id ``code`` stands for, or why it is refused."""
@@ -91,7 +97,7 @@ class MemberCodes:
         if code.startswith(CARD_PREFIX):
             return self._card(code)
         if TAG_ID.fullmatch(code):
-            if not self._tag_ids or source not in TAG_SOURCES:
+            if not self._tag_ids or source not in self._tag_sources:
                 return Refused("Tag not accepted")
             return code
         if self._pattern is not None and self._pattern.fullmatch(code):
@@ -115,6 +121,13 @@ class MemberCodes:
         return member_id
 
 
+def tag_sources(serial_framing: str) -> tuple[str, ...]:
+    """The sources whose ``uid:`` codes are tags: the NFC reader, and the serial reader when
+    its framing is an RFID module's (``stx-etx``). With ``lines`` it is a QR or barcode
+    scanner, and a "uid:" it reads was printed."""
+    return (*TAG_SOURCES, "serial") if serial_framing == "stx-etx" else TAG_SOURCES
+
+
 def card_message(kid: str, member_id: str) -> bytes:
     """The bytes a card's signature covers: a fixed prefix, the key id and the member id."""
     return CARD_MESSAGE + f"{kid}\n{member_id}".encode()
@@ -128,6 +141,27 @@ def sign_card(issuer: Signer, member_id: str) -> str:
     return f"{CARD_PREFIX}{issuer.key_id}.{member_id}.{b64encode(signature)}"
 
 
+LOG_KEY_BYTES = 32
+_log_key = secrets.token_bytes(LOG_KEY_BYTES)
+"""Until :func:`use_log_key` is called: a random key of this process's own."""
+
+
+def use_log_key(key: bytes) -> None:
+    """Key :func:`redact` with the install's secret (``kiosk run`` reads it from the state
+    directory), so its hashes stay the same across restarts but differ between installs."""
+    global _log_key
+    if len(key) < 16:
+        raise ValueError("a log key is 16 bytes or more")
+    _log_key = key
+
+
 def redact(member_id: str) -> str:
-    """A short hash of a member id, safe for logs."""
-    return "m:" + hashlib.sha256(member_id.encode()).hexdigest()[:8]
+    """A short hash of a member id, safe for logs.
+
+    An unkeyed hash of a member id can be reversed by hashing every id the member
+    pattern allows (``LOY-`` and a few digits takes seconds); keyed with a secret that
+    never leaves the kiosk, a hash names no one to whoever reads the log elsewhere.
+    64 bits keep different members apart in a log of any size.
+    """
+    digest = hmac.new(_log_key, member_id.encode(), hashlib.sha256).hexdigest()
+    return "m:" + digest[:16]

@@ -42,6 +42,7 @@ from kiosk.mqtt import protocol
 from kiosk.mqtt.delivery import Delivery
 from kiosk.mqtt.link import Link
 from kiosk.ops import systemd
+from kiosk.ops.metrics import MetricsFile
 from kiosk.ops.watchdog import Watchdog
 from kiosk.provisioning.desk import StaffDesk
 from kiosk.store.cache import MemberCache
@@ -79,6 +80,8 @@ class App:
     cache: MemberCache
     db: sqlite3.Connection
     lock: StateLock
+    metrics: MetricsFile | None = None
+    """node_exporter's textfile (``metrics.textfile_dir``); None: off."""
     _ready: threading.Event = field(default_factory=threading.Event)
     _scans_lost_told: int = 0
 
@@ -137,6 +140,8 @@ class App:
                 if health_every and now >= next_health and self.link.connected:
                     next_health = now + health_every
                     self._report_health()
+                if self.metrics is not None:
+                    self.metrics.tick(now, self.health, self.link.connected)
         finally:
             self._shutdown()
 
@@ -222,6 +227,8 @@ class App:
         while (event := self.inbox.get(0)) is not None:  # codes read before the sources
             self._route(event)                            # stopped are still check-ins
         self.delivery.flush()
+        if self.metrics is not None:
+            self.metrics.write(self.health(), online=False)
         self.link.stop()
         if self.display:
             self.display.stop()

@@ -20,7 +20,7 @@ from drivers.display import DisplayWorker
 from drivers.factory import SimHandles, make_hardware
 from kiosk.config import Config
 from kiosk.counter.controller import RECENT_CHECKINS, Controller, Timing
-from kiosk.counter.members import MemberCodes
+from kiosk.counter.members import MemberCodes, tag_sources
 from kiosk.counter.screens import Fault, OutOfService, Screen
 from kiosk.daemon.actions import Actions
 from kiosk.daemon.app import App
@@ -30,9 +30,11 @@ from kiosk.daemon.problems import Problems
 from kiosk.daemon.staffparts import StaffParts
 from kiosk.mqtt import protocol
 from kiosk.mqtt.delivery import Delivery
+from kiosk.mqtt.hass import Discovery
 from kiosk.mqtt.link import Link, LinkError
 from kiosk.mqtt.publisher import Publisher
 from kiosk.ops.identity import default_device_id
+from kiosk.ops.metrics import MetricsFile
 from kiosk.provisioning import overlay
 from kiosk.provisioning.desk import StaffDesk
 from kiosk.provisioning.shadow import Shadow
@@ -63,14 +65,24 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
     known = cache.load()  # shared with the controller; flush-cache empties it
     counter, members = config.counter, config.members
     controller = Controller(
-        MemberCodes(members.pattern, members.card_issuers, members.tag_ids),
+        MemberCodes(members.pattern, members.card_issuers, members.tag_ids,
+                    tag_sources(config.serial.framing)),
         Timing(counter.reply_timeout_s, counter.result_screen_s, counter.cooldown_s),
         device_id, uuid.uuid4().hex[:12], known,
         recent=outbox.recent_scans(time.time() - counter.cooldown_s))
     _expect_stored_replies(controller, outbox)
     inbox = Inbox()
     topics = protocol.Topics(config.mqtt.topic_prefix, config.kiosk.site, device_id)
-    link = Link(config.mqtt, topics, device_id, inbox.put, window=config.outbox.publish_window)
+    hass = config.homeassistant
+    try:
+        discovery: Discovery | None = Discovery(topics, hass.discovery, hass.discovery_prefix,
+                                                config.telemetry.interval_s)
+        discovery_problem = ""
+    except ValueError as exc:  # a device id Home Assistant cannot take: check-ins go on
+        discovery, discovery_problem = None, f"homeassistant: {exc}"
+        log.error("%s", discovery_problem)
+    link = Link(config.mqtt, topics, device_id, inbox.put, window=config.outbox.publish_window,
+                discovery=discovery)
     devices, sim = hardware or make_hardware(config.hardware)
     display = DisplayWorker(devices.display) if devices.display else None
     presenter = Presenter(display, config.ui, config.display.kind, config.display.contrast,
@@ -95,15 +107,19 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
     staff = StaffDesk(parts, config, db, topics, publish, shadow)
     for stand_in in (_out_of_service(delivery), parts.stand_in, staff.stand_in):
         stage.add(stand_in)  # in this order: a kiosk that cannot store visits says so first
-    for problem in devices.problems:
-        problems.set(problem, problem)
+    for problem in [*devices.problems, discovery_problem]:
+        if problem:
+            problems.set(problem, problem)
     if moved_to:
         problems.set("database", f"database was corrupt, moved to {moved_to}")
     return App(config=config, device_id=device_id, topics=topics, inbox=inbox,
                controller=controller, delivery=delivery, link=link, hardware=devices, sim=sim,
                actions=Actions(controller, delivery, stage, devices.lights, cache),
                display=display, presenter=presenter, stage=stage, staff=staff, parts=parts,
-               problems=problems, health=health, cache=cache, db=db, lock=lock)
+               problems=problems, health=health, cache=cache, db=db, lock=lock,
+               metrics=MetricsFile(Path(config.metrics.textfile_dir), config.metrics.interval_s,
+                                   device_id, config.kiosk.site)
+               if config.metrics.textfile_dir else None)
 
 
 def serve(config: Config, stop: threading.Event,

@@ -19,6 +19,7 @@ from kiosk.daemon.telemetry import Rate, cpu_temperature
 from kiosk.mqtt import protocol
 from kiosk.mqtt.delivery import Delivery
 from kiosk.mqtt.link import Link
+from kiosk.store.outbox import local_day
 
 
 class HealthReport:
@@ -57,6 +58,8 @@ class HealthReport:
             replies_refused=self._controller.replies_refused,
             events_dropped=inbox.dropped_messages, link_drops=link.drops,
             cpu_temp_c=cpu_temperature(),
+            checkins_today=outbox.checkins_on(local_day(time.time())),
+            last_scan_at=self._controller.last_scan_at,
         )
 
     def _age(self, row_id: int | None) -> float:

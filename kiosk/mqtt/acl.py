@@ -10,15 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from kiosk.mqtt.protocol import ANY, Topics, command_topic
+from kiosk.mqtt.protocol import (
+    ANY,
+    HASS_PREFIX,
+    Leaf,
+    Topics,
+    command_topic,
+    every_kiosk,
+    hass_config_topic,
+    hass_status_topic,
+)
 
 USERNAME = "%u"
 """mosquitto's stand-in for the client's username in a ``pattern`` line."""
 SUBTREE = "#"
 """MQTT's multi-level wildcard: a topic and everything under it."""
+HASS_READS = (Leaf.STATUS, Leaf.STATE, Leaf.HEALTH)
+"""The kiosk topics Home Assistant's entities read (:mod:`kiosk.mqtt.hass`)."""
 
 
-def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str]) -> str:
+def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str],
+             home_assistants: Iterable[str] = (), discovery_prefix: str = HASS_PREFIX) -> str:
     """The mosquitto ACL file: kiosk patterns, then one ``user`` block per staff/backend CN.
 
     mosquitto checks a client's ``user`` lines first (``deny`` before the rest),
@@ -27,6 +39,7 @@ def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str]) -> str:
     """
     own = Topics(prefix, ANY, USERNAME)
     every = Topics(prefix, ANY, ANY)
+    own_configs = hass_config_topic(discovery_prefix, ANY, USERNAME, ANY)
     lines = [
         "# Loyalty kiosks: who may write and read where (mosquitto 2.0 acl_file).",
         "# Written by tools/make-certs; the username is the client certificate's CN.",
@@ -39,6 +52,12 @@ def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str]) -> str:
         *(f"pattern read {topic}" for topic in (own.reply, own.config_desired, own.command(ANY))),
         "# Group commands (no %u: mosquitto warns at start that the pattern has none).",
         f"pattern read {command_topic(prefix, ANY)}",
+        "# Home Assistant discovery (homeassistant.discovery): a kiosk writes only its own",
+        "# entities' configs, reads them (to remove them when switched off) and Home",
+        "# Assistant's status (to publish them again when Home Assistant restarts).",
+        f"pattern write {own_configs}",
+        f"pattern read {own_configs}",
+        f"pattern read {hass_status_topic(discovery_prefix)}",
     ]
     for identity in sorted(staff):
         lines += ["", "# Staff: read everything; write desired config and commands.",
@@ -49,6 +68,13 @@ def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str]) -> str:
         lines += ["", "# Loyalty backend: read every check-in, answer on the kiosk's reply topic.",
                   f"user {identity}", _deny_own_root(prefix, identity),
                   f"topic read {every.checkin}", f"topic write {every.reply}"]
+    for identity in sorted(home_assistants):
+        lines += ["", "# Home Assistant: read the discovery configs and what they point at (each",
+                  "# kiosk's status, state and health); announce its own status.",
+                  f"user {identity}", _deny_own_root(prefix, identity),
+                  f"topic read {discovery_prefix}/{SUBTREE}",
+                  f"topic write {hass_status_topic(discovery_prefix)}",
+                  *(f"topic read {every_kiosk(prefix, leaf)}" for leaf in HASS_READS)]
     return "\n".join(lines) + "\n"
 
 

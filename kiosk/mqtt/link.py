@@ -37,6 +37,7 @@ from kiosk import KioskError, __version__
 from kiosk.counter.events import Acked, Event, LinkDown, LinkUp, Reply, StaffMessage
 from kiosk.mqtt import protocol
 from kiosk.mqtt.client import Persistent, make_client
+from kiosk.mqtt.hass import Discovery
 from kiosk.mqtt.protocol import ProtocolError, Topics
 from kiosk.mqtt.settings import MqttSettings
 
@@ -54,8 +55,10 @@ class Link:
     """One paho client for one kiosk; events go to ``emit`` (which must not block)."""
 
     def __init__(self, settings: MqttSettings, topics: Topics, client_id: str,
-                 emit: Callable[[Event], None], window: int = 20) -> None:
+                 emit: Callable[[Event], None], window: int = 20,
+                 discovery: Discovery | None = None) -> None:
         self.topics = topics
+        self._discovery = discovery
         self._settings = settings
         self._emit = emit
         self.connects = 0
@@ -167,6 +170,10 @@ class Link:
             raise LinkError(f"publish to {topic} refused: {mqtt.error_string(info.rc)}")
         return info.mid
 
+    def _publish_retained(self, topic: str, payload: bytes, retain: bool) -> object:
+        """For parts that publish from paho's thread (discovery): QoS 1, never blocks."""
+        return self._client.publish(topic, payload, qos=1, retain=retain)
+
     # --- paho callbacks (paho's thread) ---------------------------------------
 
     def _on_pre_connect(self, _client: mqtt.Client, _userdata: Any) -> None:
@@ -187,6 +194,10 @@ class Link:
                 client.subscribe(topic, qos=1)
             client.publish(self.topics.status, protocol.ONLINE, qos=1, retain=True)
             self._publish_state()
+            if self._discovery is not None:
+                for topic in self._discovery.subscriptions:
+                    client.subscribe(topic, qos=1)
+                self._discovery.connected(self._publish_retained)
             log.info("connected to %s:%d (session present: %s)", self._settings.host,
                      self._settings.port, flags.session_present)
             self._emit(LinkUp())
@@ -237,6 +248,9 @@ class Link:
                                  answer.ack or "", answer.reason))
             elif self.topics.staff_order(message.topic):  # checked on the controller thread
                 self._emit(StaffMessage(message.topic, bytes(message.payload), message.retain))
+            elif self._discovery is not None and self._discovery.wants(message.topic):
+                self._discovery.message(message.topic, bytes(message.payload),
+                                        self._publish_retained)
         except ProtocolError as exc:
             self.bad_messages += 1
             log.warning("ignored a malformed message on %s: %s", message.topic, exc)

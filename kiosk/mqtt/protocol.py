@@ -79,8 +79,8 @@ __all__ = [
     "staff_view",
 ]
 """What the other end of the protocol needs, the reference backend included: it reaches the
-kiosk's check-in and member standing (and :func:`redact`, so both ends name a member the same
-way in their logs) through this module only."""
+kiosk's check-in and member standing (and :func:`redact`, so its logs hide member ids the same
+way, with a key of its own) through this module only."""
 
 VERSION = 1
 ONLINE = b"online"
@@ -506,6 +506,10 @@ class Health:
     events_dropped: int
     link_drops: int
     cpu_temp_c: float | None
+    checkins_today: int = 0
+    """Check-ins recorded since local midnight (kept in the database across restarts)."""
+    last_scan_at: float | None = None
+    """Unix time of the last code a reader handed up, member code or not."""
 
 
 def encode_health(health: Health, sent_at: float) -> bytes:
@@ -535,6 +539,28 @@ def decode_waiting(payload: bytes | bytearray) -> Waiting:
             "unsent_oldest_s", 0, MAX_TIME), awaiting_backend=body.integer(
             "awaiting_backend", 0, MAX_SEQ), awaiting_oldest_s=body.number(
             "awaiting_oldest_s", 0, MAX_TIME), sent_at=body.number("sent_at", 0, MAX_TIME))
+
+
+# --- Home Assistant MQTT discovery -------------------------------------------
+# Home Assistant's own topics (https://www.home-assistant.io/integrations/mqtt/#mqtt-discovery):
+# ``<discovery prefix>/<component>/<node id>/<object id>/config`` for each entity, and the
+# prefix's ``status``, where Home Assistant says ``online`` when it (re)starts.
+
+HASS_PREFIX = "homeassistant"
+"""Home Assistant's default discovery prefix."""
+HASS_NODE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""What Home Assistant accepts as a node id or object id in a discovery topic (no dots)."""
+
+
+def hass_status_topic(discovery_prefix: str) -> str:
+    """Where Home Assistant publishes its birth (``online``) and last will (``offline``)."""
+    return f"{discovery_prefix}/status"
+
+
+def hass_config_topic(discovery_prefix: str, component: str, node_id: str,
+                      object_id: str) -> str:
+    """The retained discovery config of one entity (empty payload: the entity is removed)."""
+    return f"{discovery_prefix}/{component}/{node_id}/{object_id}/config"
 
 
 # --- helpers ----------------------------------------------------------------

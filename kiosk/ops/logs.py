@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from kiosk.counter.members import redact
+from kiosk.counter.members import CARD_PREFIX, TAG_ID, redact, use_log_key
 
 BURST = 5
 """Identical warnings or errors logged in full per window before they are only counted."""
@@ -69,11 +69,15 @@ class RepeatFilter(logging.Filter):
 
 
 class MemberScrubber(logging.Filter):
-    """Replaces anything that looks like a member code in a message by its short hash."""
+    """Replaces anything that looks like a member code in a message by its short hash: a
+    plain id matching the member pattern (``""``: there is none), a tag id, a signed card."""
 
     def __init__(self, member_pattern: str) -> None:
         super().__init__()
-        self._pattern = re.compile(member_pattern)
+        kinds = [re.escape(CARD_PREFIX) + r"\S+", TAG_ID.pattern]
+        if member_pattern:
+            kinds.append(f"(?:{member_pattern})")
+        self._pattern = re.compile("|".join(kinds))
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Formats the message once, scrubbed; the record then carries no arguments."""
@@ -88,7 +92,8 @@ class MemberScrubber(logging.Filter):
 
 
 def _redacted(match: re.Match[str]) -> str:
-    return redact(match.group(0))
+    # A pattern that also matches nothing (``[0-9]*``) must not hash the gap between letters.
+    return redact(match.group(0)) if match.group(0) else ""
 
 
 class _JournalFormatter(logging.Formatter):
@@ -99,12 +104,16 @@ class _JournalFormatter(logging.Formatter):
         return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
 
 
-def setup(level: str, member_pattern: str, stream: TextIO | None = None) -> logging.Handler:
-    """Send every record to stdout at ``level`` (any case), scrubbed and rate-limited.
+def setup(level: str, member_pattern: str, stream: TextIO | None = None,
+          key: bytes | None = None) -> logging.Handler:
+    """Send every record to stdout at ``level`` (any case), scrubbed and rate-limited;
+    member hashes keyed with ``key`` (the install's, :func:`kiosk.store.statedir.log_key`).
 
     Under systemd (``JOURNAL_STREAM`` set) lines carry syslog priorities for
     ``journalctl -p``; elsewhere they carry a timestamp.
     """
+    if key is not None:
+        use_log_key(key)
     handler = logging.StreamHandler(stream or sys.stdout)
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(_JournalFormatter("%(name)s: %(message)s"))

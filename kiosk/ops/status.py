@@ -3,9 +3,11 @@ when did it last check someone in, what is wrong.
 
 The database is read read-only (no ``sqlite3`` command needed). The broker is
 asked for the kiosk's retained ``status`` and ``state`` under a client id of its
-own, anonymously, and only when the kiosk itself connects without credentials:
-with the kiosk's identity (and ``use_username_as_clientid``) the broker would
-hand this short session the kiosk's place and drop the daemon.
+own: anonymously when the kiosk itself connects without credentials, or with a
+reader's certificate (``--cert-file``/``--key-file``), never with the kiosk's
+own: with the kiosk's identity (and ``use_username_as_clientid``, as the shipped
+broker config has it) the broker would hand this short session the kiosk's place
+and drop the daemon.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -32,7 +35,8 @@ from kiosk.store import dbview
 def retained(settings: MqttSection, topics: protocol.Topics,
              timeout: float = 3.0) -> dict[str, bytes] | str:
     """The retained ``status``, ``state`` and ``tele/health`` payloads by topic, or why they
-    could not be read."""
+    could not be read (``settings``: never the kiosk's own credentials, see the module's
+    docstring)."""
     got: dict[str, bytes] = {}
     done = threading.Event()
     wanted = {topics.status, topics.state, topics.health}
@@ -42,7 +46,7 @@ def retained(settings: MqttSection, topics: protocol.Topics,
         if set(got) == wanted:
             done.set()
 
-    client = make_client(settings.anonymous(), f"status-{uuid.uuid4().hex[:12]}",
+    client = make_client(settings, f"status-{uuid.uuid4().hex[:12]}",
                          on_connect=lambda c, *_: c.subscribe([(topic, 1) for topic in wanted]),
                          on_message=on_message)
     try:
@@ -55,11 +59,13 @@ def retained(settings: MqttSection, topics: protocol.Topics,
     return got
 
 
-def main(config_arg: str | None, out: TextIO = sys.stdout) -> int:
+def main(config_arg: str | None, out: TextIO = sys.stdout,
+         reader: tuple[str, str] | None = None) -> int:
     """Print the status; 0 when online with nothing old waiting, 1 otherwise.
 
     It reads the config in force, so after staff moved the kiosk to another broker it
-    asks that broker."""
+    asks that broker; ``reader`` is a ``(certificate, key)`` that may read the kiosk's
+    retained status there (a broker that knows the kiosk by its certificate)."""
     layers = load_in_force(config_path(config_arg))
     config = layers.config
     device_id = config.kiosk.device_id or default_device_id()
@@ -70,7 +76,7 @@ def main(config_arg: str | None, out: TextIO = sys.stdout) -> int:
         print(f"config   the file, with staff config version {layers.applied.version}", file=out)
     elif layers.problem:
         print(f"config   the file alone here: {layers.problem}", file=out)
-    healthy = _broker_view(config.mqtt, topics, out)
+    healthy = _broker_view(config.mqtt, topics, out, reader)
     db = Path(config.kiosk.state_dir) / "kiosk.db"
     try:
         facts = dbview.read(db)
@@ -96,12 +102,19 @@ def main(config_arg: str | None, out: TextIO = sys.stdout) -> int:
     return 0 if healthy else 1
 
 
-def _broker_view(settings: MqttSection, topics: protocol.Topics, out: TextIO) -> bool:
-    if settings.username or settings.cert_file:
-        print("online   not asked: the broker knows this kiosk by its credentials, and a "
-              "second session under them would take over the kiosk's (kiosk doctor checks "
-              "that the broker answers)", file=out)
+def _broker_view(settings: MqttSection, topics: protocol.Topics, out: TextIO,
+                 reader: tuple[str, str] | None) -> bool:
+    if reader is not None:
+        settings = replace(settings.anonymous(), cert_file=reader[0], key_file=reader[1])
+    elif settings.username or settings.cert_file:
+        print(f"online   not asked: the broker knows this kiosk by its credentials, and a "
+              f"second session under them would take over the kiosk's. Give a certificate "
+              f"that may read {topics.status} and {topics.state}, used by no other program "
+              f"right now: kiosk status --cert-file F --key-file K (tools/make-certs DIR "
+              f"--home-assistant NAME makes one; staff certificates may too)", file=out)
         return True
+    else:
+        settings = settings.anonymous()
     view = retained(settings, topics)
     if isinstance(view, str):
         print(f"online   unknown: {view}", file=out)

@@ -36,9 +36,9 @@ from kiosk.config import Config, build, load_config
 
 log = logging.getLogger(__name__)
 
-LOCAL_ONLY = {("kiosk", "device_id"), ("kiosk", "state_dir")}
-"""Keys only the local file may set: changing them remotely would move the kiosk's identity
-or lose its database."""
+LOCAL_ONLY = {("kiosk", "device_id"), ("kiosk", "state_dir"), ("metrics", "textfile_dir")}
+"""Keys only the local file may set: changing them remotely would move the kiosk's identity,
+lose its database, or point a file the kiosk writes somewhere else."""
 SECRETS = {("mqtt", "password")}
 
 

@@ -95,26 +95,33 @@ class RunningKiosk:
     def show_card(self, text: str) -> None:
         """A customer holds a QR card with ``text`` in front of the camera."""
         if self.app.sim.camera is None:
-            raise RuntimeError("this kiosk has no simulated camera (camera.backend)")
+            raise self._missing("camera", "camera")
         self.app.sim.camera.show(qr_card(text))
 
     def type_code(self, text: str) -> None:
         """A customer scans ``text`` on the serial reader."""
         if self.app.sim.serial is None:
-            raise RuntimeError("this kiosk has no simulated serial reader (serial.backend)")
+            raise self._missing("serial reader", "serial")
         self.app.sim.serial.type(text)
 
     def scan_on_keyboard(self, text: str) -> None:
         """A customer scans ``text`` on the keyboard-wedge reader (typed, then Enter)."""
         if self.app.sim.keyboard is None:
-            raise RuntimeError("this kiosk has no simulated keyboard reader (keyboard.backend)")
+            raise self._missing("keyboard reader", "keyboard")
         self.app.sim.keyboard.type(text)
 
     def tap(self, uid: bytes, text: str | None = None) -> None:
         """A customer taps an NFC tag (with an NDEF text record when ``text`` is given)."""
         if self.app.sim.nfc is None:
-            raise RuntimeError("this kiosk has no simulated NFC reader (nfc.backend)")
+            raise self._missing("NFC reader", "nfc")
         self.app.sim.nfc.tap(uid, text)
+
+    def _missing(self, device: str, section: str) -> RuntimeError:
+        """Why the kiosk has no such simulated device: the problem met when it was made (a
+        library missing, and the extra that brings it), else its config."""
+        problem = next((p for p in self.app.hardware.problems if p.startswith(f"{section}:")),
+                       f"{section}.backend is not \"sim\"")
+        return RuntimeError(f"this kiosk has no simulated {device}: {problem}")
 
     def wait_online(self, timeout: float = 10.0) -> None:
         """Wait until the kiosk is connected to the broker."""

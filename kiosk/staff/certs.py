@@ -20,6 +20,7 @@ from kiosk.mqtt.acl import acl_text
 from kiosk.trust.pki import (
     BACKEND,
     DEFAULT_DAYS,
+    HOME_ASSISTANT,
     STAFF,
     CertError,
     file_stem,
@@ -35,7 +36,8 @@ BROKER_NAMES = ("localhost", "127.0.0.1")
 
 
 def make_certs(directory: Path, *, kiosks: Iterable[str] = (), staff: Iterable[str] = (),
-               backends: Iterable[str] = (), broker_names: Iterable[str] = (),
+               backends: Iterable[str] = (), home_assistants: Iterable[str] = (),
+               broker_names: Iterable[str] = (),
                prefix: str = "loyalty", days: int = DEFAULT_DAYS) -> list[str]:
     """Create (or add to) a certificate directory; returns the files written.
 
@@ -58,14 +60,16 @@ def make_certs(directory: Path, *, kiosks: Iterable[str] = (), staff: Iterable[s
         written.append("broker.crt")
     identities = ([kiosk_identity(device) for device in kiosks]
                   + [role_identity(STAFF, name) for name in staff]
-                  + [role_identity(BACKEND, name) for name in backends])
+                  + [role_identity(BACKEND, name) for name in backends]
+                  + [role_identity(HOME_ASSISTANT, name) for name in home_assistants])
     for identity in identities:
         write_pair(directory, file_stem(identity), issue(ca, identity, days=days))
         written.append(f"{file_stem(identity)}.crt")
     clients = _client_identities(directory)
     (directory / f"{prefix}.acl").write_text(acl_text(
         prefix, [cn for cn in clients if cn.startswith(STAFF)],
-        [cn for cn in clients if cn.startswith(BACKEND)]))
+        [cn for cn in clients if cn.startswith(BACKEND)],
+        [cn for cn in clients if cn.startswith(HOME_ASSISTANT)]))
     written.append(f"{prefix}.acl")
     return written
 
@@ -92,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a staff certificate (CN staff:NAME); repeat for more")
     parser.add_argument("--backend", action="append", default=[], metavar="NAME",
                         help="a loyalty backend certificate (CN backend:NAME)")
+    parser.add_argument("--home-assistant", action="append", default=[], metavar="NAME",
+                        help="a Home Assistant certificate (CN hass:NAME): reads kiosks' "
+                        "discovery, status, state and health")
     parser.add_argument("--broker-name", action="append", default=[], metavar="HOST",
                         help="host name or IP address clients use for the broker; repeat for "
                         f"more (default on first run: {', '.join(BROKER_NAMES)})")
@@ -101,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         written = make_certs(args.directory, kiosks=args.kiosk, staff=args.staff,
-                             backends=args.backend, broker_names=args.broker_name,
+                             backends=args.backend, home_assistants=args.home_assistant,
+                             broker_names=args.broker_name,
                              prefix=args.prefix, days=args.days)
     except (CertError, OSError) as exc:
         print(f"make-certs: {exc}", file=sys.stderr)

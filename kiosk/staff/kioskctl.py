@@ -24,7 +24,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from kiosk import KioskError
+from kiosk import KioskError, __version__
 from kiosk.config import ConfigError
 from kiosk.mqtt import protocol
 from kiosk.staff import fleet
@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kioskctl", description=__doc__.split("\n")[0],
                                      epilog=__doc__.split("\n", 2)[2],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"kioskctl {__version__}")
     parser.add_argument("--config", help="staff config file (default: $KIOSKCTL_CONFIG or "
                                          "~/.config/kioskctl.toml)")
     parser.add_argument("--host", help="broker host (overrides the config file)")
@@ -385,3 +386,7 @@ def _awaiting(kiosk: fleet.Kiosk) -> str:
         return _dash(kiosk.awaiting_backend)
     return f"{kiosk.awaiting_backend} ({_span(kiosk.awaiting_oldest_s or 0.0)})"
 
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS recent_scans (
     member_id TEXT PRIMARY KEY,
     seen_at   REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS day_counts (
+    day      TEXT PRIMARY KEY,
+    checkins INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS staff_seq (
     key_id      TEXT PRIMARY KEY,
     seq         INTEGER NOT NULL,

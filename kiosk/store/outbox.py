@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 from kiosk import KioskError
@@ -86,6 +87,10 @@ class Outbox:
                                    [(event_id, payload, now) for event_id, payload in checkins])
                 self._insert("INSERT OR REPLACE INTO recent_scans (member_id, seen_at) VALUES ",
                              seen)
+                for day, count in Counter(local_day(at) for _member, at in seen).items():
+                    self._conn.execute(
+                        "INSERT INTO day_counts (day, checkins) VALUES (?, ?) ON CONFLICT(day) "
+                        "DO UPDATE SET checkins = checkins + excluded.checkins", (day, count))
         except sqlite3.Error as exc:  # disk full, read-only, locked, I/O error
             raise OutboxError(f"storage error: {exc}") from exc
         self.depth += len(ids)
@@ -173,6 +178,12 @@ class Outbox:
         except sqlite3.Error as exc:
             raise OutboxError(f"storage error: {exc}") from exc
 
+    def checkins_on(self, day: str) -> int:
+        """Check-ins recorded on ``day`` (:func:`local_day`), counted in the same transaction
+        as each check-in, so a restart does not start the day again."""
+        row = self._conn.execute("SELECT checkins FROM day_counts WHERE day = ?", (day,)).fetchone()
+        return 0 if row is None else int(row[0])
+
     def recent_scans(self, since: float) -> dict[str, float]:
         """Members who checked in at or after ``since`` (unix time), and when, oldest first."""
         self.forget_scans_before(since)
@@ -185,3 +196,8 @@ class Outbox:
             self._conn.execute("DELETE FROM recent_scans WHERE seen_at < ?", (since,))
         except sqlite3.Error as exc:
             raise OutboxError(f"storage error: {exc}") from exc
+
+
+def local_day(unix_time: float) -> str:
+    """The kiosk's local calendar day of ``unix_time``: ``2026-12-03``."""
+    return time.strftime("%Y-%m-%d", time.localtime(unix_time))

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 from pathlib import Path
 
 from kiosk.store.db import StorageError
+from kiosk.trust.keys import write_private_key
+
+LOG_KEY_FILE = "log-key"
 
 
 class StateLock:
@@ -41,3 +45,27 @@ class StateLock:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def log_key(state_dir: Path, size: int = 32) -> bytes:
+    """The install's secret for member hashes in logs: made once (mode 0600) in the state
+    directory, and the same at every start after; a file cut short by a power cut while it
+    was made is made again (no hash was logged with it yet)."""
+    path = state_dir / LOG_KEY_FILE
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        key = b""
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc.strerror}") from None
+    if len(key) == size:
+        return key
+    key = secrets.token_bytes(size)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        write_private_key(path, key, replace=path.exists())
+    except FileExistsError:  # another process made it a moment ago: use theirs
+        return log_key(state_dir, size)
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror}") from None
+    return key

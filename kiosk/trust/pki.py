@@ -6,9 +6,9 @@ username, and ``use_username_as_clientid`` the client id, so a client can be
 nobody but its certificate. The CN also says the role:
 
 - a kiosk's CN is its ``device_id`` (letters, digits, ``_ . -``; never ``_all``);
-- staff are ``staff:<name>`` and backends ``backend:<name>``: the ``:`` can
-  never appear in a device id, so no staff or backend certificate can pass for
-  a kiosk, and none can be issued for a kiosk by mistake.
+- staff are ``staff:<name>``, backends ``backend:<name>`` and Home Assistant
+  ``hass:<name>``: the ``:`` can never appear in a device id, so no such
+  certificate can pass for a kiosk, and none can be issued for a kiosk by mistake.
 
 Kiosks get ``pattern`` ACL lines (``%u`` = their CN, so each writes only under
 its own root); staff and backends get a ``user`` block each (the ACL is written
@@ -34,6 +34,8 @@ from kiosk import KioskError
 from kiosk.trust.keys import write_private_key
 
 STAFF, BACKEND = "staff:", "backend:"
+HOME_ASSISTANT = "hass:"
+"""Home Assistant's role: it reads what kiosks tell about themselves, and nothing else."""
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 """As ``kiosk.device_id`` in the config: one topic level, no wildcard, no ``:``."""
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,48}$")
@@ -61,7 +63,7 @@ def kiosk_identity(device_id: str) -> str:
 
 
 def role_identity(role: str, name: str) -> str:
-    """``staff:<name>`` or ``backend:<name>``."""
+    """``staff:<name>``, ``backend:<name>`` or ``hass:<name>``."""
     if not NAME.match(name):
         raise CertError(f"{role}{name!r}: expected 1-48 letters, digits, '_', '-' or '.'")
     return f"{role}{name}"

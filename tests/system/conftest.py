@@ -33,7 +33,8 @@ def intruder(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """CA, broker, two kiosks, staff and backend; the shipped ACL beside them."""
     directory = tmp_path_factory.mktemp("certs")
-    make_certs(directory, kiosks=[A, B], staff=["admin"], backends=["loyalty"])
+    make_certs(directory, kiosks=[A, B], staff=["admin"], backends=["loyalty"],
+               home_assistants=["home"])
     shutil.copy(SHIPPED / "loyalty.acl", directory / "loyalty.acl")
     # The same CA, but a broker certificate for a name the clients do not use.
     wrong = directory / "wrong-name"

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import subprocess
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from backend import Ledger, LoyaltyBackend
+from kiosk.config import HomeAssistantSection, TelemetrySection
 from kiosk.counter.checkin import CheckIn, uuid7
 from kiosk.counter.members import MemberStatus
 from kiosk.counter.screens import Sync, Welcome
@@ -27,7 +30,7 @@ from kiosk.mqtt import protocol
 from kiosk.testing.broker import Mosquitto, find_mosquitto
 from kiosk.testing.harness import RunningKiosk, wait_for
 from kiosk.trust import pki
-from tests import ROOT
+from tests import ROOT, hass_schema
 from tests.system.wall import BACKEND, SITE, STAFF, A, B, shipped_broker, tls_kiosk_config
 
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
@@ -348,3 +351,82 @@ def test_an_offline_kiosk_is_queued_at_most_a_mebibyte_of_staff_commands(wall, c
     finally:
         kiosk.disconnect()
         kiosk.loop_stop()
+
+
+# --- Home Assistant discovery -----------------------------------------------------------
+
+HASS = "hass:home"
+DISCOVERY = "homeassistant/#"
+
+
+def _configs(peer: Peer) -> dict[str, dict[str, Any]]:
+    """The discovery configs a peer holds now: the latest per topic, removed ones left out."""
+    latest = {topic: payload for topic, payload, _ in peer.received
+              if topic.startswith("homeassistant/") and topic.endswith("/config")}
+    return {topic: json.loads(payload) for topic, payload in latest.items() if payload}
+
+
+def _latest(peer: Peer) -> dict[str, bytes]:
+    return {topic: payload for topic, payload, _ in peer.received}
+
+
+def test_a_kiosk_may_publish_its_own_discovery_configs_and_nothing_more(peers):
+    kiosk_a = peers(A).up()
+    own = f"homeassistant/sensor/{A}/outbox_depth/config"
+    assert kiosk_a.may_publish(own, b"{}", retain=True)
+    for topic in (f"homeassistant/sensor/{B}/outbox_depth/config", "homeassistant/status",
+                  "homeassistant/sensor/outbox_depth/config", f"homeassistant/sensor/{A}/x/state",
+                  f"homeassistant/device/{A}/config", "homeassistant/sensor/x/y/z/config"):
+        assert not kiosk_a.may_publish(topic, b"{}", retain=True), topic
+    assert kiosk_a.may_publish(own, b"", retain=True)  # and removes it again
+
+
+def test_home_assistant_discovers_a_tls_kiosk_and_it_is_removed_when_switched_off(
+        tmp_path, wall, certs, peers):
+    hass = peers(HASS).up().subscribe(DISCOVERY, f"{_root(A)}/state", f"{_root(A)}/tele/health",
+                                      f"{_root(A)}/status")
+    config = tls_kiosk_config(tmp_path, wall, certs, A)
+    config = replace(config, homeassistant=HomeAssistantSection(discovery=True),
+                     telemetry=TelemetrySection(interval_s=1.0))
+    kiosk = RunningKiosk(config).start()
+    try:
+        kiosk.wait_online()
+        kiosk.type_code("LOY-ALICE01")
+        configs = wait_for(lambda: len(_configs(hass)) == 5 and _configs(hass), 10,
+                           "five discovery configs")
+        # what the entities read is there, with every field their templates name
+        health = f"{_root(A)}/tele/health"
+        wait_for(lambda: json.loads(_latest(hass).get(health, b"{}")).get("checkins_today") == 1,
+                 10, "a health report counting the check-in")
+        latest = _latest(hass)
+        for topic, body in configs.items():
+            assert hass_schema.problems(topic, body) == []
+            assert body["availability_topic"] == f"{_root(A)}/status"
+            source = json.loads(latest[body["state_topic"]])
+            named = re.findall(r"value_json\.(\w+)", body["value_template"]
+                               + body.get("json_attributes_template", ""))
+            assert named and set(named) <= source.keys(), (topic, named)
+        assert {body["device"]["identifiers"][0] for body in configs.values()} == {
+            f"loyalty-kiosk-{A}"}
+        assert latest[f"{_root(A)}/status"] == b"online"
+        # Home Assistant restarts and says so: the kiosk publishes every config again
+        sent = len([t for t, _, _ in hass.received if t.endswith("/config")])
+        assert hass.may_publish("homeassistant/status", b"online")
+        wait_for(lambda: len([t for t, _, _ in hass.received if t.endswith("/config")])
+                 == sent + 5, 10, "the configs again")
+        # and that is all Home Assistant may do to a kiosk
+        assert not hass.may_publish(f"{_root(A)}/cmd/ping", b"{}")
+        assert not hass.may_publish(f"homeassistant/sensor/{A}/outbox_depth/config", b"",
+                                    retain=True)
+    finally:
+        kiosk.stop()
+    off = RunningKiosk(replace(config, homeassistant=HomeAssistantSection(discovery=False)))
+    off.start()
+    try:
+        off.wait_online()
+        wait_for(lambda: not _configs(hass), 10, "every config removed (empty, retained)")
+    finally:
+        off.stop()
+    late = peers(HASS).up().subscribe(DISCOVERY)
+    time.sleep(1.0)  # retained messages arrive right after the SUBACK; none should
+    assert late.received == []

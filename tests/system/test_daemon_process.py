@@ -3,6 +3,8 @@ watchdog, connection failures in the log, a state database nobody else can read.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import signal
 import socket
@@ -100,6 +102,16 @@ def test_an_unreachable_broker_is_logged_with_the_reason_and_the_db_is_private(t
         for name in ("kiosk.db", "kiosk.db-wal"):
             mode = stat.S_IMODE((tmp_path / "state" / name).stat().st_mode)
             assert mode & 0o007 == 0, f"{name} is {oct(mode)}"
+        # A scan while offline: the log names the member by a hash keyed with this install's
+        # secret, which nobody without the state directory can recompute.
+        with (tmp_path / "state" / "serial").open("wb") as reader:
+            reader.write(b"LOY-ALICE01\r")
+        wait_for(lambda: " check-in " in out.read_text(), timeout=15, what="the check-in logged")
+        key_file = tmp_path / "state" / "log-key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        keyed = hmac.new(key_file.read_bytes(), b"LOY-ALICE01", hashlib.sha256).hexdigest()
+        line = next(line for line in out.read_text().splitlines() if " check-in " in line)
+        assert f" of m:{keyed[:16]} from serial" in line and "ALICE" not in line
     finally:
         _stop(daemon)
 

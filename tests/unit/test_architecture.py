@@ -100,6 +100,8 @@ def _room(module: str) -> str | None:
     parts = module.split(".")
     if parts[0] != "kiosk":
         return None
+    if len(parts) > 1 and parts[1] == "__main__":
+        return "cli"  # ``python -m kiosk``: the same entry point
     if len(parts) == 1 or parts[1] not in {*LAYERS, "cli"}:
         return "root"  # kiosk itself, or a name it defines (``from kiosk import KioskError``)
     return parts[1]

@@ -14,6 +14,7 @@ import pytest
 from kiosk.counter.members import redact
 from kiosk.ops import logs
 from kiosk.ops.watchdog import Watchdog
+from kiosk.store.statedir import log_key
 
 
 def _notify_socket(path: Path) -> socket.socket:
@@ -67,6 +68,28 @@ def test_member_codes_never_reach_the_log_in_clear(log_output):
     text = log_output.getvalue()
     assert "LOY-ALICE01" not in text and "LOY-BOB0002" not in text
     assert redact("LOY-ALICE01") in text and redact("LOY-BOB0002") in text
+
+
+def test_an_empty_member_pattern_means_none_and_logs_cleanly():
+    buffer = io.StringIO()
+    handler = logs.setup("INFO", "", stream=buffer)
+    try:
+        logging.getLogger("kiosk.test").info("tag %s and card %s read", "uid:04A1B2C3",
+                                             "LOY1.k1.M-1.c2lnbmF0dXJl")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    line = buffer.getvalue().splitlines()[0]
+    assert line.endswith(f"kiosk.test: tag {redact('uid:04A1B2C3')} and card "
+                         f"{redact('LOY1.k1.M-1.c2lnbmF0dXJl')} read")
+
+
+def test_the_log_key_is_made_once_private_and_kept(tmp_path):
+    state = tmp_path / "state"
+    key = log_key(state)
+    assert len(key) == 32 and log_key(state) == key
+    assert (state / "log-key").stat().st_mode & 0o777 == 0o600
+    (state / "log-key").write_bytes(b"cut short")  # a power cut while it was first written
+    assert log_key(state) not in (key, b"cut short") and len(log_key(state)) == 32
 
 
 def test_a_repeated_error_is_logged_a_few_times_then_counted(log_output):

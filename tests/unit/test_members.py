@@ -7,6 +7,8 @@ member id or a reason, never an exception.
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -15,7 +17,15 @@ from drivers.framing import MAX_CODE, LineFramer, StxEtxFramer
 from drivers.nfc import NdefError, ndef_message, ndef_text, ndef_text_memory, read_tag_code
 from drivers.sim import SimPn532
 from drivers.wedge import KeyDecoder, evdev_key_codes
-from kiosk.counter.members import MemberCodes, Refused, sign_card
+from kiosk.counter import members
+from kiosk.counter.members import (
+    MemberCodes,
+    Refused,
+    redact,
+    sign_card,
+    tag_sources,
+    use_log_key,
+)
 from kiosk.trust.signing import Signer, Verifier
 
 ISSUER = Signer.generate()
@@ -33,8 +43,9 @@ def fuzz(examples: int) -> settings:
     ("LOY-ALICE01", "camera", "LOY-ALICE01"),
     ("  LOY-ALICE01 ", "serial", "LOY-ALICE01"),
     ("uid:04A1B2C3D4E5F6", "nfc", "uid:04A1B2C3D4E5F6"),
-    ("uid:0F00A1B2C3", "serial", "uid:0F00A1B2C3"),
+    ("uid:0F00A1B2C3", "serial", Refused("Tag not accepted")),  # a QR scanner: printed
     ("uid:04A1B2C3D4E5F6", "camera", Refused("Tag not accepted")),  # a printed "tag"
+    ("uid:04A1B2C3D4E5F6", "keyboard", Refused("Tag not accepted")),
     ("https://example.com/LOY-ALICE01", "camera", Refused("Web address")),
     ("WIFI:T:WPA;S:shop;P:secret;;", "camera", Refused("Wi-Fi settings")),
     ("BEGIN:VCARD\nVERSION:3.0\nFN:Alice\nEND:VCARD", "camera", Refused("Unreadable code")),
@@ -195,3 +206,22 @@ def test_any_tag_memory_gives_its_text_or_its_uid(tags):
 
 
 # --- at the counter ------------------------------------------------------------------------
+
+
+def test_a_serial_reader_reads_tags_only_with_rfid_framing():
+    rfid = MemberCodes(r"LOY-[A-Z0-9]{4,32}", tag_sources=tag_sources("stx-etx"))
+    qr_scanner = MemberCodes(r"LOY-[A-Z0-9]{4,32}", tag_sources=tag_sources("lines"))
+    assert rfid.parse("uid:0F00A1B2C3", "serial") == "uid:0F00A1B2C3"
+    assert qr_scanner.parse("uid:0F00A1B2C3", "serial") == Refused("Tag not accepted")
+    assert qr_scanner.parse("uid:0F00A1B2C3", "nfc") == "uid:0F00A1B2C3"
+    assert rfid.parse("uid:0F00A1B2C3", "camera") == Refused("Tag not accepted")
+
+
+def test_the_log_hash_is_keyed_per_install_and_64_bits_long(monkeypatch):
+    monkeypatch.setattr(members, "_log_key", members._log_key)  # restored after the test
+    use_log_key(b"a" * 32)
+    first = redact("M-1234567")
+    use_log_key(b"b" * 32)
+    assert redact("M-1234567") != first
+    assert first != "m:" + hashlib.sha256(b"M-1234567").hexdigest()[:len(first) - 2]
+    assert len(first) == 2 + 16

@@ -9,7 +9,9 @@ from PIL import Image
 from drivers.factory import make_hardware
 from drivers.specs import CameraSpec, DisplaySpec, LightsSpec, SerialSpec
 from kiosk.config import Config
-from kiosk.sim.termview import draw, frame_lines
+from kiosk.sim.demo import _Demo
+from kiosk.sim.termview import FRAME_ROWS, draw, frame_lines
+from tests.terminal import Terminal
 
 
 def test_kiosk_hardware_sim_switches_every_fitted_device_to_simulation(tmp_path, monkeypatch):
@@ -32,20 +34,38 @@ def test_kiosk_hardware_sim_switches_every_fitted_device_to_simulation(tmp_path,
 
 def test_the_terminal_shows_the_display_pixel_for_pixel_with_the_leds():
     image = Image.new("1", (4, 4), 0)
-    for xy in [(0, 0), (1, 1), (2, 0), (2, 1)]:
+    for xy in [(0, 0), (1, 1), (0, 3), (2, 0), (3, 2)]:
         image.putpixel(xy, 1)
-    assert frame_lines(image) == ["\u259a\u258c", "  "]  # 2x2 pixels a character
+    # 2x4 pixels a character: dots 1, 5 and 7 on the left cell, dots 1 and 6 on the right
+    assert frame_lines(image) == [chr(0x2800 + 0x01 + 0x10 + 0x40) + chr(0x2800 + 0x01 + 0x20)]
     drawn = draw(image, {"pattern": "ok", "led": {"green": 1.0, "red": 0.0}, "buzzer": "E5"})
     assert drawn.splitlines()[1].endswith(" ok")
-    assert drawn.splitlines()[2].endswith("green  \u25cf")
 
 
 @pytest.mark.parametrize("size", [(128, 64), (256, 64), (128, 128)])
-def test_every_display_fits_an_80_column_terminal(size):
-    state = {"pattern": "identify", "led": {"red": 1.0, "green": 1.0, "blue": 1.0},
+def test_every_display_fits_an_80x24_terminal_with_the_demos_news(size):
+    state = {"pattern": "identify-everything", "led": {"red": 1.0, "green": 1.0, "blue": 1.0},
              "buzzer": "A5"}
-    drawn = draw(Image.new("RGB", size, (255, 255, 255)), state)
-    assert max(len(line) for line in drawn.splitlines()) <= 80
+    drawn = draw(Image.new("RGB", size, (255, 255, 255)), state).splitlines()
+    assert max(len(line) for line in drawn) < 80
+    assert len(drawn) <= FRAME_ROWS == 18
+
+
+def test_the_demo_redraws_in_place_in_80x24_and_erases_what_it_overwrites(tmp_path):
+    terminal = Terminal()
+    demo = _Demo(tmp_path, quiet=False, out=terminal)
+    lit = {"pattern": "celebrate", "led": {"red": 1.0, "green": 1.0}, "buzzer": "C6"}
+    demo._frame_text = draw(Image.new("1", (128, 64), 1), lit)
+    for number in range(1, 20):
+        demo.say(f"customer {number}: holds up the QR card LOY-ALICE01 " + "x" * 80)
+    demo._frame_text = draw(Image.new("1", (128, 64), 0), {})  # dark, and no lights
+    demo.say("short")
+    screen = terminal.screen()
+    assert screen[0] == "\u250c" + "\u2500" * 64 + "\u2510"  # the top border stays on top
+    assert all(line == "\u2502" + " " * 64 + "\u2502" for line in screen[1:17])  # no "celebrate"
+    news = [f"customer {n}: holds up the QR card LOY-ALICE01 " + "x" * 80 for n in (16, 17, 18, 19)]
+    assert screen[18:23] == [*(line[:79] for line in news), "short"]  # cut, not wrapped
+    assert screen[23] == ""
 
 
 def test_cpu_temperature_is_read_from_the_thermal_zone(tmp_path):

@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from kiosk.counter.members import MemberStatus
 from kiosk.store import db as kiosk_db
 from kiosk.store.cache import MemberCache
 from kiosk.store.db import StorageError, open_db
-from kiosk.store.outbox import ROWS_PER_STATEMENT, Outbox, OutboxError
+from kiosk.store.outbox import ROWS_PER_STATEMENT, Outbox, OutboxError, local_day
 
 
 @pytest.fixture
@@ -38,6 +39,20 @@ def test_rows_come_out_in_the_order_they_went_in_and_survive_a_reopen(db_path):
         b'{"n":0}', b'{"n":2}', b'{"n":4}']
     assert [(row, event) for row, event, _ in outbox.after(ids[2], 10)] == [(ids[4], "e4")]
     assert outbox.oldest_age() >= 0.0
+
+
+def test_check_ins_today_are_counted_with_each_check_in_and_survive_a_restart(db_path):
+    conn, _ = open_db(db_path)
+    outbox = Outbox(conn, max_rows=100)
+    today, yesterday = time.time(), time.time() - 86400
+    outbox.add_many([("e1", b"{}"), ("e2", b"{}")], [("LOY-A1", today), ("LOY-B2", today)])
+    outbox.add_many([("e3", b"{}")], [("LOY-C3", yesterday)])
+    outbox.remove([row for row, _, _ in outbox.after(0, 10)])  # delivered: still counted
+    conn.close()
+    conn, _ = open_db(db_path)
+    outbox = Outbox(conn, max_rows=100)
+    assert outbox.checkins_on(local_day(today)) == 2
+    assert outbox.checkins_on(local_day(yesterday)) == 1
 
 
 def test_a_rush_larger_than_one_statement_gets_the_ids_it_was_stored_under(db_path):
