@@ -14,6 +14,7 @@ import sqlite3
 from drivers.lights import Lights
 from kiosk.counter.controller import Controller
 from kiosk.counter.events import Action, Record, RecordFailed, Remember, Show, Signal
+from kiosk.counter.members import MemberStatus
 from kiosk.mqtt.delivery import Delivery
 from kiosk.store.cache import MemberCache
 from kiosk.ui.lights import cue
@@ -40,12 +41,21 @@ class Actions:
         records = [action.checkin for group in groups for action in group
                    if isinstance(action, Record)]
         failed = self._delivery.record(records, self._controller.online) if records else None
+        remember: list[tuple[str, MemberStatus]] = []
         for group in groups:
             if failed is not None and any(isinstance(action, Record) for action in group):
                 checkin = next(a.checkin for a in group if isinstance(a, Record))
                 group = self._controller.handle(RecordFailed(checkin, failed), now)
             for action in group:
-                self._act(action, now)
+                if isinstance(action, Remember):
+                    remember.append((action.member_id, action.status))
+                else:
+                    self._act(action, now)
+        if remember:  # a drain's replies: one write for all of them
+            try:
+                self._cache.put_many(remember)
+            except sqlite3.Error as exc:  # a cache miss later is harmless
+                log.warning("member cache not updated: %s", exc)
 
     def _act(self, action: Action, now: float) -> None:
         match action:
@@ -56,8 +66,5 @@ class Actions:
             case Signal(cue=meaning):
                 if self._lights is not None:
                     cue(self._lights, meaning)
-            case Remember(member_id=member_id, status=status):
-                try:
-                    self._cache.put(member_id, status)
-                except sqlite3.Error as exc:  # a cache miss later is harmless
-                    log.warning("member cache not updated: %s", exc)
+            case Remember():
+                pass  # written together by carry_out

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -278,7 +278,7 @@ def _checkin_root(checkin_topic: str) -> str:
 
 def encode_checkin(checkin: CheckIn) -> bytes:
     """The check-in as stored in the outbox and sent: compact JSON, fields in fixed order."""
-    body = {"v": VERSION, **asdict(checkin)}
+    body = {"v": VERSION, **_flat(checkin)}
     return _dump(body)
 
 
@@ -330,7 +330,7 @@ class Answer:
 
 def encode_reply(event_id: str, member_id: str, status: MemberStatus, ack: Ack) -> bytes:
     """The backend's answer to one check-in it has committed (``ack`` says how)."""
-    body = {"v": VERSION, "event_id": event_id, "member_id": member_id, **asdict(status),
+    body = {"v": VERSION, "event_id": event_id, "member_id": member_id, **_flat(status),
             "ack": ack.value}
     return _dump(body)
 
@@ -514,7 +514,7 @@ class Health:
 
 def encode_health(health: Health, sent_at: float) -> bytes:
     """The health report as sent; ``sent_at`` (Unix seconds) is when, for "last seen"."""
-    body = {"v": VERSION, **asdict(health), "sent_at": round(sent_at, 3)}
+    body = {"v": VERSION, **_flat(health), "sent_at": round(sent_at, 3)}
     return _dump(body)
 
 
@@ -576,6 +576,12 @@ def decode_object(payload: bytes | bytearray, limits: Limits) -> Fields:
     if type(version) is not int or version != VERSION:
         raise ProtocolError(f"unsupported schema version {version!r} (expected {VERSION})")
     return Fields(body)
+
+
+def _flat(record: Any) -> dict[str, Any]:
+    """A flat dataclass's fields in order: ``dataclasses.asdict`` deep-copies every value,
+    which was a third of the backend's time per check-in and is not needed for flat ones."""
+    return dict(vars(record))
 
 
 def _dump(body: dict[str, Any]) -> bytes:

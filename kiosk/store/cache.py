@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict
 
 from kiosk.counter.members import MemberStatus
+from kiosk.store.db import light_transaction
 
 PRUNE_EVERY = 100
 """Trim the cache once per this many updates, not on every reply."""
@@ -41,12 +42,21 @@ class MemberCache:
 
     def put(self, member_id: str, status: MemberStatus) -> None:
         """Remember ``status``; now and then forget the members seen longest ago."""
-        self._conn.execute(
-            "INSERT OR REPLACE INTO members (member_id, status, updated_at) VALUES (?, ?, ?)",
-            (member_id, json.dumps(asdict(status.standing())), time.time()),
-        )
-        self._updates += 1
-        if self._updates % PRUNE_EVERY == 0:
+        self.put_many([(member_id, status)])
+
+    def put_many(self, standings: list[tuple[str, MemberStatus]]) -> None:
+        """Remember each member's status, in one transaction without a disk sync (a power
+        cut may bring back an older balance, never a wrong one): a drain's replies cost one
+        commit, not one sync each."""
+        now = time.time()
+        with light_transaction(self._conn):
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO members (member_id, status, updated_at) "
+                "VALUES (?, ?, ?)",
+                [(member_id, json.dumps(asdict(status.standing())), now)
+                 for member_id, status in standings])
+        before, self._updates = self._updates, self._updates + len(standings)
+        if before // PRUNE_EVERY != self._updates // PRUNE_EVERY:
             self.prune()
 
     def prune(self) -> None:

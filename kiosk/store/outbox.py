@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from kiosk import KioskError
-from kiosk.store.db import transaction
+from kiosk.store.db import light_transaction, transaction
 
 ROWS_PER_STATEMENT = 256
 """Rows per multi-row INSERT: 768 parameters, under SQLite's oldest limit of 999.
@@ -141,19 +141,15 @@ class Outbox:
             return
         removed = size = 0
         try:
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            try:
-                with transaction(self._conn):
-                    for first in range(0, len(row_ids), IDS_PER_STATEMENT):
-                        chunk = row_ids[first:first + IDS_PER_STATEMENT]
-                        where = f"id IN ({','.join('?' * len(chunk))})"
-                        size += int(self._conn.execute(
-                            f"SELECT TOTAL(LENGTH(payload)) FROM outbox WHERE {where}",
-                            chunk).fetchone()[0])
-                        removed += self._conn.execute(f"DELETE FROM outbox WHERE {where}",
-                                                      chunk).rowcount
-            finally:
-                self._conn.execute("PRAGMA synchronous=FULL")
+            with light_transaction(self._conn):
+                for first in range(0, len(row_ids), IDS_PER_STATEMENT):
+                    chunk = row_ids[first:first + IDS_PER_STATEMENT]
+                    where = f"id IN ({','.join('?' * len(chunk))})"
+                    size += int(self._conn.execute(
+                        f"SELECT TOTAL(LENGTH(payload)) FROM outbox WHERE {where}",
+                        chunk).fetchone()[0])
+                    removed += self._conn.execute(f"DELETE FROM outbox WHERE {where}",
+                                                  chunk).rowcount
         except sqlite3.Error as exc:
             raise OutboxError(f"storage error: {exc}") from exc
         self.depth -= removed
