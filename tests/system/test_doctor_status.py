@@ -74,8 +74,9 @@ def test_status_of_an_online_kiosk(kiosk, backend, tmp_path):
     assert lines[0] == "kiosk    kiosk-test at test-shop"
     assert lines[1] == "online   yes (retained status on 127.0.0.1)"
     assert lines[2] == "state    ready"
-    assert lines[3] == "outbox   0 check-ins waiting"
-    assert lines[4].startswith("last     reply from the backend ") and lines[4].endswith(" s ago")
+    assert lines[3].startswith("delivery 0 await the backend, 0 not sent yet; reported ")
+    assert lines[4] == "outbox   0 check-ins waiting"
+    assert lines[5].startswith("last     reply from the backend ") and lines[5].endswith(" s ago")
 
 
 def test_status_of_an_offline_kiosk_with_visits_waiting(tmp_path):

@@ -11,8 +11,9 @@ from kiosk.staff import fleet
 from kiosk.testing.harness import wait_for
 from tests.payloads import health
 
-HEALTH = health(outbox_depth=4, outbox_oldest_s=30.0, scans=9, checkins=8, published=8,
-                delivered=8, connects=1)
+HEALTH = health(outbox_depth=4, outbox_oldest_s=30.0, awaiting_backend=2,
+                awaiting_oldest_s=30.0, scans=9, checkins=8, published=8, delivered=4,
+                connects=1)
 
 
 def _topics(device_id: str, site: str = "shop-1") -> protocol.Topics:
@@ -47,10 +48,10 @@ def test_the_survey_summarises_each_kiosk_from_its_retained_messages(staff, leav
     leave(d.config_desired, desired)  # staff's own message: kiosk-d was never heard from
     kiosks = _heard(staff, "kiosk-a", "kiosk-b", "kiosk-c")
     assert kiosks == [
-        fleet.Kiosk("shop-1", "kiosk-a", "online", "1.2.3", "ready", 3, 4, 1_795_388_285.5,
-                    False),
-        fleet.Kiosk("shop-1", "kiosk-b", "offline", "", "", None, None, None, False),
-        fleet.Kiosk("shop-2", "kiosk-c", "?", "", "", None, None, None, True),
+        fleet.Kiosk("shop-1", "kiosk-a", "online", "1.2.3", "ready", 3, 4, 2, 30.0,
+                    1_795_388_285.5, False),
+        fleet.Kiosk("shop-1", "kiosk-b", "offline", "", "", None, None, None, None, None, False),
+        fleet.Kiosk("shop-2", "kiosk-c", "?", "", "", None, None, None, None, None, True),
     ]
     shown = fleet.details(staff, kiosks[0])
     assert shown["state"]["state"] == "ready" and shown["tele/health"]["outbox_depth"] == 4
