@@ -149,6 +149,7 @@ class LoyaltyBackend:
         visits = [(a.checkin, a.replayed) for a in batch if a.checkin is not None]
         refusals = [a.refusal for a in batch if a.refusal is not None]
         results = iter(self.ledger.record(visits, refusals))  # committed: now answer
+        answers: dict[str, list[bytes]] = {}
         for arrived in batch:
             if arrived.refusal is not None:
                 refusal = arrived.refusal
@@ -171,4 +172,7 @@ class LoyaltyBackend:
                     protocol.Ack.CREDITED if new else protocol.Ack.DUPLICATE)
             else:
                 continue
-            self._client.publish(arrived.reply_topic, body, qos=1)
+            answers.setdefault(arrived.reply_topic, []).append(body)
+        for topic, bodies in answers.items():  # one message per kiosk and batch, mostly
+            for message in protocol.encode_replies(bodies):
+                self._client.publish(topic, message, qos=1)

@@ -243,9 +243,14 @@ class Link:
         try:
             self._heard()
             if message.topic == self.topics.reply:
-                answer = protocol.decode_reply(message.payload)
-                self._emit(Reply(answer.event_id, answer.member_id, answer.status,
-                                 answer.ack or "", answer.reason))
+                answers, refused = protocol.decode_replies(message.payload)
+                for answer in answers:
+                    self._emit(Reply(answer.event_id, answer.member_id, answer.status,
+                                     answer.ack or "", answer.reason))
+                if refused:
+                    self.bad_messages += len(refused)
+                    log.warning("ignored %d malformed answers in a reply batch: %s",
+                                len(refused), refused[0])
             elif self.topics.staff_order(message.topic):  # checked on the controller thread
                 self._emit(StaffMessage(message.topic, bytes(message.payload), message.retain))
             elif self._discovery is not None and self._discovery.wants(message.topic):

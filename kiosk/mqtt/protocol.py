@@ -23,6 +23,7 @@ __all__ = [
     "ALL",
     "ANY",
     "CHECKIN_LIMITS",
+    "MAX_ANSWERS",
     "MAX_ID",
     "MAX_LABEL",
     "MAX_MEMBER_ID",
@@ -33,6 +34,7 @@ __all__ = [
     "MAX_TIME",
     "OFFLINE",
     "ONLINE",
+    "REPLY_BATCH_LIMITS",
     "REPLY_LIMITS",
     "STAFF_VIEW",
     "STAFF_VIEW_LIMITS",
@@ -53,6 +55,7 @@ __all__ = [
     "decode_checkin",
     "decode_enroll_request",
     "decode_object",
+    "decode_replies",
     "decode_reply",
     "decode_reported",
     "decode_result",
@@ -63,6 +66,7 @@ __all__ = [
     "encode_enroll_request",
     "encode_health",
     "encode_refusal",
+    "encode_replies",
     "encode_reply",
     "encode_reported",
     "encode_result",
@@ -110,6 +114,10 @@ class Leaf(StrEnum):
 
 REPLY_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
 """A real reply is about 250 bytes of flat JSON."""
+REPLY_BATCH_LIMITS = Limits(max_bytes=60_000, max_depth=3, max_string=1024)
+"""A batch of answers: under the shipped broker's 64 KiB packet limit."""
+MAX_ANSWERS = 200
+"""Answers in one batch at most (about 250 bytes each)."""
 CHECKIN_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
 """A real check-in is about 250 bytes of flat JSON."""
 STATE_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=1024)
@@ -364,8 +372,59 @@ def event_id_of(payload: bytes | bytearray) -> str | None:
 
 
 def decode_reply(payload: bytes | bytearray) -> Answer:
-    """Parse a reply, every field within its limits."""
-    body = decode_object(payload, REPLY_LIMITS)
+    """Parse one reply, every field within its limits."""
+    return _answer(decode_object(payload, REPLY_LIMITS))
+
+
+def encode_replies(answers: list[bytes]) -> list[bytes]:
+    """Answers to one kiosk (each from :func:`encode_reply` or :func:`encode_refusal`) packed
+    into as few messages as fit :data:`REPLY_BATCH_LIMITS`: a backend answering a drained
+    backlog sends one message per batch, not one per check-in (a single answer goes as
+    it is)."""
+    messages: list[bytes] = []
+    chunk: list[bytes] = []
+    room = REPLY_BATCH_LIMITS.max_bytes - 64
+    for answer in answers:
+        if chunk and (len(chunk) == MAX_ANSWERS or sum(map(len, chunk)) + len(answer) > room):
+            messages.append(_batch(chunk))
+            chunk = []
+        chunk.append(answer)
+    if chunk:
+        messages.append(_batch(chunk))
+    return messages
+
+
+def _batch(answers: list[bytes]) -> bytes:
+    if len(answers) == 1:
+        return answers[0]
+    return b'{"v":%d,"answers":[' % VERSION + b",".join(answers) + b"]}"
+
+
+def decode_replies(payload: bytes | bytearray) -> tuple[list[Answer], list[str]]:
+    """Parse a reply message: one answer, or a batch of them (``{"v":1,"answers":[...]}``).
+    Returns the answers that decode and why each of the others was refused (one bad answer
+    does not take its batch with it)."""
+    if len(payload) <= REPLY_LIMITS.max_bytes and b'"answers"' not in payload:
+        return [decode_reply(payload)], []  # one answer, within a single reply's limits
+    body = decode_object(payload, REPLY_BATCH_LIMITS)
+    entries = body.body.get("answers")
+    if entries is None:  # "answers" was only a value: one answer after all
+        return [decode_reply(payload)], []
+    if not isinstance(entries, list) or len(entries) > MAX_ANSWERS:
+        raise ProtocolError(f"field 'answers' is not a list of at most {MAX_ANSWERS}")
+    answers: list[Answer] = []
+    refused: list[str] = []
+    for entry in entries:
+        try:
+            if not isinstance(entry, dict):
+                raise ProtocolError("an answer is not an object")
+            answers.append(_answer(Fields(entry)))
+        except ProtocolError as exc:
+            refused.append(str(exc))
+    return answers, refused
+
+
+def _answer(body: Fields) -> Answer:
     event_id = body.text("event_id", MAX_ID)
     word = body.text("ack", MAX_LABEL, "")
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from importlib import resources
 
 import pytest
@@ -30,6 +31,26 @@ def test_a_check_in_round_trips_and_replay_is_marked():
     payload = protocol.encode_checkin(CHECKIN)
     assert protocol.decode_checkin(payload) == (CHECKIN, False)
     assert protocol.decode_checkin(protocol.mark_replayed(payload)) == (CHECKIN, True)
+
+
+def test_answers_to_one_kiosk_go_in_batches_and_a_bad_answer_is_refused_alone():
+    answers = [protocol.encode_reply(f"e{n}", "LOY-ALICE01", STATUS, CREDITED)
+               for n in range(450)]
+    messages = protocol.encode_replies(answers)
+    assert len(messages) == 3 and all(len(m) <= protocol.REPLY_BATCH_LIMITS.max_bytes
+                                      for m in messages)
+    decoded = [a for m in messages for a in protocol.decode_replies(m)[0]]
+    assert [a.event_id for a in decoded] == [f"e{n}" for n in range(450)]
+    assert protocol.encode_replies(answers[:1]) == answers[:1]  # one answer goes as it is
+    named = protocol.encode_reply("e1", "LOY-ALICE01", replace(STATUS, badge="answers"),
+                                  CREDITED)
+    assert protocol.decode_replies(named)[0][0].status.badge == "answers"
+    broken = messages[0].replace(b'"event_id":"e7"', b'"event_id":7', 1)
+    good, refused = protocol.decode_replies(broken)
+    assert len(good) == 199 and refused == ["field 'event_id' has the wrong type (int)"]
+    with pytest.raises(protocol.ProtocolError):  # a single answer keeps its 4 KiB limit
+        protocol.decode_replies(protocol.encode_reply(
+            "e1", "LOY-ALICE01", replace(STATUS, badge="x" * 5000), CREDITED))
 
 
 def test_a_reply_round_trips():
@@ -70,6 +91,8 @@ def test_the_document_names_exactly_the_kiosks_topics(spec):
                                     MemberStatus("A", 1, "B", 2, 0.5, "Free coffee"),
                                     CREDITED)),
     ("Refusal", protocol.encode_refusal(CHECKIN.event_id, "", "member_id: too long")),
+    ("ReplyBatch", protocol.encode_replies([
+        protocol.encode_refusal("e1", "", "x"), protocol.encode_refusal("e2", "", "y")])[0]),
     ("State", protocol.encode_state("degraded", "display: gone", "0.1.0")),
     ("Health", protocol.encode_health(protocol.Health(
         uptime_s=1.0, state="ready", problems=[], outbox_depth=0, outbox_oldest_s=0.0,

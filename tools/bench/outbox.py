@@ -12,8 +12,9 @@
     starts (an outage's worth), timed from start until the outbox is empty (credited).
 
 The same subscriber takes every message in all three, in its own process as a backend
-runs: "a backend that keeps up", which answers every check-in with its acknowledgement
-(raw paho's messages are check-ins too, so it answers those as well). (a) is timed to
+runs: "a backend that keeps up", which answers every check-in with its acknowledgement,
+what arrived meanwhile in one message per kiosk, as the reference backend does (raw
+paho's messages are check-ins too, so it answers those as well). (a) is timed to
 its last PUBACK, (b) and (c) until the backend's acknowledgement of the last check-in
 has deleted it: the kiosk's figures include the way back. (d) repeats (c) with the
 reference backend instead (its own process), which credits every check-in in its SQLite
@@ -60,7 +61,7 @@ sys.stdin.read()
 service.stop()
 """
 SUBSCRIBER = """
-import json, sys, threading
+import json, queue, sys, threading
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from kiosk.mqtt import protocol
@@ -68,11 +69,22 @@ STATUS = protocol.MemberStatus("Bench", 10, "Bronze", 40, 0.2)
 client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
 subscribed = threading.Event()
 client.on_subscribe = lambda *_: subscribed.set()
-def answer(c, _u, m):
-    body = json.loads(m.payload)
-    c.publish(protocol.reply_topic_for(m.topic), protocol.encode_reply(
-        body["event_id"], body["member_id"], STATUS, protocol.Ack.CREDITED), qos=1)
-client.on_message = answer
+arrived = queue.SimpleQueue()
+client.on_message = lambda _c, _u, m: arrived.put((m.topic, m.payload))
+def answer():  # what arrived while the last batch was answered, in one message per kiosk
+    while True:
+        batch = [arrived.get()]
+        while not arrived.empty() and len(batch) < 500:
+            batch.append(arrived.get())
+        answers = {}
+        for topic, payload in batch:
+            body = json.loads(payload)
+            answers.setdefault(protocol.reply_topic_for(topic), []).append(protocol.encode_reply(
+                body["event_id"], body["member_id"], STATUS, protocol.Ack.CREDITED))
+        for topic, bodies in answers.items():
+            for message in protocol.encode_replies(bodies):
+                client.publish(topic, message, qos=1)
+threading.Thread(target=answer, daemon=True).start()
 client.connect(sys.argv[1], int(sys.argv[2]))
 client.subscribe(sys.argv[3], qos=1)
 client.loop_start()
