@@ -1,4 +1,4 @@
-"""README's integrator example, run as an integrator runs it: copied out of README into a
+"""The integrators' example (docs/simulation.md), run as an integrator runs it: copied out into a
 test file of their own, with the fixtures the installed ``kiosk`` pytest plugin gives.
 
 It once failed 3 runs in 15 (``0 == 10``: "drained" meant the broker had the check-in,
@@ -17,7 +17,7 @@ from tests import ROOT
 
 
 def _example() -> str:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "simulation.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
     (example,) = [block for block in blocks if "def test_my_backend_credits_a_visit" in block]
     return example
