@@ -37,7 +37,7 @@ from kiosk.provisioning import overlay
 from kiosk.provisioning.desk import StaffDesk
 from kiosk.provisioning.shadow import Shadow
 from kiosk.store.cache import MemberCache
-from kiosk.store.db import open_db
+from kiosk.store.db import open_db, opened_on_full_disk
 from kiosk.store.outbox import Outbox
 from kiosk.store.statedir import StateLock
 from kiosk.ui.presenter import Presenter
@@ -82,9 +82,21 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
         stage.refresh(time.monotonic())  # out of service begins or ends
 
     problems = Problems(changed)
+    full_disk = opened_on_full_disk(db)
+
+    def storage(text: str | None) -> None:
+        if text:
+            problems.set("storage", text)
+            return
+        problems.clear("storage")
+        if full_disk:  # it was opened for this process alone: open it shared again
+            parts.request_restart("the disk has room again")
+
     delivery = Delivery(outbox, Publisher(outbox, link, config.outbox.publish_window),
-                        counter.cooldown_s, lambda text: problems.set("storage", text)
-                        if text else problems.clear("storage"))
+                        counter.cooldown_s, storage)
+    if full_disk:  # reported now, and tried every few seconds until the disk has room
+        delivery.trouble = "storage: the disk is full"
+        problems.set("storage", delivery.trouble)
     health = HealthReport(problems, controller, inbox, delivery, link, devices.sources)
     publish = _staff_answers(link)
     parts = StaffParts(device_id, config.mqtt.host, devices.lights, display, presenter, stage,

@@ -5,15 +5,18 @@ returns, and survives a power cut or ``kill -9``.
 
 Only *real* corruption (SQLite says ``SQLITE_CORRUPT``/``SQLITE_NOTADB``, or
 ``quick_check`` fails) moves a database aside — and then its readable outbox
-rows are salvaged into the fresh one, so the visits waiting in it are still
-delivered. A database that is merely locked (an operator's ``sqlite3``
-session, a backup) is waited for; one that cannot be opened (permissions, a
+rows are salvaged into the fresh one (:mod:`kiosk.store.salvage`), so the
+visits waiting in it are still delivered. A database that is merely locked (an
+operator's ``sqlite3`` session, a backup) is waited for, up to a minute, until
+the kiosk could write to it; one that cannot be opened (permissions, a
 read-only filesystem) stops start-up with one clear line. Neither is ever
-discarded.
+discarded. On a full disk the database is opened all the same, so the visits
+it holds are delivered while new ones are refused (see :func:`open_db`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -61,13 +64,17 @@ class StorageError(KioskError):
     """The state database cannot be used right now; the message is one line for the user."""
 
 
-def connect(path: Path, shared: bool = False) -> sqlite3.Connection:
+def connect(path: Path, shared: bool = False, exclusive: bool = False) -> sqlite3.Connection:
     """Open ``path`` durable and in autocommit mode (each statement is its own transaction).
 
     ``shared`` lets other threads use the connection; the caller then serialises access.
+    ``exclusive`` keeps WAL's index in this process's memory instead of the ``-shm`` file
+    (which a full disk cannot hold), and shuts every other program out until it closes.
     """
     conn = sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=not shared)
     try:
+        if exclusive:
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")  # before WAL is first used
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
     except sqlite3.Error:
@@ -100,6 +107,11 @@ def open_db(path: Path) -> tuple[sqlite3.Connection, str | None]:
     Raises :class:`StorageError` when the database cannot be used and must not be
     touched. The connection is opened by whoever builds the app and then used only
     by the controller thread, so it is opened ``shared``.
+
+    A lock is waited for until the database could be written (up to :data:`LOCK_WAIT_S`),
+    so start-up never fails half-way on SQLite's own 5 s busy timeout. A disk too full
+    even for WAL's ``-shm`` file opens the database :func:`exclusive <connect>`
+    (:func:`opened_on_full_disk` says so): stored visits can still be read and sent.
     """
     try:
         path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
@@ -109,7 +121,14 @@ def open_db(path: Path) -> tuple[sqlite3.Connection, str | None]:
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
-            return _open_checked(path)
+            try:
+                return _open_checked(path)
+            except sqlite3.Error as exc:
+                if not _disk_full(exc):
+                    raise
+                log.error("state database %s: the disk is full (%s); opening it for this "
+                          "process alone so the visits it holds are still delivered", path, exc)
+                return _open_checked(path, exclusive=True)
         except sqlite3.Error as exc:
             if _code(exc) in _BUSY or "locked" in str(exc):
                 if time.monotonic() < deadline:
@@ -121,9 +140,22 @@ def open_db(path: Path) -> tuple[sqlite3.Connection, str | None]:
             raise StorageError(f"cannot open state database {path}: {exc}") from None
 
 
-def _open_checked(path: Path) -> tuple[sqlite3.Connection, str | None]:
+def opened_on_full_disk(conn: sqlite3.Connection) -> bool:
+    """True when :func:`open_db` had to open the database exclusive because the disk was full:
+    other programs (``kiosk status``) cannot read it until the kiosk opens it again."""
+    return bool(conn.execute("PRAGMA locking_mode").fetchone()[0] == "exclusive")
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    # A full disk fails the first write (SQLITE_FULL) or, before that, the mapping of WAL's
+    # -shm file (SQLITE_IOERR_SHMSIZE: SQLite writes a byte into each new page of it).
+    return _code(exc) == sqlite3.SQLITE_FULL or getattr(exc, "sqlite_errorcode", 0) in (
+        sqlite3.SQLITE_IOERR_SHMSIZE, sqlite3.SQLITE_IOERR_SHMMAP)
+
+
+def _open_checked(path: Path, exclusive: bool = False) -> tuple[sqlite3.Connection, str | None]:
     try:
-        conn = connect(path, shared=True)
+        conn = connect(path, shared=True, exclusive=exclusive)
     except sqlite3.DatabaseError as exc:
         if _code(exc) not in _CORRUPT:
             raise
@@ -131,9 +163,14 @@ def _open_checked(path: Path) -> tuple[sqlite3.Connection, str | None]:
     try:
         verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
         if verdict == "ok":
-            conn.executescript(SCHEMA)
+            # Taking the write lock here is what waits for another program's write (or
+            # backup) to end; with every table there already, it writes nothing.
+            conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
             return conn, None
     except sqlite3.DatabaseError as exc:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         if _code(exc) not in _CORRUPT:
             conn.close()
             raise

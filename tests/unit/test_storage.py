@@ -205,3 +205,11 @@ def test_a_corrupt_database_is_moved_aside_and_its_waiting_checkins_salvaged(tmp
     rows = Outbox(conn, max_rows=100).after(0, 100)
     assert [json.loads(payload)["n"] for _, payload in rows] == list(range(20))
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_reading_the_recent_check_ins_at_start_writes_nothing(db_path):
+    conn, _ = open_db(db_path)
+    outbox = Outbox(conn, max_rows=10)
+    outbox.add_many([("e1", b"{}")], [("LOY-OLD0001", 100.0), ("LOY-NEW0001", 200.0)])
+    conn.execute("PRAGMA query_only = 1")  # as a full disk or another program's lock would
+    assert outbox.recent_scans(150.0) == {"LOY-NEW0001": 200.0}
