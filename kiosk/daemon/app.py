@@ -45,6 +45,7 @@ from kiosk.ops.watchdog import Watchdog
 from kiosk.provisioning.desk import StaffDesk
 from kiosk.store.cache import MemberCache
 from kiosk.store.outbox import Outbox
+from kiosk.store.salvage import Salvaged
 from kiosk.store.statedir import StateLock
 from kiosk.ui.presenter import Presenter
 from kiosk.ui.stage import Stage
@@ -78,6 +79,7 @@ class App:
     cache: MemberCache
     db: sqlite3.Connection
     lock: StateLock
+    salvaged: Salvaged
     _ready: threading.Event = field(default_factory=threading.Event)
     _scans_lost_told: int = 0
 
@@ -171,6 +173,7 @@ class App:
         self.staff.tick(now)
         self.link.supervise(now)
         self.delivery.check_storage(now)
+        self.salvaged.check()  # the kiosk stays degraded until a salvaged visit is delivered
         self.stage.refresh(now)  # the staff screen ends, out of service begins or ends
 
     def _counter(self, events: list[Event]) -> None:

@@ -39,6 +39,7 @@ from kiosk.provisioning.shadow import Shadow
 from kiosk.store.cache import MemberCache
 from kiosk.store.db import open_db, opened_on_full_disk
 from kiosk.store.outbox import Outbox
+from kiosk.store.salvage import Salvaged
 from kiosk.store.statedir import StateLock
 from kiosk.ui.presenter import Presenter
 from kiosk.ui.stage import Stage
@@ -108,13 +109,16 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
         stage.add(stand_in)  # in this order: a kiosk that cannot store visits says so first
     for problem in devices.problems:
         problems.set(problem, problem)
-    if moved_to:
+    salvaged = Salvaged(db, lambda text: problems.set("database", text) if text
+                        else problems.clear("database"))
+    if moved_to and "database" not in problems:  # nothing in it could be salvaged
         problems.set("database", f"database was corrupt, moved to {moved_to}")
     return App(config=config, device_id=device_id, topics=topics, inbox=inbox,
                controller=controller, delivery=delivery, link=link, hardware=devices, sim=sim,
                actions=Actions(controller, delivery, stage, devices.lights, cache),
                display=display, presenter=presenter, stage=stage, staff=staff, parts=parts,
-               problems=problems, health=health, cache=cache, db=db, lock=lock)
+               problems=problems, health=health, cache=cache, db=db, lock=lock,
+               salvaged=salvaged)
 
 
 def serve(config: Config, stop: threading.Event,

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from kiosk import KioskError
+from kiosk.store import salvage
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,11 @@ CREATE TABLE IF NOT EXISTS members (
 CREATE TABLE IF NOT EXISTS recent_scans (
     member_id TEXT PRIMARY KEY,
     seen_at   REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS salvaged (
+    file     TEXT PRIMARY KEY,
+    last_row INTEGER NOT NULL,
+    rows     INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS staff_seq (
     key_id      TEXT PRIMARY KEY,
@@ -202,31 +208,18 @@ def _create_private(path: Path) -> None:
 
 
 def _salvage(corrupt: Path, into: sqlite3.Connection) -> int:
-    """Copy every outbox row still readable from ``corrupt`` into ``into``, in order.
-
-    A damaged page ends a scan; the scan then resumes past it, so rows on pages
-    after the damage are saved too.
-    """
-    rows: list[tuple[str, bytes, float]] = []
+    """Copy every outbox row still readable in ``corrupt`` into ``into``, in order, and note
+    where they came from (:class:`~kiosk.store.salvage.Salvaged`) in the same transaction."""
     try:
-        source = sqlite3.connect(f"file:{corrupt}?mode=ro", uri=True)
-    except sqlite3.Error:
+        rows = salvage.read_outbox(corrupt)
+    except OSError as exc:
+        log.error("cannot read %s to salvage its check-ins: %s", corrupt, exc.strerror)
         return 0
-    last, misses = 0, 0
-    with source:
-        while misses < 64:
-            try:
-                cursor = source.execute("SELECT id, event_id, payload, stored_at FROM outbox "
-                                        "WHERE id > ? ORDER BY id", (last,))
-                for row_id, event_id, payload, stored_at in cursor:
-                    rows.append((event_id, payload, stored_at))
-                    last = row_id
-                break
-            except sqlite3.Error:
-                misses += 1
-                last += 16  # skip past the damaged page's rows and try again
-    source.close()
-    with into:
+    if not rows:
+        return 0
+    with transaction(into):
         into.executemany("INSERT OR IGNORE INTO outbox (event_id, payload, stored_at) "
                          "VALUES (?, ?, ?)", rows)
+        into.execute("INSERT INTO salvaged (file, last_row, rows) "
+                     "SELECT ?, MAX(id), COUNT(*) FROM outbox", (str(corrupt),))
     return len(rows)

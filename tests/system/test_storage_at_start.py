@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from backend import LoyaltyBackend
 from kiosk.counter.checkin import CheckIn, uuid7
 from kiosk.mqtt import protocol
 from kiosk.store.db import open_db
@@ -156,3 +157,38 @@ def _depth(db: Path) -> int:
             return conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
     except sqlite3.OperationalError:  # held by the daemon for a moment
         return -1
+
+
+def test_a_corrupt_database_is_salvaged_delivered_and_reported_until_delivered(
+        tmp_path, mosquitto, ledger):
+    config = sim_config(tmp_path / "state", mosquitto.port, device_id=DEVICE)
+    db = tmp_path / "state" / "kiosk.db"
+    waiting = store_waiting(db, 60)
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'outbox'").fetchone()
+    with open(db, "r+b") as file:  # the outbox's root page is damaged; its rows are not
+        file.seek((root[0] - 1) * 4096)
+        file.write(os.urandom(4096))
+
+    def degraded_naming_the_file(reports: list[bytes]) -> bool:
+        return bool(reports) and states(reports)[-1][0] == "degraded" and all(
+            f"{db}.corrupt-" in reason and "60 salvaged check-ins" in reason
+            for _, reason in states(reports)[-1:])
+
+    with mosquitto.listen(STATE_TOPIC) as reports:
+        with running(config, tmp_path):  # no backend yet: nothing can be delivered
+            wait_for(lambda: degraded_naming_the_file(reports), timeout=20,
+                     what="degraded, naming the salvaged file")
+        reports.clear()
+        service = LoyaltyBackend(mosquitto.host, mosquitto.port, ledger)
+        with running(config, tmp_path):  # a restart does not forget it
+            wait_for(lambda: degraded_naming_the_file(reports), timeout=20,
+                     what="still degraded after a restart")
+            service.start()
+            try:
+                wait_for(lambda: credited(ledger) == set(waiting), timeout=30,
+                         what="every salvaged check-in delivered")
+                wait_for(lambda: states(reports)[-1] == ("ready", ""), timeout=20,
+                         what="ready once they are delivered")
+            finally:
+                service.stop()
