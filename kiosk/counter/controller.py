@@ -71,9 +71,11 @@ class Controller:
         self._checked_in = recent if recent is not None else {}  # member_id -> unix time
         self._recent: OrderedDict[str, str] = OrderedDict()  # event_id -> member_id, newest last
         self.replies_refused = 0
+        """Replies for no check-in of ours, or naming another member: forged or misrouted."""
         self.scans_seen = 0
         """Codes handed up by the readers, member codes or not."""
-        """Replies for no check-in of ours, or naming another member: forged or misrouted."""
+        self.codes_refused = 0
+        """Codes refused on screen: not a member code, unreadable, too long, a forged card."""
 
     def start(self) -> list[Action]:
         """What to show at power-on."""
@@ -121,6 +123,7 @@ class Controller:
         self.scans_seen += 1
         member_id = self._codes.parse(event.code, event.source)
         if isinstance(member_id, Refused):
+            self.codes_refused += 1
             log.info("refused a code from %s: %s (%s, %d chars)", event.source,
                      member_id.reason, redact(event.code), len(event.code))
             return [self._result(UnknownCard(member_id.reason), now, None), Signal(Cue.ERROR)]
@@ -137,7 +140,6 @@ class Controller:
             seq=self.seq, captured_at=round(event.seen_at, 3), member_id=member_id,
             source=event.source,
         )
-        log.info("check-in %s of %s from %s", checkin.event_id, redact(member_id), event.source)
         self.expect_reply(checkin.event_id, member_id)
         sync = Sync.WAITING if self.online else Sync.PENDING
         if self.online:

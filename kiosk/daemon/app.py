@@ -40,7 +40,7 @@ from kiosk.daemon.staffparts import StaffParts
 from kiosk.mqtt import protocol
 from kiosk.mqtt.delivery import Delivery
 from kiosk.mqtt.link import Link
-from kiosk.ops import systemd
+from kiosk.ops import logs, systemd
 from kiosk.ops.watchdog import Watchdog
 from kiosk.provisioning.desk import StaffDesk
 from kiosk.store.cache import MemberCache
@@ -174,6 +174,7 @@ class App:
         self.link.supervise(now)
         self.delivery.check_storage(now)
         self.salvaged.check()  # the kiosk stays degraded until a salvaged visit is delivered
+        logs.report_held_back()  # no refusal is held back from the log without a count
         self.stage.refresh(now)  # the staff screen ends, out of service begins or ends
 
     def _counter(self, events: list[Event]) -> None:

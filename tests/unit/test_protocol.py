@@ -69,7 +69,8 @@ def test_the_document_names_exactly_the_kiosks_topics(spec):
     ("Health", protocol.encode_health(protocol.Health(
         uptime_s=1.0, state="ready", problems=[], outbox_depth=0, outbox_oldest_s=0.0, scans=1,
         checkins=1, visits_refused=0, scans_lost=0, delivered=1, refused=0, decode_fps=9.8,
-        connects=1, bad_messages=0, replies_refused=0, events_dropped=0, link_drops=0,
+        connects=1, bad_messages=0, replies_refused=0, codes_refused=0, log_lines_held_back=0,
+        events_dropped=0, link_drops=0,
         cpu_temp_c=None), 1795388285.0)),
     ("Result", protocol.encode_result("c1", False, "replayed: seq 5", {"a": 1})),
     ("Reported", protocol.encode_reported(3, "c1", {"kiosk": {}}, {"reason": "x"})),
