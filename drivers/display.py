@@ -70,13 +70,30 @@ def make_luma_device(spec: DisplaySpec, interface: Any = None) -> Any:
     options: dict[str, Any] = {"width": spec.width, "height": spec.height, "rotate": 0}
     if spec.kind == "greyscale":
         options["mode"] = spec.mode  # greyscale classes would also take "1"; ours draw grey
+    bus = interface if interface is not None else make_interface(spec)
     try:
-        device = driver(interface if interface is not None else make_interface(spec), **options)
-    except DeviceDisplayModeError as exc:
-        raise DriverError(f"{spec.driver} does not support {spec.width}x{spec.height}: "
-                          f"{exc}") from exc
-    device.contrast(spec.contrast)
+        device = driver(bus, **options)
+        device.contrast(spec.contrast)
+    except BaseException as exc:
+        # luma.core 2.6.0 (luma/core/interface/serial.py): i2c() opens the bus with
+        # smbus2.SMBus(port) in its constructor, spi() opens spidev there; the panel's
+        # constructor then writes its init commands. When that fails (no panel answering),
+        # nobody holds the interface: close it (i2c.cleanup() closes a bus it opened,
+        # spi.cleanup() closes spidev and its GPIO pins), or each retry keeps a descriptor.
+        if interface is None:
+            _release(bus)
+        if isinstance(exc, DeviceDisplayModeError):
+            raise DriverError(f"{spec.driver} does not support {spec.width}x{spec.height}: "
+                              f"{exc}") from exc
+        raise
     return device
+
+
+def _release(bus: Any) -> None:
+    try:
+        bus.cleanup()
+    except Exception as exc:  # the bus is being given up anyway
+        log.debug("closing the display bus: %s", exc)
 
 
 _QUARTER_TURNS = {1: "ROTATE_270", 2: "ROTATE_180", 3: "ROTATE_90"}

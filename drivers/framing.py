@@ -11,11 +11,14 @@ Two framings cover the common readers:
   upper-case hex digits; a bad checksum is line noise and is dropped. Other
   STX/ETX readers (no checksum) hand up what is between the markers.
 
-Noise is never a code: an over-long frame, a line that is not UTF-8 text or
-holds control characters (binary garbage), bytes outside an STX/ETX frame and
-RDM6300 frames with a bad checksum are discarded and counted, and reading goes
-on with the next frame. A burst of noise with no line end spoils the line it
-runs into; the scan after it is read.
+A frame a customer may be waiting on is handed up even when it cannot be a
+code — not UTF-8, control characters, too long (cut at :data:`MAX_LINE`
+bytes) — so the kiosk refuses it where the customer sees it ("Unreadable
+code", "Code too long") and counts it. Only what no customer can be waiting on
+is thrown away and counted in ``discarded``: the bytes of a line past the cut,
+bytes outside an STX/ETX frame, and RDM6300 frames with a bad checksum (radio
+noise while a tag moves). A burst of noise with no line end spoils the line it
+runs into (refused as too long); the scan after it is read.
 """
 
 from __future__ import annotations
@@ -23,7 +26,11 @@ from __future__ import annotations
 from typing import Protocol
 
 MAX_CODE = 512
-"""A frame longer than this is noise, not a member code (signed cards are ~120 bytes)."""
+"""A code longer than this (in characters) is refused; signed cards are ~120."""
+MAX_LINE = 4 * (MAX_CODE + 1)
+"""Bytes of one frame handed up at most: a code of ``MAX_CODE`` characters fits (UTF-8 takes
+up to 4 bytes a character), and a frame cut here is always more than ``MAX_CODE`` characters,
+so it is refused as too long whatever it holds."""
 
 STX, ETX, LF, CR = 0x02, 0x03, 0x0A, 0x0D
 WRAPPERS = b"\x00\x02\x03"
@@ -43,41 +50,31 @@ class Framer(Protocol):
 class LineFramer:
     """Codes ending in CR, LF or CRLF; empty lines (the LF of a CRLF) are skipped."""
 
-    def __init__(self, max_len: int = MAX_CODE) -> None:
+    def __init__(self, max_len: int = MAX_LINE) -> None:
         self._max_len = max_len
         self._pending = bytearray()
-        self._overflow = False  # inside a line that is already too long
         self.discarded = 0
 
     def feed(self, data: bytes) -> list[bytes]:
-        """The lines completed by ``data``."""
+        """The lines completed by ``data`` (an over-long one cut at ``max_len`` bytes)."""
         frames = []
         for byte in data:
             if byte in (CR, LF):
-                if self._pending and not self._overflow:
-                    line = bytes(self._pending).strip(WRAPPERS)
-                    if _is_text(line):
-                        if line:
-                            frames.append(line)
-                    else:
-                        self.discarded += len(line)
+                line = bytes(self._pending).strip(WRAPPERS)
+                if line:
+                    frames.append(line)
                 self._pending.clear()
-                self._overflow = False
-            elif self._overflow:
-                self.discarded += 1
-            else:
+            elif len(self._pending) < self._max_len:
                 self._pending.append(byte)
-                if len(self._pending) > self._max_len:
-                    self.discarded += len(self._pending)
-                    self._pending.clear()
-                    self._overflow = True
+            else:
+                self.discarded += 1
         return frames
 
 
 class StxEtxFramer:
     """Frames between STX and ETX; RDM6300 frames are checked and become ``uid:`` codes."""
 
-    def __init__(self, max_len: int = MAX_CODE) -> None:
+    def __init__(self, max_len: int = MAX_LINE) -> None:
         self._max_len = max_len
         self._pending: bytearray | None = None  # None: outside a frame
         self.discarded = 0
@@ -97,11 +94,12 @@ class StxEtxFramer:
                 self._pending = None
                 if frame:
                     frames.append(frame)
-            else:
+            elif len(self._pending) < self._max_len:
                 self._pending.append(byte)
-                if len(self._pending) > self._max_len:
-                    self.discarded += len(self._pending) + 1
-                    self._pending = None
+            else:  # too long: handed up cut (and refused), the rest is noise until STX
+                frames.append(bytes(self._pending))
+                self.discarded += 2  # the STX and this byte
+                self._pending = None
         return frames
 
     def _finish(self, body: bytes) -> bytes:
@@ -115,15 +113,6 @@ class StxEtxFramer:
                 return b""
             return b"uid:" + body[:10].upper()
         return body
-
-
-def _is_text(line: bytes) -> bool:
-    """UTF-8 without control characters: binary garbage is not a code, whatever it says."""
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return text.isprintable()
 
 
 def _is_hex(data: bytes) -> bool:

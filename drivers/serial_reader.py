@@ -42,7 +42,7 @@ class SerialCodeSource:
         self._debounce = Debounce(spec.cooldown_s)
         self._worker: Worker | None = None
         self.discarded = 0
-        """Bytes thrown away as noise (over-long lines, bad RFID frames)."""
+        """Bytes thrown away as noise (see :mod:`drivers.framing`); refused codes go up."""
 
     def start(self, on_code: OnCode, on_problem: OnProblem = no_problem_report) -> None:
         """Start the reader thread; the port is opened (and re-opened) there."""
@@ -84,9 +84,9 @@ class SerialCodeSource:
                     on_code(code, self.name, time.time())
             if framer.discarded > discarded:
                 self.discarded += framer.discarded - discarded
-                log.warning("%s: discarded %d bytes of noise (over-long or broken frames; "
-                            "%d so far)", self.name, framer.discarded - discarded,
-                            self.discarded)
+                log.warning("%s: discarded %d bytes of noise (past the cut of an over-long "
+                            "line, outside a frame, or a bad tag checksum; %d so far)",
+                            self.name, framer.discarded - discarded, self.discarded)
 
 
 def _close(port: serial.SerialBase) -> None:

@@ -52,6 +52,10 @@ TESTING_EXTRA = ("the simulated devices need {what}, which a plain install lacks
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".webp"}
 GIVE_UP_S = 2.0
 """How long an unreadable spool file may stay before it is thrown away (it may be mid-write)."""
+MAX_SPOOL_PIXELS = 12_000_000
+"""The largest spool image decoded (a 12-megapixel photo, 4000x3000): checked in the file's
+header before decoding, since decoding a larger one raises the daemon's memory for good
+(thirty 9000x9000 images took it from 60 to 118 MB), while no card needs more."""
 
 
 class SimCamera:
@@ -90,6 +94,8 @@ class SimCamera:
         self._next_poll = 0.0
         self._plugged = threading.Event()
         self._plugged.set()
+        self.spool_refused = 0
+        """Spool images refused unread for their size (see :data:`MAX_SPOOL_PIXELS`)."""
 
     def show(self, image: Image.Image) -> None:
         """Hold ``image`` in front of the camera (after any image already waiting)."""
@@ -196,7 +202,15 @@ class SimCamera:
             path.unlink(missing_ok=True)
             return None
         try:
-            with Image.open(path) as image:
+            with Image.open(path) as image:  # reads the header only
+                width, height = image.size
+                if width * height > MAX_SPOOL_PIXELS:
+                    self.spool_refused += 1
+                    log.warning("camera spool: %s is too large (%dx%d, over %d pixels); "
+                                "removed", path.name, width, height, MAX_SPOOL_PIXELS)
+                    path.unlink(missing_ok=True)
+                    return None
+                image.draft("L", self._size)  # a JPEG is decoded at a smaller size already
                 image.load()
                 return image
         except Exception as exc:  # truncated, corrupt, a decompression bomb: not a card

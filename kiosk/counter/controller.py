@@ -75,7 +75,7 @@ class Controller:
         self.scans_seen = 0
         """Codes handed up by the readers, member codes or not."""
         self.codes_refused = 0
-        """Codes that are not a member's (shown "unknown card"; nothing sent)."""
+        """Codes refused on screen: not a member code, unreadable, too long, a forged card."""
         self.repeats = 0
         """Members told "already checked in": a scan again within ``cooldown_s``."""
         self.last_scan_at: float | None = None
@@ -132,6 +132,7 @@ class Controller:
         self.last_scan_at = event.seen_at
         member_id = self._codes.parse(event.code, event.source)
         if isinstance(member_id, Refused):
+            self.codes_refused += 1
             log.info("refused a code from %s: %s (%s, %d chars)", event.source,
                      member_id.reason, redact(event.code), len(event.code))
             self.codes_refused += 1
@@ -150,7 +151,6 @@ class Controller:
             seq=self.seq, captured_at=round(event.seen_at, 3), member_id=member_id,
             source=event.source,
         )
-        log.info("check-in %s of %s from %s", checkin.event_id, redact(member_id), event.source)
         self.expect_reply(checkin.event_id, member_id)
         sync = Sync.WAITING if self.online else Sync.PENDING
         if self.online:

@@ -3,7 +3,9 @@
 The controller is pure: it returns actions. Their order is the promise to the
 customer — a ``Record`` is committed before the ``Show`` that says "checked
 in" — so they are carried out here, in one place, with every ``Record`` of a
-batch (a rush) committed in one transaction.
+batch (a rush) committed in one transaction. The log's ``check-in <id>`` line
+is written here too, after the commit, so it never names a visit a crash or a
+full disk kept out of the outbox.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sqlite3
 from drivers.lights import Lights
 from kiosk.counter.controller import Controller
 from kiosk.counter.events import Action, Record, RecordFailed, Remember, Show, Signal
-from kiosk.counter.members import MemberStatus
+from kiosk.counter.members import MemberStatus, redact
 from kiosk.mqtt.delivery import Delivery
 from kiosk.store.cache import MemberCache
 from kiosk.ui.lights import cue
@@ -41,6 +43,10 @@ class Actions:
         records = [action.checkin for group in groups for action in group
                    if isinstance(action, Record)]
         failed = self._delivery.record(records, self._controller.online) if records else None
+        if failed is None:
+            for checkin in records:  # only now: a line for a visit that was never stored lies
+                log.info("check-in %s of %s from %s", checkin.event_id,
+                         redact(checkin.member_id), checkin.source)
         remember: list[tuple[str, MemberStatus]] = []
         for group in groups:
             if failed is not None and any(isinstance(action, Record) for action in group):

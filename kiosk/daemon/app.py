@@ -41,12 +41,13 @@ from kiosk.daemon.staffparts import StaffParts
 from kiosk.mqtt import protocol
 from kiosk.mqtt.delivery import Delivery
 from kiosk.mqtt.link import Link
-from kiosk.ops import systemd
+from kiosk.ops import logs, systemd
 from kiosk.ops.metrics import MetricsFile
 from kiosk.ops.watchdog import Watchdog
 from kiosk.provisioning.desk import StaffDesk
 from kiosk.store.cache import MemberCache
 from kiosk.store.outbox import Outbox
+from kiosk.store.salvage import Salvaged
 from kiosk.store.statedir import StateLock
 from kiosk.ui.presenter import Presenter
 from kiosk.ui.stage import Stage
@@ -80,6 +81,7 @@ class App:
     cache: MemberCache
     db: sqlite3.Connection
     lock: StateLock
+    salvaged: Salvaged
     metrics: MetricsFile | None = None
     """node_exporter's textfile (``metrics.textfile_dir``); None: off."""
     _ready: threading.Event = field(default_factory=threading.Event)
@@ -183,6 +185,8 @@ class App:
         self.link.supervise(now)
         self.delivery.check_storage(now)
         self.delivery.check_backend(now, self.link.connected)
+        self.salvaged.check()  # the kiosk stays degraded until a salvaged visit is delivered
+        logs.report_held_back()  # no refusal is held back from the log without a count
         self.stage.refresh(now)  # the staff screen ends, out of service begins or ends
 
     def _counter(self, events: list[Event]) -> None:

@@ -39,8 +39,9 @@ from kiosk.provisioning import overlay
 from kiosk.provisioning.desk import StaffDesk
 from kiosk.provisioning.shadow import Shadow
 from kiosk.store.cache import MemberCache
-from kiosk.store.db import open_db
+from kiosk.store.db import open_db, opened_on_full_disk
 from kiosk.store.outbox import Outbox
+from kiosk.store.salvage import Salvaged
 from kiosk.store.statedir import StateLock
 from kiosk.ui.presenter import Presenter
 from kiosk.ui.stage import Stage
@@ -94,10 +95,23 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
         stage.refresh(time.monotonic())  # out of service begins or ends
 
     problems = Problems(changed)
+    full_disk = opened_on_full_disk(db)
+
+    def storage(text: str | None) -> None:
+        if text:
+            problems.set("storage", text)
+            return
+        problems.clear("storage")
+        if full_disk:  # it was opened for this process alone: open it shared again
+            parts.request_restart("the disk has room again")
+
     delivery = Delivery(outbox, Publisher(outbox, link, config.outbox.publish_window,
                                           config.outbox.ack_timeout_s),
-                        counter.cooldown_s, problems.reporter("storage"),
-                        config.outbox.backend_alarm_s, problems.reporter("backend"))
+                        counter.cooldown_s, storage, config.outbox.backend_alarm_s,
+                        problems.reporter("backend"))
+    if full_disk:  # reported now, and tried every few seconds until the disk has room
+        delivery.trouble = "storage: the disk is full"
+        problems.set("storage", delivery.trouble)
     health = HealthReport(problems, controller, inbox, delivery, link, devices.sources)
     publish = _staff_answers(link)
     parts = StaffParts(device_id, config.mqtt.host, devices.lights, display, presenter, stage,
@@ -110,13 +124,15 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
     for problem in [*devices.problems, discovery_problem]:
         if problem:
             problems.set(problem, problem)
-    if moved_to:
+    salvaged = Salvaged(db, problems.reporter("database"))
+    if moved_to and "database" not in problems:  # nothing in it could be salvaged
         problems.set("database", f"database was corrupt, moved to {moved_to}")
     return App(config=config, device_id=device_id, topics=topics, inbox=inbox,
                controller=controller, delivery=delivery, link=link, hardware=devices, sim=sim,
                actions=Actions(controller, delivery, stage, devices.lights, cache),
                display=display, presenter=presenter, stage=stage, staff=staff, parts=parts,
                problems=problems, health=health, cache=cache, db=db, lock=lock,
+               salvaged=salvaged,
                metrics=MetricsFile(Path(config.metrics.textfile_dir), config.metrics.interval_s,
                                    device_id, config.kiosk.site)
                if config.metrics.textfile_dir else None)

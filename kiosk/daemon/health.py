@@ -19,6 +19,7 @@ from kiosk.daemon.telemetry import Rate, cpu_temperature
 from kiosk.mqtt import protocol
 from kiosk.mqtt.delivery import Delivery
 from kiosk.mqtt.link import Link
+from kiosk.ops import logs
 from kiosk.store.outbox import local_day
 
 
@@ -56,6 +57,7 @@ class HealthReport:
             decode_fps=self._decode_rate.update(sum(s.frames_decoded for s in self._sources)),
             connects=link.connects, bad_messages=link.bad_messages,
             replies_refused=self._controller.replies_refused,
+            codes_refused=self._controller.codes_refused, log_lines_held_back=logs.held_back(),
             events_dropped=inbox.dropped_messages, link_drops=link.drops,
             cpu_temp_c=cpu_temperature(),
             checkins_today=outbox.checkins_on(local_day(time.time())),

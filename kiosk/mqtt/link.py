@@ -225,9 +225,16 @@ class Link:
         except Exception:
             log.exception("on_disconnect failed")
 
-    def _on_publish(self, _client: mqtt.Client, _userdata: Any, mid: int,
+    def _on_publish(self, client: mqtt.Client, _userdata: Any, mid: int,
                     reason_code: Any, _properties: Any) -> None:
         try:
+            # paho 2.2.0 (src/paho/mqtt/client.py; the same in the repository at 1d04072)
+            # calls on_publish for a QoS 0 message from _packet_write, once it is written to
+            # the socket: the broker has said nothing. For QoS 1 it calls it from
+            # _handle_pubackcomp, with the message still in _out_messages (removed after the
+            # callback) -- where a QoS 0 message never is. Only that is hearing from the broker.
+            if mid not in client._out_messages:
+                return  # a health report left: not an acknowledgement, nothing to emit
             self._heard()
             # MQTT 5: "No matching subscribers" means the broker took the message and gave
             # it to nobody (a broker restarted without persistence, before the backend

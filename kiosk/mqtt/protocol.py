@@ -562,6 +562,8 @@ class Health:
     connects: int
     bad_messages: int
     replies_refused: int
+    codes_refused: int
+    log_lines_held_back: int
     events_dropped: int
     link_drops: int
     cpu_temp_c: float | None

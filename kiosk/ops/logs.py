@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -39,17 +40,29 @@ class _Seen:
 class RepeatFilter(logging.Filter):
     """Lets through ``burst`` records of one kind (logger, level, message template) per
     ``window_s``; counts the rest and says how many were held back on the next one it lets
-    through. Below WARNING nothing is held back."""
+    through, or when the window ends (:meth:`summaries`). Below WARNING nothing is held back.
+    """
 
     def __init__(self, burst: int = BURST, window_s: float = WINDOW_S) -> None:
         super().__init__()
         self.burst = burst
         self.window_s = window_s
         self._seen: dict[tuple[str, int, str], _Seen] = {}
+        self.held_back = 0
+        """Lines held back since start (``tele/health``'s ``log_lines_held_back``)."""
+
+    def summaries(self, now: float) -> list[tuple[int, str, int]]:
+        """``(level, template, count)`` of each kind whose window has ended with lines held
+        back; they are forgotten, so each held-back line is told of once."""
+        ended = [(key, seen) for key, seen in self._seen.items()
+                 if seen.suppressed and now - seen.window_start >= self.window_s]
+        for key, _seen in ended:
+            del self._seen[key]
+        return [(level, template, seen.suppressed) for (_name, level, template), seen in ended]
 
     def filter(self, record: logging.LogRecord) -> bool:
         """False for a record to hold back; annotates the first record of a new window."""
-        if record.levelno < logging.WARNING:
+        if record.levelno < logging.WARNING or getattr(record, _SUMMARY, False):
             return True
         key = (record.name, record.levelno, str(record.msg))
         seen = self._seen.get(key)
@@ -61,11 +74,44 @@ class RepeatFilter(logging.Filter):
         seen.count += 1
         if seen.count > self.burst:
             seen.suppressed += 1
+            self.held_back += 1
             return False
         if seen.count == self.burst:
             record.msg = (f"{record.msg} [repeated {self.burst} times; more are held back for "
                           f"{self.window_s:.0f} s]")
         return True
+
+
+_SUMMARY = "kiosk_held_back_summary"
+"""Marks the line that says how many lines were held back: it is never held back itself."""
+
+
+def _repeat_filter() -> RepeatFilter | None:
+    for handler in logging.getLogger().handlers:
+        if handler.get_name() == HANDLER_NAME:
+            for found in handler.filters:
+                if isinstance(found, RepeatFilter):
+                    return found
+    return None
+
+
+def report_held_back(now: float | None = None) -> None:
+    """Log how many lines of each kind were held back in windows that have ended, so no
+    refusal is hidden silently when no line of its kind follows. The daemon calls this
+    every tick; without :func:`setup` it does nothing."""
+    repeat = _repeat_filter()
+    if repeat is None:
+        return
+    for level, template, count in repeat.summaries(time.time() if now is None else now):
+        logging.getLogger(__name__).log(
+            level, "%d more lines like this were held back in the last %.0f s: %s", count,
+            repeat.window_s, template, extra={_SUMMARY: True})
+
+
+def held_back() -> int:
+    """Log lines held back since start (0 without :func:`setup`)."""
+    repeat = _repeat_filter()
+    return 0 if repeat is None else repeat.held_back
 
 
 class MemberScrubber(logging.Filter):

@@ -5,15 +5,18 @@ returns, and survives a power cut or ``kill -9``.
 
 Only *real* corruption (SQLite says ``SQLITE_CORRUPT``/``SQLITE_NOTADB``, or
 ``quick_check`` fails) moves a database aside — and then its readable outbox
-rows are salvaged into the fresh one, so the visits waiting in it are still
-delivered. A database that is merely locked (an operator's ``sqlite3``
-session, a backup) is waited for; one that cannot be opened (permissions, a
+rows are salvaged into the fresh one (:mod:`kiosk.store.salvage`), so the
+visits waiting in it are still delivered. A database that is merely locked (an
+operator's ``sqlite3`` session, a backup) is waited for, up to a minute, until
+the kiosk could write to it; one that cannot be opened (permissions, a
 read-only filesystem) stops start-up with one clear line. Neither is ever
-discarded.
+discarded. On a full disk the database is opened all the same, so the visits
+it holds are delivered while new ones are refused (see :func:`open_db`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -23,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from kiosk import KioskError
+from kiosk.store import salvage
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,11 @@ CREATE TABLE IF NOT EXISTS day_counts (
     day      TEXT PRIMARY KEY,
     checkins INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS salvaged (
+    file     TEXT PRIMARY KEY,
+    last_row INTEGER NOT NULL,
+    rows     INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS staff_seq (
     key_id      TEXT PRIMARY KEY,
     seq         INTEGER NOT NULL,
@@ -65,13 +74,17 @@ class StorageError(KioskError):
     """The state database cannot be used right now; the message is one line for the user."""
 
 
-def connect(path: Path, shared: bool = False) -> sqlite3.Connection:
+def connect(path: Path, shared: bool = False, exclusive: bool = False) -> sqlite3.Connection:
     """Open ``path`` durable and in autocommit mode (each statement is its own transaction).
 
     ``shared`` lets other threads use the connection; the caller then serialises access.
+    ``exclusive`` keeps WAL's index in this process's memory instead of the ``-shm`` file
+    (which a full disk cannot hold), and shuts every other program out until it closes.
     """
     conn = sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=not shared)
     try:
+        if exclusive:
+            conn.execute("PRAGMA locking_mode=EXCLUSIVE")  # before WAL is first used
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
     except sqlite3.Error:
@@ -117,6 +130,11 @@ def open_db(path: Path) -> tuple[sqlite3.Connection, str | None]:
     Raises :class:`StorageError` when the database cannot be used and must not be
     touched. The connection is opened by whoever builds the app and then used only
     by the controller thread, so it is opened ``shared``.
+
+    A lock is waited for until the database could be written (up to :data:`LOCK_WAIT_S`),
+    so start-up never fails half-way on SQLite's own 5 s busy timeout. A disk too full
+    even for WAL's ``-shm`` file opens the database :func:`exclusive <connect>`
+    (:func:`opened_on_full_disk` says so): stored visits can still be read and sent.
     """
     try:
         path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
@@ -126,7 +144,14 @@ def open_db(path: Path) -> tuple[sqlite3.Connection, str | None]:
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
-            return _open_checked(path)
+            try:
+                return _open_checked(path)
+            except sqlite3.Error as exc:
+                if not _disk_full(exc):
+                    raise
+                log.error("state database %s: the disk is full (%s); opening it for this "
+                          "process alone so the visits it holds are still delivered", path, exc)
+                return _open_checked(path, exclusive=True)
         except sqlite3.Error as exc:
             if _code(exc) in _BUSY or "locked" in str(exc):
                 if time.monotonic() < deadline:
@@ -138,9 +163,22 @@ def open_db(path: Path) -> tuple[sqlite3.Connection, str | None]:
             raise StorageError(f"cannot open state database {path}: {exc}") from None
 
 
-def _open_checked(path: Path) -> tuple[sqlite3.Connection, str | None]:
+def opened_on_full_disk(conn: sqlite3.Connection) -> bool:
+    """True when :func:`open_db` had to open the database exclusive because the disk was full:
+    other programs (``kiosk status``) cannot read it until the kiosk opens it again."""
+    return bool(conn.execute("PRAGMA locking_mode").fetchone()[0] == "exclusive")
+
+
+def _disk_full(exc: sqlite3.Error) -> bool:
+    # A full disk fails the first write (SQLITE_FULL) or, before that, the mapping of WAL's
+    # -shm file (SQLITE_IOERR_SHMSIZE: SQLite writes a byte into each new page of it).
+    return _code(exc) == sqlite3.SQLITE_FULL or getattr(exc, "sqlite_errorcode", 0) in (
+        sqlite3.SQLITE_IOERR_SHMSIZE, sqlite3.SQLITE_IOERR_SHMMAP)
+
+
+def _open_checked(path: Path, exclusive: bool = False) -> tuple[sqlite3.Connection, str | None]:
     try:
-        conn = connect(path, shared=True)
+        conn = connect(path, shared=True, exclusive=exclusive)
     except sqlite3.DatabaseError as exc:
         if _code(exc) not in _CORRUPT:
             raise
@@ -148,9 +186,14 @@ def _open_checked(path: Path) -> tuple[sqlite3.Connection, str | None]:
     try:
         verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
         if verdict == "ok":
-            conn.executescript(SCHEMA)
+            # Taking the write lock here is what waits for another program's write (or
+            # backup) to end; with every table there already, it writes nothing.
+            conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
             return conn, None
     except sqlite3.DatabaseError as exc:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         if _code(exc) not in _CORRUPT:
             conn.close()
             raise
@@ -182,31 +225,18 @@ def _create_private(path: Path) -> None:
 
 
 def _salvage(corrupt: Path, into: sqlite3.Connection) -> int:
-    """Copy every outbox row still readable from ``corrupt`` into ``into``, in order.
-
-    A damaged page ends a scan; the scan then resumes past it, so rows on pages
-    after the damage are saved too.
-    """
-    rows: list[tuple[str, bytes, float]] = []
+    """Copy every outbox row still readable in ``corrupt`` into ``into``, in order, and note
+    where they came from (:class:`~kiosk.store.salvage.Salvaged`) in the same transaction."""
     try:
-        source = sqlite3.connect(f"file:{corrupt}?mode=ro", uri=True)
-    except sqlite3.Error:
+        rows = salvage.read_outbox(corrupt)
+    except OSError as exc:
+        log.error("cannot read %s to salvage its check-ins: %s", corrupt, exc.strerror)
         return 0
-    last, misses = 0, 0
-    with source:
-        while misses < 64:
-            try:
-                cursor = source.execute("SELECT id, event_id, payload, stored_at FROM outbox "
-                                        "WHERE id > ? ORDER BY id", (last,))
-                for row_id, event_id, payload, stored_at in cursor:
-                    rows.append((event_id, payload, stored_at))
-                    last = row_id
-                break
-            except sqlite3.Error:
-                misses += 1
-                last += 16  # skip past the damaged page's rows and try again
-    source.close()
-    with into:
+    if not rows:
+        return 0
+    with transaction(into):
         into.executemany("INSERT OR IGNORE INTO outbox (event_id, payload, stored_at) "
                          "VALUES (?, ?, ?)", rows)
+        into.execute("INSERT INTO salvaged (file, last_row, rows) "
+                     "SELECT ?, MAX(id), COUNT(*) FROM outbox", (str(corrupt),))
     return len(rows)

@@ -181,10 +181,14 @@ class Outbox:
         return 0 if row is None else int(row[0])
 
     def recent_scans(self, since: float) -> dict[str, float]:
-        """Members who checked in at or after ``since`` (unix time), and when, oldest first."""
-        self.forget_scans_before(since)
+        """Members who checked in at or after ``since`` (unix time), and when, oldest first.
+
+        Only reads: start-up must not fail on a locked or full disk for housekeeping's sake
+        (older times are forgotten later, by :meth:`forget_scans_before`).
+        """
         return dict(self._conn.execute(
-            "SELECT member_id, seen_at FROM recent_scans ORDER BY seen_at"))
+            "SELECT member_id, seen_at FROM recent_scans WHERE seen_at >= ? ORDER BY seen_at",
+            (since,)))
 
     def forget_scans_before(self, since: float) -> None:
         """Drop the check-in times older than ``since``: their cooldown has passed."""

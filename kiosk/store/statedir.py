@@ -10,6 +10,7 @@ restart.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -18,6 +19,8 @@ from kiosk.store.db import StorageError
 from kiosk.trust.keys import write_private_key
 
 LOG_KEY_FILE = "log-key"
+
+log = logging.getLogger(__name__)
 
 
 class StateLock:
@@ -37,8 +40,11 @@ class StateLock:
             os.close(self._fd)
             raise StorageError(f"another kiosk is already running on state directory "
                                f"{state_dir} (pid {holder})") from None
-        os.ftruncate(self._fd, 0)
-        os.write(self._fd, f"{os.getpid()}\n".encode())
+        try:  # only a note for whoever finds the directory taken: a full disk must not stop us
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            log.warning("could not note the kiosk's pid in %s: %s", path, exc.strerror)
 
     def release(self) -> None:
         """Give the directory up."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from kiosk.config import Config, CounterSection
+from kiosk.config import Config, CounterSection, TelemetrySection
 from kiosk.counter.checkin import CheckIn, uuid7
 from kiosk.counter.members import MemberStatus
 from kiosk.counter.screens import Sync, UnknownCard, Welcome
@@ -255,3 +255,27 @@ def test_three_thousand_hostile_staff_messages_are_refused_and_change_nothing(
     assert results and results[0][1]["status"] == "ok"
     kiosk.type_code("LOY-ALICE01")
     wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, 20, "the visit credited")
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    (b"\xff\xfeLOY-\x80ALICE", "Unreadable code"),       # not UTF-8
+    (b"LOY-AL\x1b[2JICE01", "Unreadable code"),            # a control character
+    (b"LOY-" + b"A" * 5000, "Code too long"),              # far over the limit, one line
+    ("LOY-€".encode() + "€".encode() * 700, "Code too long"),  # long in characters too
+])
+def test_a_refused_serial_line_is_shown_counted_and_reported(kiosk_config, mosquitto, line,
+                                                             reason):
+    config = replace(kiosk_config, telemetry=TelemetrySection(interval_s=1.0))
+    with mosquitto.listen("loyalty/test-shop/kiosk-test/tele/health") as reports:
+        kiosk = RunningKiosk(config).start()
+        try:
+            kiosk.wait_online()
+            kiosk.app.sim.serial.send(line + b"\r")
+            wait_for(lambda: kiosk.app.screen == UnknownCard(reason), what=reason)
+            assert kiosk.app.controller.codes_refused == 1
+            wait_for(lambda: any(json.loads(r)["codes_refused"] == 1 for r in reports),
+                     what="the refusal counted in health")
+            kiosk.type_code("LOY-ALICE01")  # the next customer is served
+            wait_for(lambda: kiosk.app.checkins_recorded == 1, what="the next check-in")
+        finally:
+            kiosk.stop()

@@ -4,17 +4,19 @@ to, how it gives up on a silent connection, and what it does with a malformed re
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
-from kiosk.config import MqttSection
+from kiosk.config import MqttSection, TelemetrySection
 from kiosk.counter.events import Acked, Event, LinkDown, LinkUp, Reply, StaffMessage
 from kiosk.counter.members import MemberStatus
 from kiosk.mqtt import protocol
 from kiosk.mqtt.link import Link
 from kiosk.testing.broker import Mosquitto
-from kiosk.testing.harness import wait_for
+from kiosk.testing.harness import RunningKiosk, wait_for
 
 CREDITED = protocol.Ack.CREDITED
 
@@ -101,3 +103,26 @@ def test_a_silent_link_is_dropped_by_supervise_and_comes_back(link, events):
     wait_for(lambda: events.of(LinkDown), what="LinkDown")
     wait_for(lambda: len(events.of(LinkUp)) == 2, what="LinkUp again")
     assert link.connects == 2 and link.connected
+
+
+def test_a_silent_broker_is_noticed_within_a_keepalive_while_health_reports_go_out(
+        kiosk_config, mosquitto):
+    # Health reports are QoS 0: paho calls on_publish for them once they are written to the
+    # socket, which says nothing about the broker. Every second one goes out here.
+    config = replace(kiosk_config, telemetry=TelemetrySection(interval_s=1.0))
+    keepalive = config.mqtt.keepalive_s
+    kiosk = RunningKiosk(config).start()
+    try:
+        kiosk.wait_online()
+        # Reports have been going out for a while, and paho's own PINGREQ has just been
+        # answered: paho alone would need two more keepalives to give up.
+        time.sleep(1.5 * keepalive)
+        mosquitto.pause()  # connections stay open; nothing is answered
+        silent_at = time.monotonic()
+        wait_for(lambda: not kiosk.app.controller.online, timeout=4 * keepalive,
+                 what="the kiosk to notice the silent broker")
+        noticed = time.monotonic() - silent_at
+        assert noticed <= 1.1 * keepalive, f"noticed after {noticed:.1f} s"
+    finally:
+        mosquitto.resume()
+        kiosk.stop()

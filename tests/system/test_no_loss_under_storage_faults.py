@@ -5,6 +5,7 @@ loudly what it cannot keep, keeps what it holds, and recovers."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -172,3 +173,18 @@ def test_a_corrupt_database_is_replaced_and_reported(kiosk_config, mosquitto, ba
         wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="a check-in on the new db")
     finally:
         kiosk.stop()
+
+
+def test_the_log_says_check_in_only_for_a_committed_visit(kiosk, mosquitto, caplog):
+    kiosk.wait_online()
+    with caplog.at_level(logging.INFO):
+        kiosk.type_code("LOY-ALICE01")
+        wait_for(lambda: kiosk.app.checkins_recorded == 1, what="Alice recorded")
+        kiosk.app.db.execute("PRAGMA query_only = 1")  # every write now fails, as on a full card
+        kiosk.type_code("LOY-BOB0002")
+        wait_for(lambda: isinstance(kiosk.app.screen, NotRecorded), what="Bob refused")
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("check-in ")]
+    assert len(logged) == 2 and "NOT recorded" in logged[1], logged
+    [stored] = [payload for _, payload in kiosk.app.outbox.after(0, 10)]
+    assert json.loads(stored)["event_id"] in logged[0] and "NOT recorded" not in logged[0]
+    kiosk.app.db.execute("PRAGMA query_only = 0")

@@ -8,6 +8,8 @@ panels) or size fails here, in CI, instead of on a shop counter.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from PIL import Image, ImageDraw
 
@@ -153,3 +155,27 @@ def test_a_failing_panel_is_reported_and_retried_until_it_shows_the_frame():
         assert any(cmd[:1] == (0xAE,) for cmd in bus.commands)  # re-initialised: DISPLAYOFF
     finally:
         worker.stop()
+
+
+def test_a_panel_that_fails_to_start_leaves_no_bus_open_however_often_it_is_retried(
+        tmp_path, monkeypatch):
+    """luma.core 2.6.0's real ``i2c`` interface opens the bus (smbus2) before the panel's
+    constructor talks to it; when that fails, the bus must be closed, or every retry of the
+    display thread keeps one more descriptor open (about 120 an hour at the 30 s cap)."""
+    import smbus2
+
+    bus = tmp_path / "i2c-1"  # stands for /dev/i2c-1: it opens, but no panel answers
+    bus.write_bytes(b"")
+    real_open = smbus2.SMBus.open
+    monkeypatch.setattr(smbus2.SMBus, "open", lambda self, _port: real_open(self, str(bus)))
+    monkeypatch.setattr(smbus2.SMBus, "_get_funcs", lambda self: 0)  # a file has no I2C_FUNCS
+    panel = LumaPanel(DisplaySpec(backend="luma", interface="i2c", driver="ssd1306"))
+
+    def descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = descriptors()
+    for _ in range(50):
+        with pytest.raises(OSError):  # I2C_SLAVE on a plain file: the panel never answers
+            panel.open()
+    assert descriptors() == before

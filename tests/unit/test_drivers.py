@@ -229,13 +229,16 @@ def test_any_program_can_type_into_the_linked_path(serial_reader):
     wait_for(lambda: seen.codes == [("LOY-CAROL03", "serial")], what="the typed code")
 
 
-def test_line_noise_without_terminator_is_dropped_and_reading_goes_on(serial_reader):
+def test_line_noise_goes_up_to_be_refused_and_reading_goes_on(serial_reader):
     pty, seen = serial_reader
     pty.send(b"\x00\xff" * 400)  # 800 bytes, no terminator: spoils the line it is on
     pty.send(b"LOY-SPOILT1\r")
     pty.send(b"\x00\xffLOY-BINARY2\r")  # binary garbage on a line of its own
     pty.type("LOY-DAVE004")
-    wait_for(lambda: seen.codes == [("LOY-DAVE004", "serial")], what="the code after noise")
+    wait_for(lambda: len(seen.codes) == 3, what="the code after noise")
+    spoilt, binary, good = (code for code, _source in seen.codes)
+    assert spoilt.endswith("LOY-SPOILT1") and "\ufffd" in spoilt  # refused: "Unreadable code"
+    assert binary == "\ufffdLOY-BINARY2" and good == "LOY-DAVE004"
 
 
 def test_a_reader_plugged_in_later_is_opened_when_it_appears(tmp_path):
@@ -292,3 +295,14 @@ def test_broken_and_hostile_image_files_do_not_stop_the_camera(camera):
     wait_for(lambda: not (frames.spool / "a-bomb.png").exists(), what="the bomb thrown away")
     # Each is given up GIVE_UP_S after it was written: the second a moment later.
     wait_for(lambda: not (frames.spool / "b-truncated.png").exists(), what="the stub thrown away")
+
+
+def test_a_spool_image_too_large_is_refused_from_its_header_and_counted(camera):
+    frames, seen = camera
+    Image.new("1", (9000, 9000)).save(frames.spool / ".huge.png")  # a small file, 81 Mpx
+    (frames.spool / ".huge.png").rename(frames.spool / "a-huge.png")
+    partial = frames.spool / ".card.png"
+    qr_card("LOY-ALICE01").save(partial)
+    partial.rename(frames.spool / "b-card.png")
+    wait_for(lambda: seen.codes == [("LOY-ALICE01", "camera")], what="the good card")
+    assert not (frames.spool / "a-huge.png").exists() and frames.spool_refused == 1

@@ -134,3 +134,17 @@ def test_logging_set_up_twice_in_one_process_prints_each_line_once():
         assert len(second.getvalue().splitlines()) == logs.BURST
     finally:
         logging.getLogger().removeHandler(handler)
+
+
+def test_lines_held_back_are_told_of_when_their_window_ends_even_if_none_follows(log_output):
+    log = logging.getLogger("kiosk.test")
+    for n in range(13):  # refusals: the first five are logged in full
+        log.error("check-in %s NOT recorded: %s", f"e{n}", "outbox full")
+    assert logs.held_back() == 8
+    logs.report_held_back()  # the window has not ended: nothing to say yet
+    assert len(log_output.getvalue().splitlines()) == logs.BURST
+    logs.report_held_back(time.time() + logs.WINDOW_S)
+    last = log_output.getvalue().splitlines()[-1]
+    assert "8 more lines like this were held back" in last and "NOT recorded" in last
+    logs.report_held_back(time.time() + 2 * logs.WINDOW_S)  # told once
+    assert len(log_output.getvalue().splitlines()) == logs.BURST + 1

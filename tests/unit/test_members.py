@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.framing import MAX_CODE, LineFramer, StxEtxFramer
+from drivers.framing import MAX_CODE, MAX_LINE, LineFramer, StxEtxFramer
 from drivers.nfc import NdefError, ndef_message, ndef_text, ndef_text_memory, read_tag_code
 from drivers.sim import SimPn532
 from drivers.wedge import KeyDecoder, evdev_key_codes
@@ -153,9 +153,8 @@ def test_line_framing_of_any_bytes_gives_bounded_text_however_they_are_split(str
         whole = LineFramer().feed(data)
         split = LineFramer()
         assert [f for chunk in _chunks(data, cuts) for f in split.feed(chunk)] == whole
-        for frame in whole:
-            assert 0 < len(frame) <= MAX_CODE and b"\r" not in frame and b"\n" not in frame
-            assert frame.decode("utf-8").isprintable()
+        for frame in whole:  # what cannot be a code goes up too: the controller refuses it
+            assert 0 < len(frame) <= MAX_LINE and b"\r" not in frame and b"\n" not in frame
 
 
 @fuzz(100)  # 1,000 byte streams
@@ -166,7 +165,7 @@ def test_stx_etx_framing_of_any_bytes_gives_bounded_frames_however_they_are_spli
         split = StxEtxFramer()
         assert [f for chunk in _chunks(data, cuts) for f in split.feed(chunk)] == whole
         for frame in whole:
-            assert len(frame) <= MAX_CODE and b"\x02" not in frame and b"\x03" not in frame
+            assert len(frame) <= MAX_LINE and b"\x02" not in frame and b"\x03" not in frame
 
 
 KEYS = evdev_key_codes()

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from drivers.framing import LineFramer, StxEtxFramer
+from drivers.framing import MAX_LINE, LineFramer, StxEtxFramer
 from drivers.nfc import NfcCodeSource, ndef_message, ndef_text, ndef_text_memory, read_tag_code
 from drivers.serial_reader import SerialCodeSource
 from drivers.sim import PtySerial, SimKeyboard, SimPn532
@@ -41,11 +41,18 @@ def test_lines_end_at_cr_lf_or_crlf_whatever_the_scanner_sends():
     assert framer.discarded == 0
 
 
-def test_an_over_long_line_is_discarded_and_counted_and_the_next_one_read():
+def test_an_over_long_line_goes_up_cut_the_rest_is_counted_and_the_next_one_read():
     framer = LineFramer()
     assert framer.feed(b"X" * 4096) == []
-    assert framer.feed(b"Y" * 100 + b"\rLOY-NEXT1\r") == [b"LOY-NEXT1"]
-    assert framer.discarded == 4196
+    assert framer.feed(b"Y" * 100 + b"\rLOY-NEXT1\r") == [b"X" * MAX_LINE, b"LOY-NEXT1"]
+    assert framer.discarded == 4196 - MAX_LINE
+
+
+def test_lines_that_cannot_be_codes_still_go_up_to_be_refused_where_the_customer_is():
+    framer = LineFramer()
+    assert framer.feed(b"\xff\xfe\x80\rLOY-\x1bA\r\x02\x03\r") == [b"\xff\xfe\x80",
+                                                                   b"LOY-\x1bA"]
+    assert framer.discarded == 0
 
 
 def test_rdm6300_frames_are_checked_and_become_tag_ids():
@@ -98,14 +105,14 @@ def test_an_rdm6300_tag_is_read_once_while_it_lies_on_the_antenna(serial_source)
     assert seen.codes == [("uid:0F00A1B2C3", "serial"), ("LOY-AFTER01", "serial")]
 
 
-def test_a_4kb_line_is_discarded_with_a_counted_warning(serial_source, caplog):
+def test_a_4kb_line_goes_up_cut_and_the_rest_is_a_counted_warning(serial_source, caplog):
     pty, seen = serial_source()
     with caplog.at_level(logging.WARNING, logger="drivers.serial_reader"):
         pty.send(b"A" * 4096 + b"\r")
         pty.type("LOY-GOOD001")
-        wait_for(lambda: seen.codes, what="the good code")
-    assert seen.codes == [("LOY-GOOD001", "serial")]
-    assert "discarded" in caplog.text and "4096 so far" in caplog.text
+        wait_for(lambda: len(seen.codes) == 2, what="the good code")
+    assert seen.codes == [("A" * MAX_LINE, "serial"), ("LOY-GOOD001", "serial")]
+    assert "discarded" in caplog.text and f"{4096 - MAX_LINE} so far" in caplog.text
 
 
 def test_a_reader_found_by_a_by_id_glob(serial_source, tmp_path):

@@ -221,3 +221,86 @@ def test_a_corrupt_database_is_moved_aside_and_its_waiting_checkins_salvaged(tmp
     rows = Outbox(conn, max_rows=100).after(0, 100)
     assert [json.loads(payload)["n"] for _, _, payload in rows] == list(range(20))
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_reading_the_recent_check_ins_at_start_writes_nothing(db_path):
+    conn, _ = open_db(db_path)
+    outbox = Outbox(conn, max_rows=10)
+    outbox.add_many([("e1", b"{}")], [("LOY-OLD0001", 100.0), ("LOY-NEW0001", 200.0)])
+    conn.execute("PRAGMA query_only = 1")  # as a full disk or another program's lock would
+    assert outbox.recent_scans(150.0) == {"LOY-NEW0001": 200.0}
+
+
+# --- salvage reads the pages, not only the tree ---------------------------------------------
+
+
+def _waiting_checkins(path: Path, count: int) -> list[str]:
+    """``count`` check-ins of realistic size (about 16 to a 4 KiB page), checkpointed into the
+    file as a kiosk leaves them; their event ids in order."""
+    conn, _ = open_db(path)
+    outbox = Outbox(conn, max_rows=1000)
+    ids = [f"0190a0b1-c2d3-7e4f-8a9b-{n:012d}" for n in range(count)]
+    for event_id in ids:
+        outbox.add(event_id, json.dumps({"v": 1, "event_id": event_id, "pad": "x" * 170}).encode())
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return ids
+
+
+def _damage_page(path: Path, number: int) -> None:
+    with open(path, "r+b") as file:
+        file.seek((number - 1) * 4096)
+        file.write(os.urandom(4096))
+
+
+def _page_of(path: Path, event_id: str) -> int:
+    """The page holding the row's payload (the id alone is also on the unique index's pages)."""
+    return path.read_bytes().index(f'"event_id": "{event_id}"'.encode()) // 4096 + 1
+
+
+def _salvaged(path: Path) -> list[str]:
+    conn, moved = open_db(path)
+    assert moved is not None
+    return [json.loads(payload)["event_id"] for _, payload in Outbox(conn, 1000).after(0, 1000)]
+
+
+def test_salvage_reads_every_row_below_a_damaged_root_page(tmp_path):
+    path = tmp_path / "kiosk.db"
+    ids = _waiting_checkins(path, 60)
+    with sqlite3.connect(path) as conn:
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'outbox'").fetchone()
+    _damage_page(path, root[0])
+    assert _salvaged(path) == ids
+
+
+def test_salvage_loses_only_the_rows_of_a_damaged_data_page(tmp_path):
+    path = tmp_path / "kiosk.db"
+    ids = _waiting_checkins(path, 80)
+    page = _page_of(path, ids[40])
+    on_page = [event_id for event_id in ids if _page_of(path, event_id) == page]
+    _damage_page(path, page)
+    assert 8 <= len(on_page) <= 20
+    assert _salvaged(path) == [event_id for event_id in ids if event_id not in on_page]
+
+
+def test_salvage_reads_a_file_whose_header_is_zeroed(tmp_path):
+    path = tmp_path / "kiosk.db"
+    ids = _waiting_checkins(path, 60)
+    with open(path, "r+b") as file:
+        file.write(bytes(100))
+    assert _salvaged(path) == ids
+
+
+def test_salvage_takes_rows_still_in_the_wal_and_not_deleted_ones(tmp_path):
+    path = tmp_path / "kiosk.db"
+    ids = _waiting_checkins(path, 40)
+    conn, _ = open_db(path)
+    outbox = Outbox(conn, max_rows=1000)
+    outbox.remove(list(range(1, 21)))  # delivered: their pages go to the freelist
+    outbox.add("late-one", json.dumps({"v": 1, "event_id": "late-one"}).encode())
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    outbox.add("in-wal-only", json.dumps({"v": 1, "event_id": "in-wal-only"}).encode())
+    with open(path, "r+b") as file:  # the copy a crash left: WAL still beside it
+        file.write(bytes(100))
+    assert _salvaged(path) == [*ids[20:], "late-one", "in-wal-only"]
+    conn.close()
