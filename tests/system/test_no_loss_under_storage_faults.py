@@ -185,6 +185,6 @@ def test_the_log_says_check_in_only_for_a_committed_visit(kiosk, mosquitto, capl
         wait_for(lambda: isinstance(kiosk.app.screen, NotRecorded), what="Bob refused")
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("check-in ")]
     assert len(logged) == 2 and "NOT recorded" in logged[1], logged
-    [stored] = [payload for _, payload in kiosk.app.outbox.after(0, 10)]
+    [stored] = [payload for _, _, payload in kiosk.app.outbox.after(0, 10)]
     assert json.loads(stored)["event_id"] in logged[0] and "NOT recorded" not in logged[0]
     kiosk.app.db.execute("PRAGMA query_only = 0")

@@ -261,7 +261,7 @@ def _page_of(path: Path, event_id: str) -> int:
 def _salvaged(path: Path) -> list[str]:
     conn, moved = open_db(path)
     assert moved is not None
-    return [json.loads(payload)["event_id"] for _, payload in Outbox(conn, 1000).after(0, 1000)]
+    return [json.loads(payload)["event_id"] for _, _, payload in Outbox(conn, 1000).after(0, 1000)]
 
 
 def test_salvage_reads_every_row_below_a_damaged_root_page(tmp_path):
