@@ -135,7 +135,6 @@ class Controller:
             self.codes_refused += 1
             log.info("refused a code from %s: %s (%s, %d chars)", event.source,
                      member_id.reason, redact(event.code), len(event.code))
-            self.codes_refused += 1
             return [self._result(UnknownCard(member_id.reason), now, None), Signal(Cue.ERROR)]
         last = self._checked_in.get(member_id)
         if last is not None and 0 <= event.seen_at - last < self._timing.cooldown_s:
