@@ -172,8 +172,11 @@ def _run(path_arg: str | None) -> int:
     config = in_force(base).config
     os.umask(0o027)  # kiosk.db and everything else the daemon writes: not world-readable
     faulthandler.enable()  # a watchdog abort (SIGABRT) prints where every thread was
+    unsaved: list[str] = []
     _logging(config.kiosk.log_level, config.members.pattern,
-             log_key(Path(config.kiosk.state_dir)))
+             log_key(Path(config.kiosk.state_dir), on_unsaved=unsaved.append))
+    for why in unsaved:  # e.g. a full disk: this run's member hashes use a key of its own
+        log.warning("log key not saved (%s); member hashes in this run's log differ", why)
     stop = _stop_on_signals()
 
     def started(app: App) -> None:

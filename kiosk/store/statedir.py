@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from kiosk.store.db import StorageError
@@ -53,10 +54,13 @@ class StateLock:
             self._fd = -1
 
 
-def log_key(state_dir: Path, size: int = 32) -> bytes:
+def log_key(state_dir: Path, size: int = 32,
+            on_unsaved: Callable[[str], None] = lambda _why: None) -> bytes:
     """The install's secret for member hashes in logs: made once (mode 0600) in the state
     directory, and the same at every start after; a file cut short by a power cut while it
-    was made is made again (no hash was logged with it yet)."""
+    was made is made again (no hash was logged with it yet). When it cannot be written (a
+    full disk: the kiosk must still start and deliver), this run uses a key of its own and
+    ``on_unsaved`` says why: only its log's hashes differ from the other runs'."""
     path = state_dir / LOG_KEY_FILE
     try:
         key = path.read_bytes()
@@ -71,7 +75,7 @@ def log_key(state_dir: Path, size: int = 32) -> bytes:
         state_dir.mkdir(parents=True, exist_ok=True)
         write_private_key(path, key, replace=path.exists())
     except FileExistsError:  # another process made it a moment ago: use theirs
-        return log_key(state_dir, size)
+        return log_key(state_dir, size, on_unsaved)
     except OSError as exc:
-        raise StorageError(f"cannot write {path}: {exc.strerror}") from None
+        on_unsaved(f"cannot write {path}: {exc.strerror}")
     return key

@@ -3,6 +3,7 @@ vital thread is dead, no member code in clear, no log flood, syslog priorities."
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import socket
@@ -14,6 +15,7 @@ import pytest
 from kiosk.counter.members import redact
 from kiosk.ops import logs
 from kiosk.ops.watchdog import Watchdog
+from kiosk.store import statedir
 from kiosk.store.statedir import log_key
 
 
@@ -148,3 +150,16 @@ def test_lines_held_back_are_told_of_when_their_window_ends_even_if_none_follows
     assert "8 more lines like this were held back" in last and "NOT recorded" in last
     logs.report_held_back(time.time() + 2 * logs.WINDOW_S)  # told once
     assert len(log_output.getvalue().splitlines()) == logs.BURST + 1
+
+
+def test_a_log_key_that_cannot_be_saved_is_used_for_this_run_and_reported(tmp_path,
+                                                                          monkeypatch):
+    """As on a full disk (tests/system/test_storage_at_start.py fills a real one)."""
+    def full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(statedir, "write_private_key", full)
+    said: list[str] = []
+    key = log_key(tmp_path, on_unsaved=said.append)
+    assert len(key) == 32 and not (tmp_path / "log-key").exists()
+    assert said == [f"cannot write {tmp_path / 'log-key'}: No space left on device"]
