@@ -10,7 +10,8 @@ from kiosk.mqtt.envelope import target_for
 from kiosk.staff import fleet
 from kiosk.testing.harness import wait_for
 
-HEALTH = protocol.Health(12.0, "ready", [], 4, 30.0, 9, 8, 0, 0, 8, 0, 0.0, 1, 0, 0, 0, 0, None)
+HEALTH = protocol.Health(12.0, "ready", [], 4, 30.0, 9, 8, 0, 0, 8, 0, 0.0, 1, 0, 0, 0, 0, 0, 0,
+                         None)
 
 
 def _topics(device_id: str, site: str = "shop-1") -> protocol.Topics:

@@ -26,7 +26,8 @@ from kiosk.trust.signing import Signer
 
 TOPICS = protocol.Topics("loyalty", "shop", "k1")
 TARGET = target_for("shop", "k1")
-HEALTH = protocol.Health(12.0, "ready", [], 0, 0.0, 3, 2, 0, 0, 2, 0, 0.0, 1, 0, 0, 0, 0, None)
+HEALTH = protocol.Health(12.0, "ready", [], 0, 0.0, 3, 2, 0, 0, 2, 0, 0.0, 1, 0, 0, 0, 0, 0, 0,
+                         None)
 
 
 class RecordingParts:
