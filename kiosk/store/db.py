@@ -203,15 +203,29 @@ def _open_checked(path: Path, exclusive: bool = False) -> tuple[sqlite3.Connecti
 
 
 def _replace_corrupt(path: Path, verdict: str) -> tuple[sqlite3.Connection, str]:
+    """Move the corrupt files aside and start a fresh database holding what they still had.
+
+    When the fresh one cannot be made (a full disk), the old files are put back: the next
+    start salvages them, instead of finding an empty database beside a file nobody reads.
+    """
     moved = f"{path}.corrupt-{int(time.time())}"
-    for suffix in ("", "-wal", "-shm"):
-        old = Path(f"{path}{suffix}")
-        if old.exists():
-            old.rename(f"{moved}{suffix}")
-    _create_private(path)
-    conn = connect(path, shared=True)
-    conn.executescript(SCHEMA)
-    saved = _salvage(Path(moved), conn)
+    suffixes = [suffix for suffix in ("", "-wal", "-shm") if Path(f"{path}{suffix}").exists()]
+    for suffix in suffixes:
+        Path(f"{path}{suffix}").rename(f"{moved}{suffix}")
+    conn: sqlite3.Connection | None = None
+    try:
+        _create_private(path)
+        conn = connect(path, shared=True)
+        conn.executescript(SCHEMA)
+        saved = _salvage(Path(moved), conn)
+    except (sqlite3.Error, OSError):
+        if conn is not None:
+            conn.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        for suffix in suffixes:
+            Path(f"{moved}{suffix}").rename(f"{path}{suffix}")
+        raise
     log.error("state database %s failed its check (%s); moved to %s, started fresh with "
               "%d waiting check-ins salvaged", path, verdict, moved, saved)
     return conn, moved
@@ -227,11 +241,7 @@ def _create_private(path: Path) -> None:
 def _salvage(corrupt: Path, into: sqlite3.Connection) -> int:
     """Copy every outbox row still readable in ``corrupt`` into ``into``, in order, and note
     where they came from (:class:`~kiosk.store.salvage.Salvaged`) in the same transaction."""
-    try:
-        rows = salvage.read_outbox(corrupt)
-    except OSError as exc:
-        log.error("cannot read %s to salvage its check-ins: %s", corrupt, exc.strerror)
-        return 0
+    rows = salvage.read_outbox(corrupt)  # an OSError puts the files back (see above)
     if not rows:
         return 0
     with transaction(into):

@@ -22,7 +22,7 @@ import pytest
 from backend import LoyaltyBackend
 from kiosk.counter.checkin import CheckIn, uuid7
 from kiosk.mqtt import protocol
-from kiosk.store.db import open_db
+from kiosk.store.db import StorageError, open_db
 from kiosk.store.outbox import Outbox
 from kiosk.testing.daemon import start_daemon
 from kiosk.testing.harness import sim_config, wait_for
@@ -192,3 +192,21 @@ def test_a_corrupt_database_is_salvaged_delivered_and_reported_until_delivered(
                          what="ready once they are delivered")
             finally:
                 service.stop()
+
+
+def test_a_corrupt_database_on_a_full_disk_is_put_back_and_salvaged_once_there_is_room(
+        small_disk):
+    db = small_disk / "kiosk.db"
+    waiting = store_waiting(db, 20)
+    with open(db, "r+b") as file:
+        file.write(bytes(100))  # corrupt: its header zeroed, every row still on its page
+    filler = fill(small_disk)
+    with pytest.raises(StorageError, match="full"):
+        open_db(db)  # no room for a fresh database
+    assert not list(small_disk.glob("kiosk.db.corrupt-*"))  # nothing left for nobody to read
+    filler.unlink()
+    conn, moved = open_db(db)
+    assert moved is not None
+    rows = Outbox(conn, max_rows=100).after(0, 100)
+    assert [json.loads(payload)["event_id"] for _, payload in rows] == waiting
+    conn.close()
