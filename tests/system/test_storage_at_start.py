@@ -208,5 +208,5 @@ def test_a_corrupt_database_on_a_full_disk_is_put_back_and_salvaged_once_there_i
     conn, moved = open_db(db)
     assert moved is not None
     rows = Outbox(conn, max_rows=100).after(0, 100)
-    assert [json.loads(payload)["event_id"] for _, payload in rows] == waiting
+    assert [json.loads(payload)["event_id"] for _, _, payload in rows] == waiting
     conn.close()
