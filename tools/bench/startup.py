@@ -9,10 +9,12 @@ imports the same libraries.
   script that imports the same libraries and sends ``READY=1`` itself;
 - RSS: the daemon's resident memory (``VmRSS``) once settled after READY (the camera
   thread loads numpy and the decoder after READY), with and without a camera, against
-  a bare script that imports exactly the libraries that kiosk loads (``KIOSK_LIBRARIES``,
-  plus ``CAMERA_LIBRARIES`` with the camera) and waits, measured just before it: the
-  difference is the kiosk's own memory. The shared libraries and extension modules the
-  two processes map are compared, and any the bare script lacks are printed.
+  a bare script that imports exactly the library modules that kiosk has loaded by then
+  (every module outside ``kiosk`` and ``drivers``, standard library included: a probe
+  runs ``kiosk run`` with the same config in-process and lists them) and waits,
+  measured just before it: the difference is the kiosk's own memory. The shared
+  libraries and extension modules the two processes map are compared, and any the bare
+  script lacks are printed.
 - growth: ``--warmup`` check-ins typed on the simulated serial reader, delivered to a
   real mosquitto and answered by the reference backend (so the member cache, the
   cooldown map and SQLite's page cache fill), then RSS along ``--checkins`` more.
@@ -46,7 +48,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from backend import Ledger, LoyaltyBackend
 from kiosk.daemon.inbox import SCAN_LANE
 from kiosk.testing.broker import Mosquitto
-from kiosk.testing.daemon import start_daemon
+from kiosk.testing.daemon import start_daemon, to_toml
 from kiosk.testing.harness import sim_config
 
 LIBRARIES = ("paho.mqtt.client", "PIL.Image", "pyzbar.pyzbar", "serial", "luma.core.device",
@@ -55,13 +57,30 @@ RAW_READY = (f"import {', '.join(LIBRARIES)}, os, socket, time\n"
              "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
              "s.sendto(b'READY=1', os.environ['NOTIFY_SOCKET'])\n"
              "time.sleep(30)\n")
-KIOSK_LIBRARIES = ("paho.mqtt.client", "PIL.Image", "PIL.ImageDraw", "PIL.ImageFont", "serial",
-                   "luma.core.device", "gpiozero", "sqlite3", "evdev", "json", "queue",
-                   "unicodedata", "cryptography.hazmat.primitives.asymmetric.ed25519")
-"""What ``kiosk run`` loads without a camera (its simulated devices included)."""
-CAMERA_LIBRARIES = ("numpy", "numpy.random", "zxingcpp")
-"""What the camera adds: frames are numpy planes, zxing-cpp decodes them; numpy.random is
-the simulated camera's sensor noise."""
+PROBE = """
+import os, sys, threading, time
+def report():
+    time.sleep(float(sys.argv[2]))
+    print(" ".join(sorted(name for name in list(sys.modules)
+                          if name.split(".")[0] not in ("kiosk", "drivers", "__main__"))),
+          flush=True)
+    os._exit(0)
+threading.Thread(target=report, daemon=True).start()
+from kiosk.cli import main
+main(["run", "--config", sys.argv[1]])
+"""
+"""``kiosk run`` in-process, printing the modules outside the kiosk it has loaded once settled."""
+BARE = """
+import importlib, sys, time
+for name in sys.argv[1].split():
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
+print("imported", flush=True)
+time.sleep(60)
+"""
+"""A Python that imports the given modules and waits: the anchor for the kiosk's RSS."""
 MIB = 1024 * 1024
 SETTLE_S = 1.5
 """After READY, the seconds the daemon is left to start filming before RSS is read."""
@@ -91,21 +110,27 @@ def mapped_libraries(pid: int) -> set[str]:
     return {Path(line.split()[-1]).name for line in maps if ".so" in line.split()[-1]}
 
 
-def bare_libraries(libraries: tuple[str, ...]) -> subprocess.Popen[bytes]:
-    """A Python that imports ``libraries`` and waits (the anchor for the kiosk's RSS)."""
-    proc = subprocess.Popen([sys.executable, "-c", f"import {', '.join(libraries)}\n"
-                             "print('imported', flush=True)\nimport time\ntime.sleep(60)\n"],
-                            stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    proc.stdout.readline()
-    time.sleep(SETTLE_S)
-    return proc
+def kiosk_modules(work: Path, port: int, run: int, camera: bool) -> str:
+    """The modules outside ``kiosk`` and ``drivers`` that ``kiosk run`` has loaded once settled
+    (with this config, in a state directory of its own)."""
+    config = sim_config(work / f"probe-{run}", port, device_id=f"probe-{run}")
+    if not camera:
+        config = replace(config, camera=replace(config.camera, backend="none"))
+    path = work / f"probe-{run}.toml"
+    path.write_text(to_toml(config))
+    probe = subprocess.run([sys.executable, "-c", PROBE, str(path), str(SETTLE_S + 0.5)],
+                           capture_output=True, text=True, timeout=60, check=True)
+    return probe.stdout.strip().splitlines()[-1]
 
 
 def own_memory(work: Path, port: int, run: int, camera: bool) -> tuple[float, float, set[str]]:
-    """(kiosk RSS, bare libraries RSS, libraries only the kiosk maps), both settled."""
-    bare = bare_libraries(KIOSK_LIBRARIES + (CAMERA_LIBRARIES if camera else ()))
+    """(kiosk RSS, bare script RSS, libraries only the kiosk maps), both settled."""
+    bare = subprocess.Popen([sys.executable, "-c", BARE, kiosk_modules(work, port, run, camera)],
+                            stdout=subprocess.PIPE)
     try:
+        assert bare.stdout is not None
+        bare.stdout.readline()
+        time.sleep(SETTLE_S)
         bare_rss, bare_maps = rss(bare.pid), mapped_libraries(bare.pid)
     finally:
         bare.kill()
@@ -248,7 +273,7 @@ def main() -> None:
             broker.stop()
     for camera, (kiosk_rss, bare_rss, only_kiosk) in own.items():
         print(f"RSS settled {'with' if camera else 'without'} a camera: kiosk "
-              f"{kiosk_rss:.1f} MiB, bare script with the same libraries {bare_rss:.1f} MiB: "
+              f"{kiosk_rss:.1f} MiB, bare script with the same library modules {bare_rss:.1f} MiB: "
               f"the kiosk's own {kiosk_rss - bare_rss:.1f} MiB"
               + ("  [target <= 8]" if camera else "")
               + (f"; mapped by the kiosk only: {', '.join(sorted(only_kiosk))}"
