@@ -166,10 +166,16 @@ def installed_decoders() -> list[str]:
 def make_decoder(name: str, try_downscale: bool = False, try_invert: bool = False) -> Decoder:
     """The decoder called ``name``; ``auto`` is the fastest one installed."""
     if name == "auto":
-        available = installed_decoders()
-        if not available:
-            raise DriverUnavailable("no QR decoder: pip install zxing-cpp, or apt install libzbar0")
-        name = available[0]
+        # zxing-cpp when it is there, without loading zbar (and the dozen shared libraries
+        # libzbar pulls in: X11, v4l, dbus, about 2 MiB) only to leave it unused.
+        if importlib.util.find_spec("zxingcpp") is not None:
+            name = "zxing"
+        else:
+            available = installed_decoders()
+            if not available:
+                raise DriverUnavailable(
+                    "no QR decoder: pip install zxing-cpp, or apt install libzbar0")
+            name = available[0]
     if name == "zxing":
         return ZxingDecoder(try_downscale=try_downscale, try_invert=try_invert)
     if name == "pyzbar":

@@ -163,12 +163,20 @@ class SimCamera:
     def _noisy(self, image: Image.Image) -> list[Any]:
         import numpy as np
 
-        clean = np.asarray(image, dtype=np.int16)
+        clean = np.asarray(image)
         rng = np.random.default_rng(self._count)
-        frames = []
-        for _ in range(self.NOISY_FRAMES):
-            noise = rng.normal(0, self.NOISE, clean.shape).round().astype(np.int16)
-            frames.append(np.clip(clean + noise, 0, 255).astype(np.uint8))
+        frames = [np.empty_like(clean) for _ in range(self.NOISY_FRAMES)]
+        # A band of rows at a time: the float temporaries stay small (a 640x480 frame in
+        # float would be 1.2-2.4 MB, which glibc then keeps in the capture thread's arena).
+        for top in range(0, clean.shape[0], 32):
+            band = clean[top:top + 32]
+            noisy = np.empty(band.shape, np.float32)
+            for frame in frames:
+                rng.standard_normal(dtype=np.float32, out=noisy)
+                noisy *= self.NOISE
+                noisy += band
+                np.rint(np.clip(noisy, 0, 255, out=noisy), out=noisy)
+                frame[top:top + 32] = noisy
         return frames
 
     def _put_away(self) -> None:

@@ -21,6 +21,12 @@ def _require(ok: bool, key: str, expected: str) -> None:
         raise ValueError(f"{key}: expected {expected}")
 
 
+DEFAULT_ZONE = (0.2, 0.1, 0.8, 0.9)
+"""Where a customer holds a card up to a counter camera (left, top, right, bottom as shares of
+the frame): the middle of the view, leaving out its sides (an aisle, a door, the queue) and
+the strip at the bottom and top."""
+
+
 @dataclass(frozen=True)
 class CameraSpec:
     """The QR camera. ``sim`` reads images from ``spool_dir`` instead of a sensor."""
@@ -32,6 +38,7 @@ class CameraSpec:
     idle_fps: float = 5.0
     idle_after_s: float = 10.0
     motion_threshold: float = 0.004
+    zone: str = ""
     roi: str = ""
     decoder: str = "auto"
     try_downscale: bool = False
@@ -52,19 +59,33 @@ class CameraSpec:
         _require(self.hold_s > 0, "hold_s", "a time above 0 s")
         _require(self.cooldown_s >= 0, "cooldown_s", "a time of 0 s or more")
         _ = self.region  # checks roi
+        _ = self.card_zone  # checks zone
 
     @property
     def region(self) -> tuple[int, int, int, int] | None:
         """The region of interest ``(x, y, width, height)`` in lores pixels; None: all of it."""
         if not self.roi:
             return None
+        return self._rectangle("roi", self.roi)
+
+    @property
+    def card_zone(self) -> tuple[int, int, int, int]:
+        """Where customers hold their cards ``(x, y, width, height)`` in lores pixels: the
+        motion gate looks only there. Default: the middle of the view (``DEFAULT_ZONE``)."""
+        if self.zone:
+            return self._rectangle("zone", self.zone)
+        left, top, right, bottom = DEFAULT_ZONE
+        return (round(left * self.width), round(top * self.height),
+                round((right - left) * self.width), round((bottom - top) * self.height))
+
+    def _rectangle(self, name: str, text: str) -> tuple[int, int, int, int]:
         expected = '"x,y,width,height" in pixels inside the frame, e.g. "160,120,320,240"'
         try:
-            x, y, width, height = (int(part) for part in self.roi.split(","))
+            x, y, width, height = (int(part) for part in text.split(","))
         except ValueError:
-            raise ValueError(f"roi: expected {expected}") from None
+            raise ValueError(f"{name}: expected {expected}") from None
         _require(x >= 0 and y >= 0 and width >= 16 and height >= 16
-                 and x + width <= self.width and y + height <= self.height, "roi", expected)
+                 and x + width <= self.width and y + height <= self.height, name, expected)
         return x, y, width, height
 
 

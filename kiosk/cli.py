@@ -23,7 +23,9 @@ log = logging.getLogger("kiosk")
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kiosk`` console script."""
     parser, card = _parser()
-    return _dispatch(parser.parse_args(argv), card)
+    args = parser.parse_args(argv)
+    del parser  # ``run`` stays in _dispatch for months: the whole CLI need not stay with it
+    return _dispatch(args, card)
 
 
 def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -164,8 +166,10 @@ def _check_config(path: Path) -> int:
 def _run(path_arg: str | None) -> int:
     from kiosk.daemon.app import App
     from kiosk.daemon.build import serve
+    from kiosk.ops.memory import limit_malloc_arenas
     from kiosk.store.statedir import log_key
 
+    limit_malloc_arenas()  # before any thread starts
     base = load_config(config_path(path_arg))
     # The daemon lays staff's config over the file itself at every (re)start, a trial
     # included (overlay.startup); logging is set up once, from the config in force.

@@ -122,9 +122,10 @@ class App:
         watchdog = Watchdog(systemd.watchdog_interval(), {"MQTT network thread": self.link.alive})
         health_every = self.config.telemetry.interval_s
         next_tick = next_health = time.monotonic()
+        wait = TICK_S
         try:
             while not stop.is_set() and self.restart_requested is None:
-                event = self.inbox.get(TICK_S)
+                event = self.inbox.get(wait)
                 now = time.monotonic()
                 ticked = now >= next_tick
                 if ticked:
@@ -138,6 +139,10 @@ class App:
                     self._scans_lost_told += lost
                     self._route(ScansLost(lost))
                 self.delivery.turn(ticked, more_waiting=len(self.inbox) > 0)
+                # Drawn last: the turn's check-ins are committed and on their way first, and of
+                # a rush handled in one turn only the last customer's screen is drawn.
+                frame_due = self.presenter.paint(time.monotonic())
+                wait = TICK_S if frame_due is None else min(TICK_S, frame_due)
                 watchdog.feed(now)  # from this loop: a stuck controller stops the pings
                 if health_every and now >= next_health and self.link.connected:
                     next_health = now + health_every
@@ -209,6 +214,7 @@ class App:
         if self.display:
             self.display.start(report)
         self.actions.carry_out([self.controller.start()], time.monotonic())
+        self.presenter.paint(time.monotonic())
         for source in list(self.hardware.sources):
             try:
                 source.start(lambda code, name, at: self.inbox.put(CodeRead(code, name, at)),
@@ -235,6 +241,7 @@ class App:
             self.metrics.write(self.health(), online=False)
         self.link.stop()
         if self.display:
+            self.presenter.paint(time.monotonic(), at_once=True)  # the last screen
             self.display.stop()
         self.hardware.close()
         self.db.close()

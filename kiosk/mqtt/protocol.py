@@ -645,6 +645,10 @@ def _flat(record: Any) -> dict[str, Any]:
     return dict(vars(record))
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""Made once: ``json.dumps`` with separators builds a new encoder on every call."""
+
+
 def _dump(body: dict[str, Any]) -> bytes:
     """Compact JSON, fields in the order given: what every payload looks like on the wire."""
-    return json.dumps(body, separators=(",", ":")).encode()
+    return _COMPACT.encode(body).encode()

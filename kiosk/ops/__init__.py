@@ -1,3 +1,5 @@
-"""Running a kiosk in a shop: doctor, status, selftest, logs, watchdog, systemd, member cards."""
+"""Running a kiosk in a shop: doctor, status, selftest, logs, watchdog, systemd, member cards,
+memory."""
 
-__all__ = ["cards", "doctor", "identity", "logs", "selftest", "status", "systemd", "watchdog"]
+__all__ = ["cards", "doctor", "identity", "logs", "memory", "selftest", "status", "systemd",
+           "watchdog"]

@@ -1,8 +1,12 @@
 """Puts screens on the display: plays stories, animates, shifts and dims the idle screen.
 
-Runs on the controller thread (``show`` and ``tick`` only render and hand a
-frame to the display worker, never wait for the bus). A frame is rendered
-only when something on it changes.
+Runs on the controller thread. ``show`` and ``tick`` only decide what the
+panel should show; :meth:`Presenter.paint`, which the loop calls once a turn
+after the turn's check-ins are committed and published, renders it and hands
+the frame to the display worker (never waiting for the bus). So a frame is
+rendered only when something on it changed, a rush of customers handled in
+one turn draws only the last one's screen, and no frame is drawn sooner than
+``FRAME_S`` after the last: one drawn sooner could not be seen on the panel.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ log = logging.getLogger(__name__)
 
 SHIFTS = ((0, 0), (1, 0), (1, 1), (0, 1))
 """Pixel-shift positions the idle screen walks through (OLED burn-in protection)."""
+
+FRAME_S = 0.025
+"""The shortest time between two frames drawn. A 128x64 frame takes about 23 ms over I2C at
+400 kHz (1 KiB, 9 bits a byte), so a frame superseded sooner than this would never be seen
+whole; 40 frames a second is also faster than any of the kiosk's animations."""
 
 
 class Display(Protocol):
@@ -55,6 +64,8 @@ class Presenter:
         self._idle_since: float | None = None
         self._dimmed = False
         self._shift = 0
+        self._dirty = False  # the panel does not show what it should yet
+        self._painted = -FRAME_S  # when the last frame was drawn
         self.frames = 0
         """Frames rendered so far."""
 
@@ -85,7 +96,7 @@ class Presenter:
                 self._moments.pop(0)
                 moment = self._moments[0]
             self._frame = 0
-            self._draw()
+            self._dirty = True
             return
         changed = False
         if moment.frame_s is not None:
@@ -95,13 +106,26 @@ class Presenter:
         if self._idle_since is not None:
             changed |= self._protect(now - self._idle_since)
         if changed:
-            self._draw()
+            self._dirty = True
+
+    def paint(self, now: float, at_once: bool = False) -> float | None:
+        """Draw what the panel should show, if it changed and a frame is due (``at_once``: even
+        if not, as at shutdown, when no later turn comes); the seconds until a frame is due
+        when one waits for its turn, else None."""
+        if not self._dirty:
+            return None
+        wait = self._painted + FRAME_S - now
+        if wait > 0 and not at_once:
+            return wait
+        self._dirty = False
+        self._painted = now
+        self._draw()
+        return None
 
     def _start_moment(self, now: float) -> None:
         self._since = now
         self._frame = 0
-        self._draw()
-
+        self._dirty = True
 
     def _protect(self, idle_s: float) -> bool:
         """Shift the idle screen now and then, and dim it after a while; True if it moved."""

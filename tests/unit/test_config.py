@@ -47,6 +47,7 @@ def test_values_are_read_and_integers_are_accepted_for_seconds(tmp_path):
     ("[camera]\nfps = true\n", "camera.fps: expected a number, got True"),
     ("[mqtt]\nport = 70000\n", "mqtt.port: expected a TCP port from 1 to 65535"),
     ("[camera]\nwidth = 8\n", "camera.width: expected 16 to 4096 pixels"),
+    ('[camera]\nzone = "600,0,100,100"\n', "camera.zone: expected \"x,y,width,height\" in pixels"),
     ('[camera]\nbackend = "usb"\n', "camera.backend: expected one of picamera2, sim, none"),
     ('[kiosk]\nsite = "a/b"\n', "kiosk.site: expected 1-64 letters"),
     ('[members]\npattern = "LOY-[A-Z"\n', "members.pattern: expected a regular expression"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -106,6 +108,14 @@ def test_zxing_looks_again_with_the_local_binarizer_when_the_fast_one_finds_noth
 def test_auto_takes_the_fastest_installed_decoder():
     assert installed_decoders() == ["zxing", "pyzbar"]
     assert make_decoder("auto").name == "zxing"
+
+
+def test_auto_with_zxing_installed_leaves_zbar_and_its_libraries_unloaded():
+    program = ("import sys; from drivers.qr import make_decoder; make_decoder('auto'); "
+               "print(sorted(m for m in sys.modules if m.startswith('pyzbar')))")
+    loaded = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"
 
 
 def test_debounce_hands_a_held_card_up_once_and_different_cards_at_once():

@@ -3,6 +3,9 @@ and the demo a newcomer runs first."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from PIL import Image
 
@@ -75,3 +78,17 @@ def test_cpu_temperature_is_read_from_the_thermal_zone(tmp_path):
     zone.write_text("48250\n")
     assert cpu_temperature(zone) == 48.2
     assert cpu_temperature(tmp_path / "missing") is None
+
+
+def test_the_daemon_caps_glibc_malloc_arenas_and_threads_still_allocate():
+    program = ("import threading; from kiosk.ops.memory import limit_malloc_arenas\n"
+               "ok = limit_malloc_arenas(2)\n"
+               "blocks = []\n"
+               "def work():\n"
+               "    blocks.extend(bytearray(300_000) for _ in range(20))\n"
+               "threads = [threading.Thread(target=work) for _ in range(8)]\n"
+               "[t.start() for t in threads]; [t.join() for t in threads]\n"
+               "print(ok, len(blocks))\n")
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "160"]

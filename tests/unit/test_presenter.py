@@ -19,7 +19,7 @@ from kiosk.counter.screens import (
 )
 from kiosk.mqtt import protocol
 from kiosk.mqtt.wire import ProtocolError
-from kiosk.ui.presenter import Presenter
+from kiosk.ui.presenter import FRAME_S, Presenter
 from kiosk.ui.settings import UiSection
 
 
@@ -42,6 +42,17 @@ class Panel:
 NEWS = MemberStatus("Alice", 100, "Silver", 50, 0.0, reward_unlocked="Free coffee",
                     next_reward="Free coffee", points_earned=10, tier_changed=True,
                     badge="10 visits")
+
+
+def _show(presenter: Presenter, screen, now: float) -> None:
+    """What the controller loop does: the screen asked for, then drawn at the turn's end."""
+    presenter.show(screen, now)
+    presenter.paint(now)
+
+
+def _tick(presenter: Presenter, now: float) -> None:
+    presenter.tick(now)
+    presenter.paint(now)
 
 
 def _moments(presenter: Presenter, until: float, step: float = 0.2) -> list:
@@ -74,9 +85,9 @@ def test_other_screens_are_shown_as_they_are(screen):
 def test_the_plus_points_counts_up_then_holds_still():
     panel = Panel()
     presenter = Presenter(panel, UiSection(), "mono")
-    presenter.show(Welcome(NEWS, Sync.SYNCED), 0.0)
+    _show(presenter, Welcome(NEWS, Sync.SYNCED), 0.0)
     for tick in range(1, 7):
-        presenter.tick(tick * 0.15)
+        _tick(presenter, tick * 0.15)
     frames = [frame.tobytes() for frame in panel.frames]
     assert len(set(frames[:4])) == 4  # "+3", "+5", "+8", "+10"
 
@@ -84,9 +95,9 @@ def test_the_plus_points_counts_up_then_holds_still():
 def test_a_still_screen_is_rendered_once():
     panel = Panel()
     presenter = Presenter(panel, UiSection(), "mono")
-    presenter.show(UnknownCard(), 0.0)
+    _show(presenter, UnknownCard(), 0.0)
     for tick in range(1, 30):
-        presenter.tick(tick * 0.2)
+        _tick(presenter, tick * 0.2)
     assert len(panel.frames) == 1
 
 
@@ -94,15 +105,40 @@ def test_the_idle_screen_shifts_and_dims_then_wakes_up_for_a_customer():
     panel = Panel()
     presenter = Presenter(panel, UiSection(dim_after_s=30, dim_contrast=20, pixel_shift_s=10),
                           "mono", contrast=200)
-    presenter.show(Idle(online=True), 0.0)
+    _show(presenter, Idle(online=True), 0.0)
     shown = {panel.frames[-1].tobytes()}
     for second in range(1, 41):
-        presenter.tick(float(second))
+        _tick(presenter, float(second))
         shown.add(panel.frames[-1].tobytes())
     assert panel.contrast == [20]
     assert len(shown) >= 4 * 1  # four pixel-shift positions (each with its animation frames)
-    presenter.show(UnknownCard(), 41.0)
+    _show(presenter, UnknownCard(), 41.0)
     assert panel.contrast == [20, 200]
+
+
+def test_a_rush_handled_in_one_turn_draws_only_the_last_customer():
+    panel = Panel()
+    presenter = Presenter(panel, UiSection(), "mono")
+    last = Welcome(NEWS, Sync.WAITING)
+    for screen in [UnknownCard(), Welcome(None, Sync.WAITING), last]:
+        presenter.show(screen, 1.0)
+    presenter.paint(1.0)
+    assert presenter.frames == 1
+    assert [frame.tobytes() for frame in panel.frames] == [presenter.render(last).tobytes()]
+
+
+def test_no_frame_is_drawn_sooner_than_the_panel_could_show_it():
+    panel = Panel()
+    presenter = Presenter(panel, UiSection(), "mono")
+    _show(presenter, UnknownCard(), 1.0)
+    presenter.show(Welcome(None, Sync.WAITING), 1.0 + FRAME_S / 5)
+    due = presenter.paint(1.0 + FRAME_S / 5)
+    assert due == pytest.approx(FRAME_S * 4 / 5) and len(panel.frames) == 1
+    presenter.show(Welcome(NEWS, Sync.WAITING), 1.0 + FRAME_S / 2)  # supersedes it unseen
+    assert presenter.paint(1.0 + FRAME_S) is None
+    assert [frame.tobytes() for frame in panel.frames[1:]] == [
+        presenter.render(Welcome(NEWS, Sync.WAITING)).tobytes()]
+    assert presenter.paint(2.0) is None and len(panel.frames) == 2  # nothing new: no frame
 
 
 def test_the_reference_backend_tells_what_a_visit_won():
