@@ -47,21 +47,24 @@ class Actions:
             for checkin in records:  # only now: a line for a visit that was never stored lies
                 log.info("check-in %s of %s from %s", checkin.event_id,
                          redact(checkin.member_id), checkin.source)
-        remember: list[tuple[str, MemberStatus]] = []
+        self._remember([(action.member_id, action.status) for group in groups
+                        for action in group if isinstance(action, Remember)])
         for group in groups:
             if failed is not None and any(isinstance(action, Record) for action in group):
                 checkin = next(a.checkin for a in group if isinstance(a, Record))
                 group = self._controller.handle(RecordFailed(checkin, failed), now)
             for action in group:
-                if isinstance(action, Remember):
-                    remember.append((action.member_id, action.status))
-                else:
-                    self._act(action, now)
-        if remember:  # a drain's replies: one write for all of them
-            try:
-                self._cache.put_many(remember)
-            except sqlite3.Error as exc:  # a cache miss later is harmless
-                log.warning("member cache not updated: %s", exc)
+                self._act(action, now)
+
+    def _remember(self, standings: list[tuple[str, MemberStatus]]) -> None:
+        """Cache the members' standings, a drain's replies in one write, before their screens
+        show: a balance on screen is one the cache holds too."""
+        if not standings:
+            return
+        try:
+            self._cache.put_many(standings)
+        except sqlite3.Error as exc:  # a cache miss later is harmless
+            log.warning("member cache not updated: %s", exc)
 
     def _act(self, action: Action, now: float) -> None:
         match action:
@@ -73,4 +76,4 @@ class Actions:
                 if self._lights is not None:
                     cue(self._lights, meaning)
             case Remember():
-                pass  # written together by carry_out
+                pass  # written together, first, by carry_out
