@@ -27,6 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+from backend.errors import BackendError
 from backend.rules import DAY_S, DEFAULT_RULES, Rules
 from backend.store import Store, open_store
 from kiosk.mqtt.protocol import MAX_MEMBER_ID, MAX_POINTS, CheckIn, MemberStatus
@@ -40,8 +41,12 @@ ATTEMPTS = 5
 MAX_REASON = 200
 
 
-class LedgerError(ValueError):
-    """A staff request the ledger refuses (unknown member, too few points...); one line."""
+class LedgerError(BackendError, ValueError):
+    """A staff request the ledger refuses (too few points, no reason...); one line."""
+
+
+class NotAMember(LedgerError):
+    """The member a staff request names was never seen nor enrolled."""
 
 
 class Outcome(StrEnum):
@@ -417,7 +422,7 @@ class Ledger:
             books.lock([source, target], create=False)
             for who in (source, target):
                 if who not in books.members:
-                    raise LedgerError(f"{who} is not a member")
+                    raise NotAMember(f"{who} is not a member")
             old, new = books.members[source], books.members[target]
             if old.merged_into:
                 raise LedgerError(f"{source} is already merged into {old.merged_into}")
@@ -442,7 +447,7 @@ class Ledger:
             books = _Books(self, now)
             books.lock([member_id], create=False)
             if member_id not in books.members:
-                raise LedgerError(f"{member_id} is not a member")
+                raise NotAMember(f"{member_id} is not a member")
             member = books.holder(member_id)
             change(books, member)
             books.retier(member)

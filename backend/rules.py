@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backend.errors import BackendError
 from kiosk.mqtt.protocol import MAX_LABEL, MAX_POINTS, MemberStatus
 
 DAY_S = 86400.0
 
 
-class RulesError(ValueError):
+class RulesError(BackendError, ValueError):
     """The rules file cannot be used; the message is one line for the user."""
 
 

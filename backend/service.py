@@ -79,6 +79,7 @@ class LoyaltyBackend:
                                    tls=bool(ca_file), ca_file=ca_file, cert_file=cert_file,
                                    key_file=key_file, reconnect_min_s=1.0, reconnect_max_s=5.0)
         self.share_group = share_group
+        self._client_id = client_id
         self.received = 0
         self.duplicates = 0
         self.limited = 0
@@ -101,6 +102,13 @@ class LoyaltyBackend:
         self._worker.start()
         self._client.loop_start()
 
+    def health(self) -> dict[str, object]:
+        """What this instance has done since it started (the admin API's health)."""
+        return {"instance": self._client_id, "connected": self.connected.is_set(),
+                "share_group": self.share_group, "received": self.received,
+                "duplicates": self.duplicates, "limited": self.limited,
+                "rejected": self.rejected}
+
     def stop(self) -> None:
         """Disconnect, then finish the batch in hand and stop both threads (what was not
         credited is not acknowledged: the kiosks send it again)."""
@@ -118,6 +126,8 @@ class LoyaltyBackend:
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
         if not any(code.is_failure for code in codes):
+            if not self.connected.is_set():
+                log.info("subscribed: check-ins reach %s now", self._client_id)
             self.connected.set()  # only now are check-ins sure to reach us
 
     def _on_message(self, _client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:

@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from backend.errors import BackendError
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the demo ledger (balances and visits only).
     """
@@ -76,7 +78,7 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class StoreError(RuntimeError):
+class StoreError(BackendError, RuntimeError):
     """The database cannot be used (unreachable, or written by a newer backend)."""
 
 

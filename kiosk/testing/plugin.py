@@ -58,6 +58,7 @@ def postgres() -> Iterator[PostgresServer]:
     """A private PostgreSQL server, started once for the session (a few seconds)."""
     if find_pg_bin() is None:
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="pip install 'loyalty-kiosk[backend]'")
     server = PostgresServer().start()
     try:
         yield server
