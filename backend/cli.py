@@ -83,8 +83,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     service.stop()
     ledger.close()
     log.info("stopped: %d check-ins received, %d duplicates, %d over the visit limit, "
-             "%d rejected", service.received, service.duplicates, service.limited,
-             service.rejected)
+             "%d rejected; %d statements to the %s ledger", service.received,
+             service.duplicates, service.limited, service.rejected, ledger.store.round_trips,
+             ledger.store.name)
     return 0
 
 

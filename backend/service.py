@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600
 BATCH = 500
 """Check-ins credited in one transaction at most."""
+REPLY_WINDOW = 1000
+"""Replies sent and not yet PUBACKed: a whole batch's worth, so answering a batch is not
+held to twenty per broker round trip (paho's default window)."""
 EXPIRY_SWEEP_S = 3600.0
 """How often dormant balances are expired (when the rules expire points at all)."""
 
@@ -94,8 +97,9 @@ class LoyaltyBackend:
         # published while the backend was away are queued by the broker, not dropped.
         self._client = make_client(
             self.broker, client_id, session=Persistent(SESSION_EXPIRY_S, resume_at_start=True),
-            on_connect=self._on_connect, on_disconnect=lambda *_: self.connected.clear(),
-            on_message=self._on_message, on_subscribe=self._on_subscribe)
+            inflight=REPLY_WINDOW, on_connect=self._on_connect,
+            on_disconnect=lambda *_: self.connected.clear(), on_message=self._on_message,
+            on_subscribe=self._on_subscribe)
 
     def start(self) -> None:
         """Connect in the background (retrying until the broker is there)."""

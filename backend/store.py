@@ -93,6 +93,8 @@ class Store(ABC):
     retryable: tuple[type[BaseException], ...] = ()
     """Errors after which the whole transaction is simply tried again (deadlocks)."""
     name = ""
+    round_trips = 0
+    """Statements sent to the database (an ``executemany`` counts once: it is pipelined)."""
 
     @abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
@@ -170,14 +172,17 @@ class SqliteStore(Store):
             raise
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        self.round_trips += 1
         return self._conn.execute(sql, params)
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
+            self.round_trips += 1
             self._conn.executemany(sql, rows)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
+        self.round_trips += 2  # BEGIN, COMMIT
         self._conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -216,8 +221,6 @@ class PostgresStore(Store):
         except ImportError:
             raise StoreError("PostgreSQL needs psycopg: pip install 'psycopg[binary]'") from None
         self.url = url
-        self.round_trips = 0
-        """Statements sent (executemany counts once: it is pipelined)."""
         self.retryable = (psycopg.errors.DeadlockDetected,
                           psycopg.errors.SerializationFailure)
         try:
@@ -237,6 +240,7 @@ class PostgresStore(Store):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
+        self.round_trips += 2  # BEGIN, COMMIT
         with self._conn.transaction():
             yield
 
