@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--client-id", default="",
                         help="MQTT client id (default: loyalty-backend, or with "
                              "--share-group loyalty-backend-<host>); keep it across restarts")
+    parser.add_argument("--retire", action="store_true",
+                        help="end this --client-id's session at the broker and exit (an "
+                             "instance leaving its share group for good)")
     parser.add_argument("--ca-file", help="connect with TLS, checking the broker against "
                                           "this CA (and its host name)")
     parser.add_argument("--cert-file", default="", help="client certificate (with --ca-file)")
@@ -63,6 +66,13 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
                                  client_id=client_id, share_group=args.share_group,
                                  ca_file=args.ca_file or "", cert_file=args.cert_file,
                                  key_file=args.key_file)
+        if args.retire:
+            retired = service.retire()
+            ledger.close()
+            if not retired:
+                raise BackendError(f"the broker did not accept {client_id}'s clean session")
+            log.info("retired %s: its session and shared subscription are gone", client_id)
+            return 0
         if admin_address:
             from backend.admin import AdminServer, load_tokens, make_app
 

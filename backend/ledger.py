@@ -385,7 +385,7 @@ class Ledger:
             member = books.members[member_id]
             member.display_name = name
             books.entry(member, "enrolment", 0, f"enrolled as {name}", staff=staff)
-            books.retier(member)
+            books.retier(member, staff=staff)
             books.write()
             return member.view(self.rules)
 
@@ -396,7 +396,7 @@ class Ledger:
         if not (-MAX_POINTS <= points <= MAX_POINTS) or points == 0:
             raise LedgerError(f"points: expected a non-zero integer within ±{MAX_POINTS}")
         reason = _check_reason(reason)
-        return self._change(member_id, lambda books, member: books.entry(
+        return self._change(member_id, staff, lambda books, member: books.entry(
             member, "adjustment", points, reason, staff=staff))
 
     def redeem(self, member_id: str, reward: str, staff: str,
@@ -406,7 +406,7 @@ class Ledger:
         if found is None:
             known = ", ".join(r.name for r in self.rules.rewards) or "none"
             raise LedgerError(f"reward: {reward!r} is not in the catalogue ({known})")
-        return self._change(member_id, lambda books, member: books.entry(
+        return self._change(member_id, staff, lambda books, member: books.entry(
             member, "redemption", -found.cost, f"redeemed {found.name}", staff=staff,
             device_id=device_id))
 
@@ -441,7 +441,7 @@ class Ledger:
 
         return self._transaction(move)
 
-    def _change(self, member_id: str,
+    def _change(self, member_id: str, staff: str,
                 change: Callable[[_Books, _Member], None]) -> dict[str, Any]:
         def apply(now: float) -> dict[str, Any]:
             books = _Books(self, now)
@@ -450,7 +450,7 @@ class Ledger:
                 raise NotAMember(f"{member_id} is not a member")
             member = books.holder(member_id)
             change(books, member)
-            books.retier(member)
+            books.retier(member, staff=staff)
             books.write()
             return member.view(self.rules)
 

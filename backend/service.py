@@ -36,7 +36,7 @@ import paho.mqtt.client as mqtt
 
 from backend.ledger import Ledger, Outcome, Refusal
 from kiosk.mqtt import protocol
-from kiosk.mqtt.client import Persistent, make_client
+from kiosk.mqtt.client import Persistent, connect_now, make_client
 from kiosk.mqtt.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,25 @@ class LoyaltyBackend:
         """Connect in the background (retrying until the broker is there)."""
         self._worker.start()
         self._client.loop_start()
+
+    def retire(self, timeout: float = 10.0) -> bool:
+        """End this instance's session at the broker for good (instead of :meth:`start`):
+        connect once with a clean session and leave. A persistent session whose client is
+        gone still gets its share of a shared subscription, queued for it; after this the
+        group's other instances get everything. True when the broker accepted it."""
+        done = threading.Event()
+        accepted: list[bool] = []
+
+        def answered(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+            accepted.append(not reason.is_failure)
+            done.set()
+
+        client = make_client(self.broker, self._client_id, on_connect=answered)
+        connect_now(client)
+        done.wait(timeout)
+        client.disconnect()
+        client.loop_stop()
+        return bool(accepted and accepted[0])
 
     def health(self) -> dict[str, object]:
         """What this instance has done since it started (the admin API's health)."""

@@ -147,3 +147,30 @@ def test_three_instances_killed_at_random_credit_every_check_in_once(mosquitto, 
     print(f"600 check-ins from 4 kiosks, 3 instances, {instances.kills} kill -9s: 600 "
           f"credited once ({again} of them delivered again and answered duplicate)")
 
+
+
+def test_an_instance_gone_for_good_keeps_its_share_until_it_is_retired(mosquitto, tmp_path):
+    ledger = Ledger(tmp_path / "ledger.db")
+    a, b = (LoyaltyBackend(mosquitto.host, mosquitto.port, ledger, client_id=f"backend-{n}",
+                           share_group="ledger") for n in "ab")
+    kiosk = Sender(mosquitto.host, mosquitto.port, "kiosk-1")
+    try:
+        for instance in (a, b):
+            instance.start()
+            assert instance.connected.wait(10)
+        a.stop()  # its persistent session stays, a member of the group
+        for n in range(10):
+            kiosk.check_in(f"LOY-M{n:04d}")
+        wait_for(lambda: b.received >= 1, 10, "b's share")
+        time.sleep(1)
+        assert 0 < kiosk.unacknowledged() < 10  # queued for the absent a: late, not lost
+        assert a.retire()
+        deliver_all([kiosk], timeout=30, resend_s=0.5)  # the kiosk sends those again
+        for n in range(10):
+            kiosk.check_in(f"LOY-N{n:04d}")
+        wait_for(lambda: kiosk.unacknowledged() == 0, 10, "b answers everything at once")
+        assert b.received == 20 and ledger.counts()["credited"] == 20
+    finally:
+        kiosk.close()
+        b.stop()
+        ledger.close()
