@@ -117,6 +117,9 @@ def test_three_instances_killed_at_random_credit_every_check_in_once(mosquitto, 
                     member = f"LOY-M{rng.randrange(40):04d}"
                     event_ids.add(kiosk.check_in(member).event_id)
                     typed[member] += 1
+                    # impatient kiosks: what is not answered within 0.3 s goes again,
+                    # often to another instance while the first still has it
+                    kiosk.resend_unacknowledged(0.3)
                 time.sleep(0.03)  # about 100 check-ins a second, for some seconds
             time.sleep(2)  # kills go on while the backlog drains
         finally:
