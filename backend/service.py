@@ -29,6 +29,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,9 +222,13 @@ class LoyaltyBackend:
             log.info("expired the balances of %d dormant members", expired)
 
     def _credit(self, batch: list[_Arrived]) -> None:
+        """Record the batch in one transaction, then answer each check-in; one log line per
+        batch (a line per visit, at DEBUG, would cost more than crediting it)."""
         visits = [(a.checkin, a.replayed, a.site) for a in batch if a.checkin is not None]
         refusals = [a.refusal for a in batch if a.refusal is not None]
         results = iter(self.ledger.record_outcomes(visits, refusals))  # committed: answer
+        outcomes: Counter[Outcome] = Counter()
+        detail = log.isEnabledFor(logging.DEBUG)
         for arrived in batch:
             if arrived.refusal is not None:
                 refusal = arrived.refusal
@@ -236,18 +241,23 @@ class LoyaltyBackend:
             elif arrived.checkin is not None:
                 checkin = arrived.checkin
                 recorded = next(results)
-                outcome = recorded.outcome
-                self.received += 1
-                self.duplicates += outcome is Outcome.DUPLICATE
-                self.limited += outcome is Outcome.LIMITED
-                log.log(logging.WARNING if outcome is Outcome.LIMITED else logging.INFO,
-                        "visit %s of %s: %d pts%s", checkin.event_id,
-                        protocol.redact(checkin.member_id), recorded.status.balance,
-                        "" if outcome is Outcome.CREDITED else f" ({outcome})")
+                outcomes[recorded.outcome] += 1
+                if detail:
+                    log.debug("visit %s of %s: %d pts (%s)", checkin.event_id,
+                              protocol.redact(checkin.member_id), recorded.status.balance,
+                              recorded.outcome)
                 body = protocol.encode_reply(
                     checkin.event_id, checkin.member_id, recorded.status,
-                    protocol.Ack.CREDITED if outcome is Outcome.CREDITED
+                    protocol.Ack.CREDITED if recorded.outcome is Outcome.CREDITED
                     else protocol.Ack.DUPLICATE)
             else:
                 continue
             self._client.publish(arrived.reply_topic, body, qos=1)
+        self.received += len(visits)
+        self.duplicates += outcomes[Outcome.DUPLICATE]
+        self.limited += outcomes[Outcome.LIMITED]
+        if visits:
+            log.log(logging.WARNING if outcomes[Outcome.LIMITED] else logging.INFO,
+                    "%d check-ins: %d credited, %d duplicates, %d over the visit limit",
+                    len(visits), outcomes[Outcome.CREDITED], outcomes[Outcome.DUPLICATE],
+                    outcomes[Outcome.LIMITED])
