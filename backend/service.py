@@ -11,7 +11,16 @@ kiosk deletes a row only on one of these answers: that is where its guarantee en
 Check-ins are credited in batches on a worker thread — whatever arrived while the
 previous batch was being committed, in one transaction — so a fleet draining its
 backlogs costs one disk sync per batch, not one per visit. paho's thread only decodes
-and queues. A shop's real backend replaces this one by speaking the same protocol.
+and queues. A visit over the rules' visit limit is recorded (``limited``), credits
+nothing and is acknowledged ``duplicate`` — "recorded, nothing changes", the word a
+kiosk already acts on — so a kiosk deletes it and shows the unchanged balance.
+
+Several instances share the load when given a ``share_group``: each subscribes through
+the broker's shared subscription (``$share/<group>/…``, MQTT 5 and mosquitto 2.0 for
+3.1.1 clients too), so each check-in goes to one of them; they share one PostgreSQL
+ledger, which keeps the crediting exactly once whichever instance (or two, after a
+kill) handles a check-in. A shop's real backend replaces this one by speaking the same
+protocol.
 """
 
 from __future__ import annotations
@@ -19,14 +28,16 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from backend.ledger import Ledger, Refusal
+from backend.ledger import Ledger, Outcome, Refusal
 from kiosk.mqtt import protocol
-from kiosk.mqtt.client import Persistent, make_client
+from kiosk.mqtt.client import Persistent, connect_now, make_client
 from kiosk.mqtt.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -34,6 +45,11 @@ log = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 7 * 24 * 3600
 BATCH = 500
 """Check-ins credited in one transaction at most."""
+REPLY_WINDOW = 1000
+"""Replies sent and not yet PUBACKed: a whole batch's worth, so answering a batch is not
+held to twenty per broker round trip (paho's default window)."""
+EXPIRY_SWEEP_S = 3600.0
+"""How often dormant balances are expired (when the rules expire points at all)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,7 @@ class _Arrived:
     checkin: protocol.CheckIn | None
     replayed: bool
     refusal: Refusal | None
+    site: str = ""
 
 
 class LoyaltyBackend:
@@ -55,16 +72,22 @@ class LoyaltyBackend:
     """
 
     def __init__(self, host: str, port: int, ledger: Ledger, prefix: str = "loyalty",
-                 client_id: str = "loyalty-backend", *, ca_file: str = "", cert_file: str = "",
-                 key_file: str = "") -> None:
-        """``ca_file`` turns TLS on (the broker's certificate and host name are checked);
-        ``cert_file`` and ``key_file`` are this backend's client certificate."""
+                 client_id: str = "loyalty-backend", *, share_group: str = "",
+                 ca_file: str = "", cert_file: str = "", key_file: str = "") -> None:
+        """``share_group`` makes this one of several instances sharing the check-ins (each
+        with its own ``client_id``); ``ca_file`` turns TLS on (the broker's certificate and
+        host name are checked); ``cert_file`` and ``key_file`` are this backend's client
+        certificate."""
         self.ledger = ledger
         self.broker = MqttSettings(host=host, port=port, topic_prefix=prefix,
                                    tls=bool(ca_file), ca_file=ca_file, cert_file=cert_file,
                                    key_file=key_file, reconnect_min_s=1.0, reconnect_max_s=5.0)
+        self.share_group = share_group
+        self._client_id = client_id
         self.received = 0
         self.duplicates = 0
+        self.limited = 0
+        """Visits over the visit limit: recorded, not credited."""
         self.rejected = 0
         """Check-ins refused for good (recorded and answered ``refused``) or unreadable."""
         self.connected = threading.Event()
@@ -75,13 +98,40 @@ class LoyaltyBackend:
         # published while the backend was away are queued by the broker, not dropped.
         self._client = make_client(
             self.broker, client_id, session=Persistent(SESSION_EXPIRY_S, resume_at_start=True),
-            on_connect=self._on_connect, on_disconnect=lambda *_: self.connected.clear(),
-            on_message=self._on_message, on_subscribe=self._on_subscribe)
+            inflight=REPLY_WINDOW, on_connect=self._on_connect,
+            on_disconnect=lambda *_: self.connected.clear(), on_message=self._on_message,
+            on_subscribe=self._on_subscribe)
 
     def start(self) -> None:
         """Connect in the background (retrying until the broker is there)."""
         self._worker.start()
         self._client.loop_start()
+
+    def retire(self, timeout: float = 10.0) -> bool:
+        """End this instance's session at the broker for good (instead of :meth:`start`):
+        connect once with a clean session and leave. A persistent session whose client is
+        gone still gets its share of a shared subscription, queued for it; after this the
+        group's other instances get everything. True when the broker accepted it."""
+        done = threading.Event()
+        accepted: list[bool] = []
+
+        def answered(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+            accepted.append(not reason.is_failure)
+            done.set()
+
+        client = make_client(self.broker, self._client_id, on_connect=answered)
+        connect_now(client)
+        done.wait(timeout)
+        client.disconnect()
+        client.loop_stop()
+        return bool(accepted and accepted[0])
+
+    def health(self) -> dict[str, object]:
+        """What this instance has done since it started (the admin API's health)."""
+        return {"instance": self._client_id, "connected": self.connected.is_set(),
+                "share_group": self.share_group, "received": self.received,
+                "duplicates": self.duplicates, "limited": self.limited,
+                "rejected": self.rejected}
 
     def stop(self) -> None:
         """Disconnect, then finish the batch in hand and stop both threads (what was not
@@ -93,10 +143,15 @@ class LoyaltyBackend:
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
-            client.subscribe(protocol.checkins_of_all_kiosks(self.broker.topic_prefix), qos=1)
+            topic = protocol.checkins_of_all_kiosks(self.broker.topic_prefix)
+            if self.share_group:
+                topic = f"$share/{self.share_group}/{topic}"
+            client.subscribe(topic, qos=1)
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
         if not any(code.is_failure for code in codes):
+            if not self.connected.is_set():
+                log.info("subscribed: check-ins reach %s now", self._client_id)
             self.connected.set()  # only now are check-ins sure to reach us
 
     def _on_message(self, _client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
@@ -114,12 +169,13 @@ class LoyaltyBackend:
         """The check-in, or the refusal of one that can never be credited (if it names its
         ``event_id``: else nothing can be answered, and the kiosk's alarm will say so)."""
         reply_topic, sender = protocol.reply_topic_for(topic), protocol.device_of(topic)
+        site = (protocol.kiosk_of(topic) or ("", ""))[0]
         try:
             checkin, replayed = protocol.decode_checkin(payload)
             if checkin.device_id != sender:
                 raise protocol.ProtocolError(
                     f"device_id {checkin.device_id!r} is not the kiosk {sender!r} that sent it")
-            return _Arrived(reply_topic, checkin, replayed, None)
+            return _Arrived(reply_topic, checkin, replayed, None, site)
         except protocol.ProtocolError as exc:
             event_id = protocol.event_id_of(payload)
             if event_id is None:
@@ -129,7 +185,18 @@ class LoyaltyBackend:
 
     def _credit_batches(self) -> None:
         """The worker: credit what has arrived in one transaction, then answer each."""
-        while (first := self._arrived.get()) is not None:
+        next_sweep = 0.0
+        while True:
+            if self.ledger.rules.expire_after_days and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + EXPIRY_SWEEP_S
+                self._expire()
+            try:
+                first = self._arrived.get(timeout=max(0.0, next_sweep - time.monotonic())
+                                          if self.ledger.rules.expire_after_days else None)
+            except queue.Empty:
+                continue
+            if first is None:
+                break
             batch = [first]
             while len(batch) < BATCH:
                 try:
@@ -145,10 +212,23 @@ class LoyaltyBackend:
             except Exception:  # not acknowledged: the kiosks send these again
                 log.exception("failed to credit %d check-ins; they will come again", len(batch))
 
+    def _expire(self) -> None:
+        try:
+            expired = self.ledger.expire_due()
+        except Exception:  # tried again at the next sweep
+            log.exception("failed to expire dormant balances")
+            return
+        if expired:
+            log.info("expired the balances of %d dormant members", expired)
+
     def _credit(self, batch: list[_Arrived]) -> None:
-        visits = [(a.checkin, a.replayed) for a in batch if a.checkin is not None]
+        """Record the batch in one transaction, then answer each check-in; one log line per
+        batch (a line per visit, at DEBUG, would cost more than crediting it)."""
+        visits = [(a.checkin, a.replayed, a.site) for a in batch if a.checkin is not None]
         refusals = [a.refusal for a in batch if a.refusal is not None]
-        results = iter(self.ledger.record(visits, refusals))  # committed: now answer
+        results = iter(self.ledger.record_outcomes(visits, refusals))  # committed: answer
+        outcomes: Counter[Outcome] = Counter()
+        detail = log.isEnabledFor(logging.DEBUG)
         answers: dict[str, list[bytes]] = {}
         for arrived in batch:
             if arrived.refusal is not None:
@@ -161,18 +241,27 @@ class LoyaltyBackend:
                                                refusal.reason)
             elif arrived.checkin is not None:
                 checkin = arrived.checkin
-                status, new = next(results)
-                self.received += 1
-                self.duplicates += not new
-                log.info("visit %s of %s: %d pts%s", checkin.event_id,
-                         protocol.redact(checkin.member_id), status.balance,
-                         "" if new else " (duplicate)")
+                recorded = next(results)
+                outcomes[recorded.outcome] += 1
+                if detail:
+                    log.debug("visit %s of %s: %d pts (%s)", checkin.event_id,
+                              protocol.redact(checkin.member_id), recorded.status.balance,
+                              recorded.outcome)
                 body = protocol.encode_reply(
-                    checkin.event_id, checkin.member_id, status,
-                    protocol.Ack.CREDITED if new else protocol.Ack.DUPLICATE)
+                    checkin.event_id, checkin.member_id, recorded.status,
+                    protocol.Ack.CREDITED if recorded.outcome is Outcome.CREDITED
+                    else protocol.Ack.DUPLICATE)
             else:
                 continue
             answers.setdefault(arrived.reply_topic, []).append(body)
         for topic, bodies in answers.items():  # one message per kiosk and batch, mostly
             for message in protocol.encode_replies(bodies):
                 self._client.publish(topic, message, qos=1)
+        self.received += len(visits)
+        self.duplicates += outcomes[Outcome.DUPLICATE]
+        self.limited += outcomes[Outcome.LIMITED]
+        if visits:
+            log.log(logging.WARNING if outcomes[Outcome.LIMITED] else logging.INFO,
+                    "%d check-ins: %d credited, %d duplicates, %d over the visit limit",
+                    len(visits), outcomes[Outcome.CREDITED], outcomes[Outcome.DUPLICATE],
+                    outcomes[Outcome.LIMITED])

@@ -74,15 +74,9 @@ def _parser() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
                                                     "a file; prints the public key)")
     card_key.add_argument("--out", required=True, help="private key file (created, mode 600)")
 
-    backend = commands.add_parser("backend", help="run the reference loyalty backend")
-    backend.add_argument("--host", default="localhost")
-    backend.add_argument("--port", type=int, default=1883)
-    backend.add_argument("--db", default="ledger.db", help="ledger SQLite file")
-    backend.add_argument("--prefix", default="loyalty", help="topic prefix")
-    backend.add_argument("--ca-file", help="connect with TLS, checking the broker against "
-                                           "this CA (and its host name)")
-    backend.add_argument("--cert-file", default="", help="client certificate (with --ca-file)")
-    backend.add_argument("--key-file", default="", help="its private key")
+    from backend.cli import add_arguments
+
+    add_arguments(commands.add_parser("backend", help="run the reference loyalty backend"))
     return parser, card
 
 
@@ -215,26 +209,10 @@ def _card(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def _backend(args: argparse.Namespace) -> int:
-    from backend import Ledger, LoyaltyBackend
+    from backend.cli import run
 
     _logging("INFO")
-    stop = _stop_on_signals()
-    ledger = Ledger(Path(args.db))
-    try:
-        service = LoyaltyBackend(args.host, args.port, ledger, prefix=args.prefix,
-                                 ca_file=args.ca_file or "", cert_file=args.cert_file,
-                                 key_file=args.key_file)
-    except ValueError as exc:  # the broker settings the flags make: one line, not a traceback
-        ledger.close()
-        raise KioskError(str(exc)) from None
-    service.start()
-    log.info("reference backend on %s:%d, ledger %s", args.host, args.port, args.db)
-    stop.wait()
-    service.stop()
-    ledger.close()
-    log.info("stopped: %d check-ins received, %d duplicates, %d rejected",
-             service.received, service.duplicates, service.rejected)
-    return 0
+    return run(args, _stop_on_signals())
 
 
 if __name__ == "__main__":

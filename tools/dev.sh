@@ -5,9 +5,9 @@
 #   tools/dev.sh test [pytest args] set up, then lint and run the test suite
 #   tools/dev.sh setup              set up only
 #
-# Installs what is missing and nothing else: mosquitto, libzbar0, python3-venv and
-# systemd (for systemd-analyze) through apt-get, and runs apt-get only then; the
-# package and its dependencies into ./.venv through pip.
+# Installs what is missing and nothing else: mosquitto, libzbar0, python3-venv, systemd
+# (for systemd-analyze) and postgresql (the backend's tests) through apt-get, and runs
+# apt-get only then; the package and its dependencies into ./.venv through pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,9 @@ missing_packages() {
     python3 -c 'import ensurepip, venv' 2>/dev/null || echo python3-venv
     # systemd-analyze checks the unit's hardening score in the tests.
     command -v systemd-analyze >/dev/null || echo systemd
+    # The reference backend's PostgreSQL store is tested on a private server (initdb, pg_ctl).
+    command -v initdb >/dev/null || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+        || echo postgresql
 }
 
 system_packages() {

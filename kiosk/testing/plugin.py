@@ -2,6 +2,8 @@
 
 ``mosquitto``      a private broker on a free loopback port (skips if mosquitto is missing)
 ``ledger``         the reference backend's ledger, in a temporary SQLite file
+``postgres``       a private PostgreSQL server for the session (skips if it is not installed)
+``postgres_url``   a fresh, empty database on ``postgres`` for one test (its URL)
 ``backend``        the reference backend, connected to ``mosquitto``
 ``kiosk_config``   a config with every device simulated, talking to ``mosquitto``
 ``kiosk``          a running kiosk (:class:`~kiosk.testing.harness.RunningKiosk`)
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -23,6 +26,7 @@ from kiosk.staff.client import StaffClient
 from kiosk.staff.issuer import Issuer
 from kiosk.testing.broker import Mosquitto, find_mosquitto
 from kiosk.testing.harness import RunningKiosk, sim_config
+from kiosk.testing.postgres import PostgresServer, find_pg_bin
 from kiosk.trust.signing import Signer
 
 
@@ -47,6 +51,38 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
         yield book
     finally:
         book.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL server, started once for the session (a few seconds)."""
+    if find_pg_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg", reason="pip install 'loyalty-kiosk[backend]'")
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh database on ``postgres``, dropped after the test."""
+    url = postgres.create_database()
+    try:
+        yield url
+    finally:
+        postgres.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_where(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a ledger lives, once for each store: a SQLite file, then a PostgreSQL
+    database (tests taking it run against both)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "ledger.db")
+    return cast(str, request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from backend.ledger import standing
 from kiosk.counter.members import MemberStatus
 from kiosk.counter.screens import (
     BadgeEarned,
@@ -139,19 +138,6 @@ def test_no_frame_is_drawn_sooner_than_the_panel_could_show_it():
     assert [frame.tobytes() for frame in panel.frames[1:]] == [
         presenter.render(Welcome(NEWS, Sync.WAITING)).tobytes()]
     assert presenter.paint(2.0) is None and len(panel.frames) == 2  # nothing new: no frame
-
-
-def test_the_reference_backend_tells_what_a_visit_won():
-    tenth = standing("LOY-ALICE01", 100, earned=10, visits=10)
-    assert tenth.points_earned == 10 and tenth.reward_unlocked == "Free coffee"
-    assert tenth.tier == "Silver" and tenth.tier_changed and tenth.badge == "10 visits"
-    assert tenth.next_reward == "Free coffee"
-    plain = standing("LOY-ALICE01", 120, earned=10, visits=12)
-    assert not plain.reward_unlocked and not plain.tier_changed and not plain.badge
-    duplicate = standing("LOY-ALICE01", 100, earned=0, visits=10)
-    assert duplicate.points_earned == 0 and not duplicate.reward_unlocked
-
-
 def test_visit_news_travels_in_the_reply_and_is_optional():
     payload = protocol.encode_reply("e1", "LOY-ALICE01", NEWS, protocol.Ack.CREDITED)
     assert protocol.decode_reply(payload) == protocol.Answer("e1", "LOY-ALICE01", NEWS,

@@ -1,0 +1,68 @@
+"""The rules file: strict, one-line errors; what a visit wins comes from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backend.rules import DEFAULT_RULES, RulesError, load_rules
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_built_in_rules_tell_what_a_visit_won():
+    tenth = DEFAULT_RULES.standing("Alice", 100, "Silver", earned=10, tier_changed=True,
+                                   badge=DEFAULT_RULES.badge_at(10))
+    assert tenth.points_earned == 10 and tenth.reward_unlocked == "Free coffee"
+    assert tenth.tier == "Silver" and tenth.tier_changed and tenth.badge == "10 visits"
+    assert tenth.next_reward == "Free coffee" and tenth.points_to_next == 50
+    plain = DEFAULT_RULES.standing("Alice", 120, "Silver", earned=10)
+    assert not plain.reward_unlocked and plain.points_to_next == 30 and plain.progress == 0.4
+    assert DEFAULT_RULES.badge_at(1) == "First visit" and DEFAULT_RULES.badge_at(12) == ""
+    assert [DEFAULT_RULES.tier_for(p) for p in (0, 99, 100, 299, 300)] == [
+        "Bronze", "Bronze", "Silver", "Silver", "Gold"]
+
+
+def test_the_shipped_rules_file_loads_and_the_next_reward_is_the_nearest():
+    rules = load_rules(ROOT / "config" / "backend-rules.toml")
+    assert rules.visit_limit_minutes == 60 and rules.welcome_bonus == 25
+    assert [r.name for r in rules.rewards] == ["Free coffee", "Pastry"]
+    near_pastry = rules.standing("Bob", 115, "Silver", earned=10)  # coffee at 150, pastry 120
+    assert (near_pastry.next_reward, near_pastry.points_to_next) == ("Pastry", 5)
+    both = rules.standing("Bob", 240, "Silver", earned=20)  # crossed 200 and 240
+    assert both.reward_unlocked == "Pastry"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[points]\nper_vist = 10", "points.per_vist: unknown key (known keys: expire_after_days, "
+                                "per_visit, welcome_bonus)"),
+    ("[points]\nper_visit = '10'", "points.per_visit: expected an integer from 0 to"),
+    ("[points]\nper_visit = true", "points.per_visit: expected an integer"),
+    ("[visits]\nlimit_minutes = -1", "visits.limit_minutes: expected a number of at least 0"),
+    ("[tiers]\nlevels = [{name='Silver', points=100}]", "tiers.levels[0].points: expected 0"),
+    ("[tiers]\nlevels = [{name='A', points=0}, {name='B', points=0}]",
+     "tiers.levels[1].points: expected more than the tier before (0)"),
+    ("[tiers]\nlevels = [{name='A', points=0, colour='red'}]",
+     "tiers.levels[0].colour: unknown key"),
+    ("[[rewards]]\nname = 'Coffee'\ncost = 0", "rewards[0].cost: expected an integer from 1"),
+    ("[[rewards]]\nname = 'C'\ncost = 5\n[[rewards]]\nname = 'C'\ncost = 6",
+     "rewards: the name 'C' is used twice"),
+    ("[[badges]]\nname = 'B'\nat_visit = 1\nevery_visits = 5",
+     "badges[0]: expected exactly one of at_visit or every_visits"),
+    ("[[badges]]\nname = ''\nat_visit = 1", "badges[0].name: expected a name of 1-32"),
+    ("bonus = 5", "bonus: unknown key"),
+    ("[points", "not valid TOML"),
+])
+def test_a_wrong_rules_file_stops_with_one_line_naming_file_and_key(tmp_path, text, message):
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_missing_rules_file_is_one_line_too(tmp_path):
+    with pytest.raises(RulesError, match=r"cannot read the rules file"):
+        load_rules(tmp_path / "nope.toml")
