@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from dataclasses import asdict
 
 from kiosk.counter.members import MemberStatus
 from kiosk.store.db import light_transaction
@@ -53,7 +52,7 @@ class MemberCache:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO members (member_id, status, updated_at) "
                 "VALUES (?, ?, ?)",
-                [(member_id, json.dumps(asdict(status.standing())), now)
+                [(member_id, json.dumps(vars(status.standing())), now)  # flat: no deep copy
                  for member_id, status in standings])
         before, self._updates = self._updates, self._updates + len(standings)
         if before // PRUNE_EVERY != self._updates // PRUNE_EVERY:
