@@ -31,9 +31,15 @@ class Sender:
                                    protocol=mqtt.MQTTv5)
         self._client.max_inflight_messages_set(100)
         self._client.on_message = self._on_message
+        subscribed = threading.Event()
         self._client.on_connect = lambda c, *_: c.subscribe(self.topics.reply, qos=1)
+        self._client.on_subscribe = lambda *_: subscribed.set()
         self._client.connect(host, port)
         self._client.loop_start()
+        # Answers to check-ins sent before the SUBACK would go to nobody (a first visit
+        # then comes back "duplicate" when sent again).
+        if not subscribed.wait(10):
+            raise TimeoutError(f"{device_id} did not subscribe to its replies")
 
     def check_in(self, member_id: str) -> CheckIn:
         """Publish one new check-in of ``member_id``."""
@@ -63,11 +69,12 @@ class Sender:
             return sum(e not in self.acks for e in self._sent)
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        answer = protocol.decode_reply(message.payload)
+        answers, _refused = protocol.decode_replies(message.payload)  # one, or a batch
         with self._lock:
-            self.acks.setdefault(answer.event_id, []).append(str(answer.ack))
-            if answer.status is not None:
-                self.statuses[answer.event_id] = answer.status
+            for answer in answers:
+                self.acks.setdefault(answer.event_id, []).append(str(answer.ack))
+                if answer.status is not None:
+                    self.statuses[answer.event_id] = answer.status
 
     def close(self) -> None:
         self._client.loop_stop()
