@@ -14,8 +14,8 @@
 # What lands where: /opt/kiosk/.venv (sees apt's picamera2, libcamera and lgpio through
 # --system-site-packages), /etc/kiosk/kiosk.toml (never overwritten), /var/lib/kiosk
 # (state, 0750 kiosk:kiosk), /etc/systemd/system/kiosk.service (enabled),
-# /etc/modules-load.d/kiosk.conf, /etc/udev/rules.d/60-kiosk-gpio.rules (group gpio
-# on /dev/gpiochip*), /etc/udev/rules.d/99-kiosk-scanner.rules (example, never
+# /etc/modules-load.d/kiosk.conf, /etc/udev/rules.d/60-kiosk-devices.rules (groups
+# gpio, i2c, spi on their nodes), /etc/udev/rules.d/99-kiosk-scanner.rules (example, never
 # overwritten). A second run with nothing new changes nothing and says so.
 set -euo pipefail
 
@@ -174,9 +174,10 @@ configuration() {
     directory /var/lib/kiosk 750 $USER_NAME:$USER_NAME
     file "$SRC/systemd/kiosk-modules.conf" /etc/modules-load.d/kiosk.conf 644 root:root
     local before=$changes
-    file "$SRC/systemd/60-kiosk-gpio.rules" /etc/udev/rules.d/60-kiosk-gpio.rules 644 root:root
-    if live_system && [ "$changes" -gt "$before" ]; then  # the chips there now, too
-        act "apply the GPIO rule" udevadm trigger --subsystem-match=gpio
+    file "$SRC/systemd/60-kiosk-devices.rules" /etc/udev/rules.d/60-kiosk-devices.rules 644 root:root
+    if live_system && [ "$changes" -gt "$before" ]; then  # the nodes there now, too
+        act "apply the device rule" udevadm trigger --subsystem-match=gpio \
+            --subsystem-match=i2c-dev --subsystem-match=spidev
     fi
     file "$SRC/systemd/99-kiosk-scanner.rules" /etc/udev/rules.d/99-kiosk-scanner.rules \
         644 root:root keep
@@ -219,7 +220,7 @@ uninstall_all() {
     fi
     remove /etc/systemd/system/kiosk.service
     remove /etc/modules-load.d/kiosk.conf
-    remove /etc/udev/rules.d/60-kiosk-gpio.rules
+    remove /etc/udev/rules.d/60-kiosk-devices.rules
     if cmp -s "$SRC/systemd/99-kiosk-scanner.rules" "$ROOT/etc/udev/rules.d/99-kiosk-scanner.rules"; then
         remove /etc/udev/rules.d/99-kiosk-scanner.rules  # an edited rule is the shop's own
     fi

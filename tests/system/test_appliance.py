@@ -163,9 +163,12 @@ def test_install_puts_every_file_in_place_and_a_second_run_changes_nothing(insta
     assert (root / "etc/modules-load.d/kiosk.conf").read_text().split()[-3:] == [
         "usbserial", "cdc_acm", "i2c-dev"]
     assert (root / "etc/udev/rules.d/99-kiosk-scanner.rules").exists()
-    # Raspberry Pi OS gives group gpio the GPIO chips; plain Debian leaves them root's.
-    gpio_rule = (root / "etc/udev/rules.d/60-kiosk-gpio.rules").read_text()
-    assert 'SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"' in gpio_rule
+    # Raspberry Pi OS gives the hardware groups their nodes; plain Debian leaves them root's.
+    rules = (root / "etc/udev/rules.d/60-kiosk-devices.rules").read_text()
+    for rule in ('SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"',
+                 'SUBSYSTEM=="i2c-dev", GROUP="i2c", MODE="0660"',
+                 'SUBSYSTEM=="spidev", GROUP="spi", MODE="0660"'):
+        assert rule in rules
     venv = root / "opt/kiosk/.venv"
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
     assert (venv / "bin" / "kiosk").is_file()
@@ -189,7 +192,7 @@ def test_uninstall_keeps_config_and_data_unless_asked(installed, tmp_path):
     for gone in ("etc/systemd/system/kiosk.service", "opt/kiosk",
                  "etc/systemd/system/multi-user.target.wants/kiosk.service",
                  "etc/modules-load.d/kiosk.conf", "etc/udev/rules.d/99-kiosk-scanner.rules",
-                 "etc/udev/rules.d/60-kiosk-gpio.rules"):
+                 "etc/udev/rules.d/60-kiosk-devices.rules"):
         assert not (root / gone).exists() and not (root / gone).is_symlink(), gone
     assert (root / "var/lib/kiosk/kiosk.db").read_bytes() == b"visits"
     assert (root / "etc/kiosk/kiosk.toml").exists() and _account(root, "kiosk")
