@@ -1,0 +1,26 @@
+"""Open device nodes the way the kiosk does, inside the kiosk unit's own sandbox (run by
+guest.sh as a copy of kiosk.service): each PATH=ok must open read-write, each PATH=refused
+must fail. Prints one line per node; exits 1 when any node did not behave as expected."""
+
+import os
+import sys
+
+
+def main(expectations: list[str]) -> int:
+    wrong = 0
+    for item in expectations:
+        path, expected = item.rsplit("=", 1)
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK))
+            outcome = "ok"
+            detail = "opened"
+        except OSError as exc:
+            outcome = "refused"
+            detail = f"{os.strerror(exc.errno or 0)} (errno {exc.errno})"
+        wrong += outcome != expected
+        print(f"  {path}: {detail}{'' if outcome == expected else '  <- expected ' + expected}")
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
