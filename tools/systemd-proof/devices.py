@@ -2,7 +2,10 @@
 guest.sh as a copy of kiosk.service): each PATH=ok must open read-write, each PATH=refused
 must fail. Prints one line per node; exits 1 when any node did not behave as expected."""
 
+import grp
 import os
+import pwd
+import stat
 import sys
 
 
@@ -18,7 +21,10 @@ def main(expectations: list[str]) -> int:
             outcome = "refused"
             detail = f"{os.strerror(exc.errno or 0)} (errno {exc.errno})"
         wrong += outcome != expected
-        print(f"  {path}: {detail}{'' if outcome == expected else '  <- expected ' + expected}")
+        info = os.stat(path)
+        owner = f"{pwd.getpwuid(info.st_uid).pw_name}:{grp.getgrgid(info.st_gid).gr_name}"
+        print(f"  {path} ({owner} {stat.S_IMODE(info.st_mode):o}): {detail}"
+              f"{'' if outcome == expected else '  <- expected ' + expected}")
     return 1 if wrong else 0
 
 
