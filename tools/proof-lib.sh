@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the proofs that build a Debian bookworm root with mmdebstrap
 # (tools/arm64-proof.sh, tools/systemd-proof.sh). Sourced, not run. The caller sets
 # PROOF (its name, for messages) and ROOTFS (the root being built) first.

@@ -30,6 +30,7 @@ check() {
     [ -z "$out" ] || printf '%s\n' "$out" | sed 's/^/      /'
 }
 unit() { systemctl show -P "$1" kiosk.service; }
+fd_targets() { local fd; for fd in "/proc/$1"/fd/*; do readlink "$fd"; done; }
 main_pid() { unit MainPID; }
 journal_since() { journalctl -q -o cat -u kiosk.service --since "@$1"; }
 is_active() { [ "$(unit ActiveState)" = active ]; }
@@ -98,7 +99,7 @@ gpio_tools() {  # lgpio (Raspberry Pi OS's python3-lgpio) and gpiozero for the g
 
 first_boot() {
     echo "first boot: $(systemctl --version | head -1), kernel $(uname -r)"
-    echo "$(cat /proc/uptime | cut -d' ' -f1)s at first boot"
+    echo "$(uptime_s)s at first boot"
     check "install as README says (sudo tools/install.sh)" install_as_readme_says
     check "second install run: 0 change(s)" second_install_changes_nothing
     check "set up for the fake board (kiosk check-config)" set_up_for_the_board
@@ -106,10 +107,10 @@ first_boot() {
     if [ "$failed" -eq 0 ]; then
         echo 2 > "$STAGE"
         echo "rebooting"
-        systemctl --no-block --check-inhibitors=no reboot
+        systemctl --no-block --no-wall --check-inhibitors=no reboot
     else
         echo "RESULT: $failed failed before the reboot"
-        systemctl --no-block --check-inhibitors=no poweroff
+        systemctl --no-block --no-wall --check-inhibitors=no poweroff
     fi
 }
 
@@ -148,8 +149,8 @@ gpio_group_owns_the_chips() {
 devices_held_by_the_kiosk() {
     local pid
     pid=$(main_pid)
-    ls -l "/proc/$pid/fd" | awk '$NF ~ /^\/dev\// { print "kiosk holds " $NF }' | sort | uniq -c
-    ls -l "/proc/$pid/fd" | grep -q ' /dev/ttyUSB0$'
+    fd_targets "$pid" | grep '^/dev/' | sort | uniq -c | sed 's/$/ held by the kiosk/'
+    fd_targets "$pid" | grep -qx /dev/ttyUSB0
 }
 # sandboxed COMMAND...: runs COMMAND as the kiosk is run, in a copy of kiosk.service (its
 # user, groups, device list and every protection; not its runtime directory, which
@@ -203,7 +204,7 @@ typed_code_reaches_the_outbox() {
     wait_for 60 outbox_has "$code" || { journalctl -b -q -o cat -u kiosk | tail -5; return 1; }
     echo "$code in the outbox $(since "$asked") s after it was asked for"
 }
-i2c_descriptors() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c ' /dev/i2c-'; }
+i2c_descriptors() { fd_targets "$1" | grep -c '^/dev/i2c-'; }
 display_retries_leak_nothing() {
     # The panel on i2c-stub fails in its constructor (luma writes its frame with I2C_RDWR,
     # which i2c-stub does not do: EOPNOTSUPP) after opening the bus; the kiosk retries
@@ -316,7 +317,7 @@ second_boot() {
     echo "RESULT: $failed failed; $(uptime_s)s after the kernel started"
     journalctl -b -q -o short-monotonic -u kiosk.service > /dev/ttyS0
     rm -f "$STAGE"
-    systemctl --no-block --check-inhibitors=no poweroff
+    systemctl --no-block --no-wall --check-inhibitors=no poweroff
 }
 
 if [ "$(cat "$STAGE" 2>/dev/null)" = 2 ]; then second_boot; else first_boot; fi
