@@ -107,10 +107,10 @@ first_boot() {
     if [ "$failed" -eq 0 ]; then
         echo 2 > "$STAGE"
         echo "rebooting"
-        systemctl --no-block --no-wall --check-inhibitors=no reboot
+        systemctl --no-block start reboot.target
     else
         echo "RESULT: $failed failed before the reboot"
-        systemctl --no-block --no-wall --check-inhibitors=no poweroff
+        systemctl --no-block start poweroff.target
     fi
 }
 
@@ -317,7 +317,7 @@ second_boot() {
     echo "RESULT: $failed failed; $(uptime_s)s after the kernel started"
     journalctl -b -q -o short-monotonic -u kiosk.service > /dev/ttyS0
     rm -f "$STAGE"
-    systemctl --no-block --no-wall --check-inhibitors=no poweroff
+    systemctl --no-block start poweroff.target
 }
 
 if [ "$(cat "$STAGE" 2>/dev/null)" = 2 ]; then second_boot; else first_boot; fi
