@@ -18,21 +18,16 @@ set -euo pipefail
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="${1:-/var/tmp/kiosk-arm64}"
 ROOTFS="$WORK/rootfs"
-say() { printf 'arm64-proof: %s\n' "$*"; }
+PROOF=arm64-proof
+# shellcheck source=tools/proof-lib.sh
+. "$SRC/tools/proof-lib.sh"
 [ "$(id -u)" -eq 0 ] || { say "run as root (it builds a root file system)"; exit 1; }
 mkdir -p "$WORK"
 exec > >(tee -a "$WORK/proof.log") 2>&1
 started=$(date +%s)
 say "started $(date -u +%FT%TZ) on $(uname -m), source $(git -C "$SRC" rev-parse --short HEAD)"
 
-missing=()
-for tool in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static arch-test:arch-test; do
-    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+need_tools mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static arch-test:arch-test
 # Register qemu for arm64 programs unless something (systemd-binfmt) already did.
 binfmt=/proc/sys/fs/binfmt_misc
 [ -e "$binfmt/register" ] || mount -t binfmt_misc binfmt_misc "$binfmt"
@@ -46,27 +41,12 @@ if [ ! -x "$ROOTFS/usr/bin/python3" ]; then
     mmdebstrap --arch=arm64 --variant=minbase --include=ca-certificates,sudo,git,python3,systemd,build-essential,python3-dev \
         bookworm "$ROOTFS"
 fi
-cp /etc/resolv.conf "$ROOTFS/etc/resolv.conf"
-# pip inside reaches the package index the way the host's does: the host's local CA
-# certificates (a proxy that inspects TLS has its own) and pip.conf come along.
-if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
-    cp /usr/local/share/ca-certificates/*.crt "$ROOTFS/usr/local/share/ca-certificates/"
-fi
-[ ! -e /etc/pip.conf ] || cp /etc/pip.conf "$ROOTFS/etc/pip.conf"
-for fs in proc sys dev dev/pts; do
-    mountpoint -q "$ROOTFS/$fs" || mount --bind "/$fs" "$ROOTFS/$fs"
-done
-trap 'for fs in dev/pts dev sys proc; do umount "$ROOTFS/$fs" 2>/dev/null || true; done' EXIT
-in_root() { chroot "$ROOTFS" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 "$@"; }
+share_host_trust
+mount_host_fs
 in_root update-ca-certificates >/dev/null
 say "inside: $(in_root uname -m), $(in_root python3 --version)"
 
-# A bare mmdebstrap root has no /etc/hosts: "localhost" (the TLS tests' broker name)
-# would not resolve, as it does on every Raspberry Pi OS image.
-grep -qs '^127.0.0.1[[:space:]].*localhost' "$ROOTFS/etc/hosts" \
-    || printf '127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost\n' "$(hostname)" \
-        >> "$ROOTFS/etc/hosts"
+add_localhost "$(hostname)"
 # The checkout goes where any user can read it (a test runs the daemon as nobody), as a
 # clone in a Pi user's home is; not under /root.
 CHECKOUT=/usr/local/src/loyalty-kiosk

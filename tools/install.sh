@@ -14,8 +14,9 @@
 # What lands where: /opt/kiosk/.venv (sees apt's picamera2, libcamera and lgpio through
 # --system-site-packages), /etc/kiosk/kiosk.toml (never overwritten), /var/lib/kiosk
 # (state, 0750 kiosk:kiosk), /etc/systemd/system/kiosk.service (enabled),
-# /etc/modules-load.d/kiosk.conf, /etc/udev/rules.d/99-kiosk-scanner.rules (example,
-# never overwritten). A second run with nothing new changes nothing and says so.
+# /etc/modules-load.d/kiosk.conf, /etc/udev/rules.d/60-kiosk-devices.rules (groups
+# gpio, i2c, spi on their nodes), /etc/udev/rules.d/99-kiosk-scanner.rules (example, never
+# overwritten). A second run with nothing new changes nothing and says so.
 set -euo pipefail
 
 SRC="$(cd "$(dirname "$0")/.." && pwd)"
@@ -88,7 +89,7 @@ remove() { if [ -e "$ROOT$1" ] || [ -L "$ROOT$1" ]; then act "remove $1" rm -rf 
 
 packages() {
     if [ -n "$ROOT" ]; then say "apt: skipped under --root"; return; fi
-    local missing=() wanted=() package
+    local missing=() package
     for package in "${APT_NEEDED[@]}" "${APT_PI[@]}"; do
         [ "$(dpkg-query -W -f='${Status}' "$package" 2>/dev/null)" = "install ok installed" ] \
             || missing+=("$package")
@@ -101,17 +102,27 @@ packages() {
     if [[ " ${APT_NEEDED[*]} " == *" ${missing[0]} "* ]] || [ ! -e "${lists[0]}" ]; then
         act "update the apt package lists" apt-get update -qq
     fi
+    local needed=() optional=()
     for package in "${missing[@]}"; do
-        if [[ " ${APT_NEEDED[*]} " == *" $package "* ]] \
-                || [ -n "$(apt-cache madison "$package" 2>/dev/null)" ]; then
-            wanted+=("$package")
+        if [[ " ${APT_NEEDED[*]} " == *" $package "* ]]; then
+            needed+=("$package")
+        elif [ -n "$(apt-cache madison "$package" 2>/dev/null)" ]; then
+            optional+=("$package")
         else
             say "$package is not in this system's archives (Raspberry Pi OS has it): skipped"
         fi
     done
-    [ ${#wanted[@]} -eq 0 ] && return
-    act "apt-get install ${wanted[*]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "${wanted[@]}"
+    [ ${#needed[@]} -eq 0 ] || act "apt-get install ${needed[*]}" apt_install "${needed[@]}"
+    # The archive knows the Pi packages, but offline (wheels on a USB stick) apt cannot
+    # fetch them: the kiosk runs without them (no SPI display, no keyboard-wedge reader).
+    [ ${#optional[@]} -eq 0 ] \
+        || act "apt-get install ${optional[*]}" apt_optional "${optional[@]}"
+}
+apt_install() {
+    env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+apt_optional() {
+    apt_install "$@" || say "could not install $* (offline?): skipped; run again online to add"
 }
 
 interfaces() {  # I2C and SPI buses for the display, through raspi-config when it is there
@@ -162,6 +173,12 @@ configuration() {
     file "$SRC/config/kiosk.toml" /etc/kiosk/kiosk.toml 640 root:$USER_NAME keep
     directory /var/lib/kiosk 750 $USER_NAME:$USER_NAME
     file "$SRC/systemd/kiosk-modules.conf" /etc/modules-load.d/kiosk.conf 644 root:root
+    local before=$changes
+    file "$SRC/systemd/60-kiosk-devices.rules" /etc/udev/rules.d/60-kiosk-devices.rules 644 root:root
+    if live_system && [ "$changes" -gt "$before" ]; then  # the nodes there now, too
+        act "apply the device rule" udevadm trigger --subsystem-match=gpio \
+            --subsystem-match=i2c-dev --subsystem-match=spidev
+    fi
     file "$SRC/systemd/99-kiosk-scanner.rules" /etc/udev/rules.d/99-kiosk-scanner.rules \
         644 root:root keep
     file "$SRC/systemd/kiosk.service" /etc/systemd/system/kiosk.service 644 root:root
@@ -203,6 +220,7 @@ uninstall_all() {
     fi
     remove /etc/systemd/system/kiosk.service
     remove /etc/modules-load.d/kiosk.conf
+    remove /etc/udev/rules.d/60-kiosk-devices.rules
     if cmp -s "$SRC/systemd/99-kiosk-scanner.rules" "$ROOT/etc/udev/rules.d/99-kiosk-scanner.rules"; then
         remove /etc/udev/rules.d/99-kiosk-scanner.rules  # an edited rule is the shop's own
     fi

@@ -133,7 +133,8 @@ def installed(tmp_path_factory):
 
 
 def test_install_puts_every_file_in_place_and_a_second_run_changes_nothing(installed,
-                                                                           tmp_path):
+                                                                           tmp_path,
+                                                                           unit_settings):
     root = installed
     kiosk = _account(root, "kiosk")
     assert kiosk and kiosk[5:] == ["/var/lib/kiosk", "/usr/sbin/nologin"]
@@ -148,6 +149,10 @@ def test_install_puts_every_file_in_place_and_a_second_run_changes_nothing(insta
         assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (mode, owner, group), path
 
     owned("etc/kiosk", 0o750, 0, gid)
+    # systemd sets ConfigurationDirectory= to its mode at every start (default 0755, and a
+    # warning in the journal each time it differs): the unit asks for the installer's.
+    assert unit_settings["ConfigurationDirectory"] == ["kiosk"]
+    assert unit_settings["ConfigurationDirectoryMode"] == ["0750"]
     owned("etc/kiosk/kiosk.toml", 0o640, 0, gid)
     owned("var/lib/kiosk", 0o750, uid, gid)
     owned("etc/systemd/system/kiosk.service", 0o644, 0, 0)
@@ -158,6 +163,12 @@ def test_install_puts_every_file_in_place_and_a_second_run_changes_nothing(insta
     assert (root / "etc/modules-load.d/kiosk.conf").read_text().split()[-3:] == [
         "usbserial", "cdc_acm", "i2c-dev"]
     assert (root / "etc/udev/rules.d/99-kiosk-scanner.rules").exists()
+    # Raspberry Pi OS gives the hardware groups their nodes; plain Debian leaves them root's.
+    rules = (root / "etc/udev/rules.d/60-kiosk-devices.rules").read_text()
+    for rule in ('SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"',
+                 'SUBSYSTEM=="i2c-dev", GROUP="i2c", MODE="0660"',
+                 'SUBSYSTEM=="spidev", GROUP="spi", MODE="0660"'):
+        assert rule in rules
     venv = root / "opt/kiosk/.venv"
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
     assert (venv / "bin" / "kiosk").is_file()
@@ -180,7 +191,8 @@ def test_uninstall_keeps_config_and_data_unless_asked(installed, tmp_path):
     _install(root, "--uninstall")
     for gone in ("etc/systemd/system/kiosk.service", "opt/kiosk",
                  "etc/systemd/system/multi-user.target.wants/kiosk.service",
-                 "etc/modules-load.d/kiosk.conf", "etc/udev/rules.d/99-kiosk-scanner.rules"):
+                 "etc/modules-load.d/kiosk.conf", "etc/udev/rules.d/99-kiosk-scanner.rules",
+                 "etc/udev/rules.d/60-kiosk-devices.rules"):
         assert not (root / gone).exists() and not (root / gone).is_symlink(), gone
     assert (root / "var/lib/kiosk/kiosk.db").read_bytes() == b"visits"
     assert (root / "etc/kiosk/kiosk.toml").exists() and _account(root, "kiosk")
