@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from kiosk.mqtt.envelope import Order, seal
+from kiosk.provisioning.guard import AHEAD_S
 from kiosk.trust.signing import Signer
+
+log = logging.getLogger(__name__)
 
 COMMAND_TTL_S = 300.0
 """A command not carried out within five minutes (where the kiosk's clock is right) lapses."""
@@ -34,7 +38,14 @@ class Issuer:
               ttl_s: float) -> tuple[Order, bytes]:
         """A new order and its sealed envelope."""
         now = self._clock()
-        self.last_seq = max(self.last_seq + 1, int(now * 1000))
+        now_ms = int(now * 1000)
+        if self.last_seq > now_ms + AHEAD_S * 1000:
+            # Numbered while this machine's clock was wrong (or a bad number was stored):
+            # kiosks refuse numbers that far ahead, so number from the clock again.
+            log.warning("last order number %d is ahead of this machine's clock; numbering "
+                        "from the clock again", self.last_seq)
+            self.last_seq = 0
+        self.last_seq = max(self.last_seq + 1, now_ms)
         order = Order(kind=kind, name=name, target=target, cmd_id=uuid.uuid4().hex,
                       seq=self.last_seq, expires_at=round(now + ttl_s, 3), args=args)
         return order, seal(order, self.signer)
