@@ -27,7 +27,7 @@ from typing import Any
 from kiosk import KioskError, __version__
 from kiosk.config import ConfigError
 from kiosk.mqtt import protocol
-from kiosk.staff import fleet
+from kiosk.staff import fleet, view
 from kiosk.staff.client import StaffClient
 from kiosk.staff.fleet import UnknownKiosk
 from kiosk.staff.keyring import Keyring
@@ -65,10 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--key-file", help="staff client certificate's key")
     parser.add_argument("--keys", help="signing key folder (overrides keys.dir)")
     parser.add_argument("--key", help="signing key name (overrides keys.sign_with)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    anywhere = argparse.ArgumentParser(add_help=False)  # options verbs take too
+    for where, default in ((parser, False), (anywhere, argparse.SUPPRESS)):
+        where.add_argument("--json", action="store_true", default=default,
+                           help="machine-readable output (anywhere on the line)")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for kiosks to answer (default 30)")
-    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs = _Verbs(parser.add_subparsers(dest="verb", required=True), anywhere)
 
     verb = verbs.add_parser("list", help="every kiosk the broker knows, as a table")
     verb.set_defaults(run=_list)
@@ -76,8 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     verb.add_argument("device")
     verb.set_defaults(run=_show)
 
-    config = verbs.add_parser("config", help="desired / reported config").add_subparsers(
-        dest="config_verb", required=True)
+    config = _Verbs(verbs.add_parser("config", help="desired / reported config").add_subparsers(
+        dest="config_verb", required=True), anywhere)
     verb = config.add_parser("get", help="the config in force on a kiosk (secrets removed)")
     verb.add_argument("device")
     verb.set_defaults(run=_config_get)
@@ -98,8 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     verb.add_argument("--count", type=int, default=0, help="stop after this many reports")
     verb.set_defaults(run=_watch)
 
-    keys = verbs.add_parser("keys", help="staff signing keys").add_subparsers(
-        dest="keys_verb", required=True)
+    keys = _Verbs(verbs.add_parser("keys", help="staff signing keys").add_subparsers(
+        dest="keys_verb", required=True), anywhere)
     verb = keys.add_parser("gen", help="make a new signing key")
     verb.add_argument("name")
     verb.set_defaults(run=_keys_gen)
@@ -116,6 +119,21 @@ def _parser() -> argparse.ArgumentParser:
     verb.add_argument("--apply", metavar="FILE", help="a first config to send with it (TOML)")
     verb.set_defaults(run=_enroll)
     return parser
+
+
+class _Verbs:
+    """Subcommands that all take the ``anywhere`` options, so they may also come after the
+    verb (``kioskctl list --json``); their default is SUPPRESS, so they never undo the same
+    option given before the verb."""
+
+    def __init__(self, actions: Any, anywhere: argparse.ArgumentParser) -> None:
+        self._actions = actions
+        self._anywhere = anywhere
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._actions.add_parser(
+            name, parents=[self._anywhere], **kwargs)
+        return parser
 
 
 def _add_targets(verb: argparse.ArgumentParser, single: bool = False) -> None:
@@ -158,9 +176,12 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def _progress(total: int) -> fleet.Progress:
-    """A one-line progress bar on stderr for fleet operations (quiet for one kiosk)."""
+    """A one-line progress bar on stderr for fleet operations: only on a terminal (never
+    into a pipe or a log), and not for one kiosk."""
+    terminal = sys.stderr.isatty()
+
     def show(done: int, all_: int) -> None:
-        if all_ > 1:
+        if terminal and all_ > 1:
             bar = "#" * (20 * done // all_)
             print(f"\r[{bar:<20}] {done}/{all_}", end="\n" if done == all_ else "",
                   file=sys.stderr, flush=True)
@@ -180,8 +201,8 @@ def _list(args: argparse.Namespace, settings: StaffSettings) -> int:
         rows.append([kiosk.device_id, kiosk.site,
                      "enroll?" if kiosk.waiting_to_enroll else kiosk.status, kiosk.state or "-",
                      kiosk.firmware or "-", _dash(kiosk.config_version),
-                     _dash(kiosk.outbox_depth), _awaiting(kiosk), _ago(kiosk.last_seen)])
-    _emit(args, [asdict(kiosk) for kiosk in kiosks], _table(rows))
+                     _dash(kiosk.outbox_depth), _awaiting(kiosk), view.ago(kiosk.last_seen)])
+    _emit(args, [asdict(kiosk) for kiosk in kiosks], view.table(rows))
     return OK
 
 
@@ -189,7 +210,7 @@ def _show(args: argparse.Namespace, settings: StaffSettings) -> int:
     with _connected(settings) as client:
         (kiosk,) = fleet.choose(fleet.survey(client), [args.device])
         shown = fleet.details(client, kiosk)
-    _emit(args, shown, json.dumps(shown, indent=2, sort_keys=True))
+    _emit(args, shown, view.summary(shown))
     return OK
 
 
@@ -220,7 +241,7 @@ def _config_apply(args: argparse.Namespace, settings: StaffSettings) -> int:
     rows = [["DEVICE", "VERSION", "OUTCOME", "REASON"]]
     rows += [[device, str(o["version"]), o["outcome"], o["reason"]]
              for device, o in sorted(outcomes.items())]
-    _emit(args, outcomes, _table(rows))
+    _emit(args, outcomes, view.table(rows))
     return _worst(o["outcome"] for o in outcomes.values())
 
 
@@ -251,7 +272,7 @@ def _cmd(args: argparse.Namespace, settings: StaffSettings) -> int:
         else:
             rows.append([device, body["status"],
                          body["error"] or json.dumps(body["data"], sort_keys=True)])
-    _emit(args, answers, _table(rows))
+    _emit(args, answers, view.table(rows))
     return _worst("no answer" if body is None else "applied" if body["status"] == "ok"
                   else "refused" for body in answers.values())
 
@@ -275,8 +296,9 @@ def _watch(args: argparse.Namespace, settings: StaffSettings) -> int:
                 seen += 1
                 report = fleet.health_of(payload)
                 _emit(args, {"site": where[0], "device_id": where[1], **report},
-                      f"{time.strftime('%H:%M:%S')} {where[1]:<20} " + " ".join(
-                          f"{key}={report.get(key, '-')}" for key in fleet.WATCHED))
+                      f"{time.strftime('%H:%M:%S')} {view.printable(where[1], 20):<20} "
+                      + " ".join(f"{key}={view.printable(report.get(key, '-'), 20)}"
+                                 for key in fleet.WATCHED))
                 sys.stdout.flush()
         except KeyboardInterrupt:
             pass
@@ -300,7 +322,7 @@ def _keys_list(args: argparse.Namespace, settings: StaffSettings) -> int:
     keys = Keyring(Path(settings.keys.dir)).list()
     rows = [["NAME", "KEY ID", "PRIVATE", "PUBLIC KEY"]]
     rows += [[k.name, k.key_id, "yes" if k.private else "no", k.public] for k in keys]
-    _emit(args, [asdict(key) for key in keys], _table(rows))
+    _emit(args, [asdict(key) for key in keys], view.table(rows))
     return OK
 
 
@@ -320,7 +342,8 @@ def _enroll(args: argparse.Namespace, settings: StaffSettings) -> int:
     if body is None:
         print(f"kioskctl: {args.device} did not answer", file=sys.stderr)
         return NO_ANSWER
-    _emit(args, body, "enrolled" if body["status"] == "ok" else f"refused: {body['error']}")
+    _emit(args, body, "enrolled" if body["status"] == "ok"
+          else f"refused: {view.printable(body['error'])}")
     return OK if body["status"] == "ok" else REFUSED
 
 
@@ -358,33 +381,15 @@ def _toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-                     .rstrip() for row in rows)
-
-
 def _dash(value: int | None) -> str:
     return "-" if value is None else str(value)
-
-
-def _ago(when: float | None) -> str:
-    return "-" if when is None else f"{_span(time.time() - when)} ago"
-
-
-def _span(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 def _awaiting(kiosk: fleet.Kiosk) -> str:
     """Check-ins the backend has not acknowledged, and the oldest one's age: ``3 (5m)``."""
     if not kiosk.awaiting_backend:
         return _dash(kiosk.awaiting_backend)
-    return f"{kiosk.awaiting_backend} ({_span(kiosk.awaiting_oldest_s or 0.0)})"
+    return f"{kiosk.awaiting_backend} ({view.span(kiosk.awaiting_oldest_s or 0.0)})"
 
 
 
