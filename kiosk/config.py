@@ -220,7 +220,7 @@ class Config:
 
 
 STATE_FILES = ("kiosk.db", "kiosk.db-wal", "kiosk.db-shm", "kiosk.db-journal", "kiosk.lock",
-               "log-key", "config")
+               "log-key", "config", "mqtt-session")
 """What the state directory itself holds (``kiosk.store``, ``kiosk.provisioning.overlay``)."""
 
 

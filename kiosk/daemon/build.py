@@ -29,6 +29,7 @@ from kiosk.daemon.inbox import Inbox
 from kiosk.daemon.problems import Problems
 from kiosk.daemon.staffparts import StaffParts
 from kiosk.mqtt import protocol
+from kiosk.mqtt.client import session_kept
 from kiosk.mqtt.delivery import Delivery
 from kiosk.mqtt.hass import Discovery
 from kiosk.mqtt.link import Link, LinkError
@@ -46,6 +47,9 @@ from kiosk.ui.presenter import Presenter
 from kiosk.ui.stage import Stage
 
 log = logging.getLogger(__name__)
+
+SESSION_FILE = "mqtt-session"
+"""In the state directory: the MQTT identity of the last start (``session_kept``)."""
 
 
 def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> App:
@@ -82,7 +86,8 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
         discovery, discovery_problem = None, f"homeassistant: {exc}"
         log.error("%s", discovery_problem)
     link = Link(config.mqtt, topics, device_id, inbox.put, window=config.outbox.publish_window,
-                discovery=discovery)
+                discovery=discovery, resume=session_kept(state_dir / SESSION_FILE, config.mqtt,
+                                                         device_id, config.kiosk.site))
     devices, sim = hardware or make_hardware(config.hardware)
     display = DisplayWorker(devices.display) if devices.display else None
     presenter = Presenter(display, config.ui, config.display.kind, config.display.contrast,
