@@ -90,6 +90,9 @@ class Shadow:
             merged = overlay.merge(self._base, table)
         except ValueError as exc:
             raise Rejected("invalid", str(exc)) from None
+        if merged == self.config:
+            raise Rejected("unchanged", f"equal to the config in force (version {self.version}):"
+                                        " nothing to change")
         if not merged.staff.trusted_keys:
             raise Rejected("invalid", "staff.trusted_keys would be empty: nobody could "
                                       "manage this kiosk any more")

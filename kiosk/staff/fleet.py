@@ -52,6 +52,10 @@ KIOSK_SAYS = {Leaf.STATUS, Leaf.STATE, Leaf.CONFIG_REPORTED, Leaf.HEALTH, Leaf.E
 """What only a kiosk publishes: having heard one of them, staff know the kiosk exists."""
 
 
+UNCHANGED = "unchanged:"
+"""How a kiosk answers a config equal to the one in force: nothing changed, nothing to do."""
+
+
 def survey(client: StaffClient) -> list[Kiosk]:
     """Every kiosk the broker has retained messages of, by site and id."""
     found = []
@@ -118,7 +122,8 @@ def apply_config(client: StaffClient, issuer: Issuer, kiosks: list[Kiosk],
                  progress: Progress = lambda _done, _total: None) -> dict[str, dict[str, Any]]:
     """Send ``table`` (retained, signed) to each kiosk with its next version; wait for each.
 
-    Returns per device ``{"outcome": "applied"|"refused"|"no answer", "version", "reason"}``.
+    Returns per device ``{"outcome": "applied"|"unchanged"|"refused"|"no answer", "version",
+    "reason"}`` ("unchanged": the kiosk already ran that config, and changed nothing).
     """
     prefix = client.broker.topic_prefix
     waiting: dict[str, tuple[Kiosk, str, int]] = {}
@@ -200,7 +205,9 @@ def _config_outcome(client: StaffClient, prefix: str, kiosk: Kiosk, cmd_id: str,
         return {"outcome": "applied", "version": version, "reason": ""}
     rejected = reported.get("rejected") or {}
     if isinstance(rejected, dict) and rejected.get("cmd_id") == cmd_id:
-        return {"outcome": "refused", "version": version, "reason": str(rejected.get("reason"))}
+        reason = str(rejected.get("reason"))
+        outcome = "unchanged" if reason.startswith(UNCHANGED) else "refused"
+        return {"outcome": outcome, "version": version, "reason": reason}
     return None
 
 

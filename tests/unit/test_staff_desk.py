@@ -393,3 +393,13 @@ def test_replays_of_a_carried_out_command_write_nothing_and_are_answered_at_a_bo
     assert all(body["error"].startswith("replayed: ") for body in refused)
     assert len(refused) <= staff_desk.ANSWER_BURST + 5
     assert _written(desk, tmp_path) == before and desk.carried_out == 1
+
+
+def test_a_config_equal_to_the_one_in_force_changes_nothing(desk, issuer, parts, sent, tmp_path):
+    before = _written(desk, tmp_path)
+    _, payload = issuer.config(TARGET, 1, {"counter": {"cooldown_s": 30.0},  # the defaults
+                                           "ui": {"store_name": ""}})
+    _config(desk, payload)
+    [reason] = _refusals(sent)
+    assert reason.startswith("unchanged: equal to the config in force (version 0)")
+    assert parts.restarts == [] and _written(desk, tmp_path) == before
