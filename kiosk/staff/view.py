@@ -16,6 +16,8 @@ import time
 import unicodedata
 from typing import Any
 
+from kiosk.mqtt.protocol import Leaf
+
 WIDTH = 80
 """Tables fit this many columns when the terminal's width is unknown (a pipe)."""
 MIN_COLUMN = 5
@@ -78,19 +80,19 @@ def summary(shown: dict[str, Any]) -> str:
     """One kiosk's retained messages (``fleet.details``) as a short readable summary."""
     lines = [("kiosk", f"{shown.get('device_id')} (site {shown.get('site')})"),
              ("status", shown.get("status", "?"))]
-    state = shown.get("state")
+    state = shown.get(Leaf.STATE)
     if isinstance(state, dict):
         reason = f" ({state['reason']})" if state.get("reason") else ""
         lines += [("state", f"{state.get('state', '?')}{reason}"),
                   ("firmware", state.get("firmware", "?"))]
-    reported = shown.get("config/reported")
+    reported = shown.get(Leaf.CONFIG_REPORTED)
     if isinstance(reported, dict):
         lines.append(("config", f"version {reported.get('version', '?')}"))
         rejected = reported.get("rejected")
         if isinstance(rejected, dict):
             lines.append(("last refused", f"version {rejected.get('version', '?')}: "
                                           f"{rejected.get('reason', '')}"))
-    health = shown.get("tele/health")
+    health = shown.get(Leaf.HEALTH)
     if isinstance(health, dict):
         lines.append(("last report", ago(_number(health.get("sent_at")))))
         problems = health.get("problems")
@@ -100,7 +102,7 @@ def summary(shown: dict[str, Any]) -> str:
             value = health.get(key)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 lines.append((label, form(value)))
-    if shown.get("enroll"):
+    if shown.get(Leaf.ENROLL):
         lines.append(("enrollment", "waiting to be enrolled (pairing code on its screen)"))
     width = max(len(label) for label, _ in lines)
     return "\n".join(f"{label + ':':<{width + 1}} {printable(value)}" for label, value in lines)
