@@ -60,9 +60,9 @@ def survey(client: StaffClient) -> list[Kiosk]:
     """Every kiosk the broker has retained messages of, by site and id."""
     found = []
     for (site, device_id), leaves in sorted(client.kiosks().items()):
-        state = _json(leaves.get(Leaf.STATE))
-        reported = _json(leaves.get(Leaf.CONFIG_REPORTED))
-        health = _json(leaves.get(Leaf.HEALTH))
+        state = json_of(leaves.get(Leaf.STATE))
+        reported = json_of(leaves.get(Leaf.CONFIG_REPORTED))
+        health = json_of(leaves.get(Leaf.HEALTH))
         if not (KIOSK_SAYS & set(leaves)):
             continue  # only results or a desired config: not a kiosk we have heard from
         found.append(Kiosk(
@@ -86,7 +86,7 @@ def details(client: StaffClient, kiosk: Kiosk) -> dict[str, Any]:
                              "status": kiosk.status}
     for leaf in (Leaf.STATE, Leaf.CONFIG_REPORTED, Leaf.HEALTH, Leaf.ENROLL):
         if leaf in leaves:
-            shown[leaf] = _json(leaves[leaf]) or leaves[leaf].decode("utf-8", "replace")
+            shown[leaf] = json_of(leaves[leaf]) or leaves[leaf].decode("utf-8", "replace")
     return shown
 
 
@@ -97,7 +97,7 @@ WATCHED = ("state", "outbox_depth", "awaiting_backend", "scans", "checkins", "de
 
 def health_of(payload: bytes) -> dict[str, Any]:
     """A health report as sent, or {} when it cannot be read."""
-    return _json(payload)
+    return json_of(payload)
 
 
 def choose(kiosks: list[Kiosk], device_ids: list[str], site: str | None = None,
@@ -188,7 +188,7 @@ def _answered(answers: dict[str, dict[str, Any] | None]) -> int:
 
 def next_version(client: StaffClient, topics: protocol.Topics) -> int:
     """One above what the kiosk reports and what staff last asked of it."""
-    reported = _json(client.latest.get(topics.config_reported))
+    reported = json_of(client.latest.get(topics.config_reported))
     versions = [_int(reported.get("version")) or 0]
     desired = client.latest.get(topics.config_desired)
     if desired:
@@ -200,7 +200,7 @@ def next_version(client: StaffClient, topics: protocol.Topics) -> int:
 def _config_outcome(client: StaffClient, prefix: str, kiosk: Kiosk, cmd_id: str,
                     version: int) -> dict[str, Any] | None:
     topics = protocol.Topics(prefix, kiosk.site, kiosk.device_id)
-    reported = _json(client.latest.get(topics.config_reported))
+    reported = json_of(client.latest.get(topics.config_reported))
     if reported.get("cmd_id") == cmd_id:
         return {"outcome": "applied", "version": version, "reason": ""}
     rejected = reported.get("rejected") or {}
@@ -211,7 +211,8 @@ def _config_outcome(client: StaffClient, prefix: str, kiosk: Kiosk, cmd_id: str,
     return None
 
 
-def _json(payload: bytes | None) -> dict[str, Any]:
+def json_of(payload: bytes | None) -> dict[str, Any]:
+    """A retained payload as a bounded JSON object, or {} when it is not one."""
     if not payload:
         return {}
     try:

@@ -35,8 +35,8 @@ class Issuer:
         self._clock = clock
 
     def order(self, kind: str, name: str, target: str, args: dict[str, Any],
-              ttl_s: float) -> tuple[Order, bytes]:
-        """A new order and its sealed envelope."""
+              ttl_s: float, cmd_id: str | None = None) -> tuple[Order, bytes]:
+        """A new order and its sealed envelope (``cmd_id``: a chosen id, e.g. a rollout's)."""
         now = self._clock()
         now_ms = int(now * 1000)
         if self.last_seq > now_ms + AHEAD_S * 1000:
@@ -46,7 +46,7 @@ class Issuer:
                         "from the clock again", self.last_seq)
             self.last_seq = 0
         self.last_seq = max(self.last_seq + 1, now_ms)
-        order = Order(kind=kind, name=name, target=target, cmd_id=uuid.uuid4().hex,
+        order = Order(kind=kind, name=name, target=target, cmd_id=cmd_id or uuid.uuid4().hex,
                       seq=self.last_seq, expires_at=round(now + ttl_s, 3), args=args)
         return order, seal(order, self.signer)
 
@@ -56,7 +56,7 @@ class Issuer:
         return self.order("cmd", name, target, args or {}, ttl_s)
 
     def config(self, target: str, version: int, table: dict[str, Any],
-               ttl_s: float = CONFIG_TTL_S) -> tuple[Order, bytes]:
+               ttl_s: float = CONFIG_TTL_S, cmd_id: str | None = None) -> tuple[Order, bytes]:
         """A signed desired config (sections and keys to change) for one kiosk."""
         return self.order("config", "config", target, {"version": version, "config": table},
-                          ttl_s)
+                          ttl_s, cmd_id)

@@ -18,6 +18,7 @@ import queue
 import sys
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -31,7 +32,9 @@ from kiosk.staff import fleet, view
 from kiosk.staff.client import StaffClient
 from kiosk.staff.fleet import UnknownKiosk
 from kiosk.staff.keyring import Keyring
+from kiosk.staff.rollout import ABORTED, NOT_SENT, RULE, Record, Rollouts, Rule
 from kiosk.staff.settings import StaffSettings, load_settings, settings_path
+from kiosk.staff.summary import summarise
 
 OK, FAILED, USAGE, REFUSED, NO_ANSWER, UNKNOWN = 0, 1, 2, 3, 4, 5
 
@@ -75,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
 
     verb = verbs.add_parser("list", help="every kiosk the broker knows, as a table")
     verb.set_defaults(run=_list)
+    verb = verbs.add_parser("summary", help="the fleet at a glance, one line per site")
+    verb.set_defaults(run=_summary)
     verb = verbs.add_parser("show", help="everything retained about one kiosk")
     verb.add_argument("device")
     verb.set_defaults(run=_show)
@@ -88,6 +93,36 @@ def _parser() -> argparse.ArgumentParser:
     verb.add_argument("file")
     _add_targets(verb)
     verb.set_defaults(run=_config_apply)
+
+    rollout = _Verbs(verbs.add_parser("rollout", help="staged config rollouts").add_subparsers(
+        dest="rollout_verb", required=True), anywhere)
+    verb = rollout.add_parser("start", help="roll a TOML change out in phases")
+    verb.add_argument("file")
+    _add_targets(verb)
+    verb.add_argument("--canary", type=int, default=1, help="kiosks in the first phase "
+                                                            "(default 1)")
+    verb.add_argument("--phases", default="10,50,100",
+                      help="then these percentages of the kiosks (default 10,50,100)")
+    verb.add_argument("--max-bad", type=float, default=10.0, metavar="PCT",
+                      help="stop when more than PCT %% refused, rolled back or did not "
+                           "answer (default 10)")
+    verb.add_argument("--min-seen", type=int, default=1, metavar="N",
+                      help="... of at least N kiosks (default 1)")
+    verb.add_argument("--answer-s", type=float, default=60.0, metavar="T",
+                      help="a kiosk silent this long after its order did not answer "
+                           "(default 60)")
+    verb.add_argument("--id", default="", help="name the rollout (default: made up)")
+    verb.set_defaults(run=_rollout_start)
+    verb = rollout.add_parser("status", help="every rollout, or one kiosk by kiosk")
+    verb.add_argument("id", nargs="?")
+    verb.set_defaults(run=_rollout_status)
+    for event, text in (("pause", "stop after the phase under way"),
+                        ("resume", "go on with the next phase"),
+                        ("abort", "stop for good"),
+                        ("revert", "send the values from before to every kiosk it reached")):
+        verb = rollout.add_parser(event, help=text)
+        verb.add_argument("id")
+        verb.set_defaults(run=_rollout_steer, event=event)
 
     verb = verbs.add_parser("cmd", help="run a command and wait for its result")
     _add_targets(verb, single=True)
@@ -204,6 +239,85 @@ def _list(args: argparse.Namespace, settings: StaffSettings) -> int:
                      _dash(kiosk.outbox_depth), _awaiting(kiosk), view.ago(kiosk.last_seen)])
     _emit(args, [asdict(kiosk) for kiosk in kiosks], view.table(rows))
     return OK
+
+
+def _summary(args: argparse.Namespace, settings: StaffSettings) -> int:
+    with _connected(settings) as client:
+        sites = summarise(fleet.survey(client))
+    rows = [["SITE", "KIOSKS", "ONLINE", "OFFLINE", "DEGRADED", "UNHEARD", "DRIFT",
+             "OLDEST WAIT", "FIRMWARE"]]
+    for site in sites:
+        rows.append([site.site, str(site.kiosks), str(site.online), str(site.offline),
+                     str(site.degraded), str(site.unheard), str(site.drift),
+                     view.span(site.oldest_waiting_s) if site.oldest_waiting_s else "-",
+                     " ".join(f"{name}:{count}" for name, count in sorted(site.firmware.items()))])
+    _emit(args, [asdict(site) for site in sites], view.table(rows))
+    return OK
+
+
+@contextmanager
+def _rollouts(client: StaffClient, settings: StaffSettings, sign: bool) -> Iterator[Rollouts]:
+    """Rollouts over ``client``, signing with the staff key when ``sign`` (its count kept)."""
+    keyring = Keyring(Path(settings.keys.dir))
+    issuer, key_name = keyring.issuer(settings.keys.sign_with) if sign else (None, "")
+    by = key_name or settings.keys.sign_with or "staff"
+    try:
+        yield Rollouts(client, issuer, by, _progress(0))
+    finally:
+        if issuer is not None:
+            keyring.save_seq(key_name, issuer)
+
+
+def _rollout_start(args: argparse.Namespace, settings: StaffSettings) -> int:
+    table = _toml(args.file)
+    selector: dict[str, Any] = ({"all": True} if args.all else {"site": args.site} if args.site
+                                else {"devices": args.devices})
+    if not (args.all or args.site or args.devices):
+        raise UnknownKiosk("name kiosks, --site SITE or --all")
+    try:
+        percents = [float(p) for p in args.phases.split(",") if p.strip()]
+    except ValueError:
+        raise ConfigError(f"--phases {args.phases!r}: expected percentages, e.g. 10,50,100") \
+            from None
+    rule = Rule(args.max_bad, args.min_seen, args.answer_s)
+    with _connected(settings) as client, _rollouts(client, settings, True) as rollouts:
+        record = rollouts.start(table, selector, args.canary, percents, rule, args.id)
+        return _rollout_report(args, rollouts, record)
+
+
+def _rollout_status(args: argparse.Namespace, settings: StaffSettings) -> int:
+    with _connected(settings) as client, _rollouts(client, settings, False) as rollouts:
+        if args.id:
+            return _rollout_report(args, rollouts, rollouts.get(args.id))
+        records = rollouts.records()
+    rows = [["ROLLOUT", "STATE", "PHASE", "BY", "STARTED", "WHY"]]
+    rows += [[r.id, r.state, str(r.phase), r.by, view.ago(r.created_at), r.reason or "-"]
+             for r in records]
+    _emit(args, [asdict(r) for r in records], view.table(rows))
+    return OK
+
+
+def _rollout_steer(args: argparse.Namespace, settings: StaffSettings) -> int:
+    sign = args.event in ("resume", "revert")
+    with _connected(settings) as client, _rollouts(client, settings, sign) as rollouts:
+        return _rollout_report(args, rollouts, rollouts.steer(args.id, args.event))
+
+
+def _rollout_report(args: argparse.Namespace, rollouts: Rollouts, record: Record) -> int:
+    """The rollout's state and every kiosk's outcome; exit 3 when its rule stopped it."""
+    outcomes = rollouts.outcomes(record)
+    counts = Counter(outcome for _site, outcome, _reason in outcomes.values())
+    rows = [["DEVICE", "SITE", "OUTCOME", "REASON"]]
+    rows += [[device, site, outcome, reason or ""]
+             for device, (site, outcome, reason) in sorted(outcomes.items())
+             if outcome != NOT_SENT]
+    head = [f"rollout {record.id}: {record.state}, {record.phase} phase(s) done"
+            f"{'; ' + record.reason if record.reason else ''}",
+            ", ".join(f"{count} {name}" for name, count in sorted(counts.items()))]
+    _emit(args, {**asdict(record), "outcomes": {d: {"site": s, "outcome": o, "reason": r}
+                                                 for d, (s, o, r) in outcomes.items()}},
+          "\n".join([*(view.printable(line, 400) for line in head), view.table(rows)]))
+    return REFUSED if record.state == ABORTED and record.reason.startswith(RULE) else OK
 
 
 def _show(args: argparse.Namespace, settings: StaffSettings) -> int:
