@@ -127,23 +127,26 @@ def apply_config(client: StaffClient, issuer: Issuer, kiosks: list[Kiosk],
     """
     prefix = client.broker.topic_prefix
     waiting: dict[str, tuple[Kiosk, str, int]] = {}
+    messages = []
     for kiosk in kiosks:
         topics = protocol.Topics(prefix, kiosk.site, kiosk.device_id)
         version = next_version(client, topics)
         order, payload = issuer.config(kiosk.target, version, table)
-        client.send(topics.config_desired, payload, retain=True)
+        messages.append((topics.config_desired, payload))
         waiting[kiosk.device_id] = (kiosk, order.cmd_id, version)
+    client.send_all(messages, retain=True)
     outcomes: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout
-    while waiting and time.monotonic() < deadline:
-        client.wait(lambda: any(_config_outcome(client, prefix, *w) for w in waiting.values()),
-                    min(1.0, max(0.0, deadline - time.monotonic())))
-        for device_id, entry in list(waiting.items()):
-            outcome = _config_outcome(client, prefix, *entry)
-            if outcome:
-                outcomes[device_id] = outcome
-                del waiting[device_id]
-                progress(len(outcomes), len(kiosks))
+
+    def answered(device_id: str) -> bool:
+        outcome = _config_outcome(client, prefix, *waiting[device_id])
+        if outcome:
+            outcomes[device_id] = outcome
+        return outcome is not None
+
+    reports = {device_id: protocol.Topics(prefix, kiosk.site, device_id).config_reported
+               for device_id, (kiosk, _cmd_id, _version) in waiting.items()}
+    client.watch(reports, answered, timeout, lambda done: progress(done, len(kiosks)))
+    waiting = {device: entry for device, entry in waiting.items() if device not in outcomes}
     for device_id, (_kiosk, _cmd_id, version) in waiting.items():
         outcomes[device_id] = {"outcome": "no answer", "version": version, "reason": ""}
     return outcomes

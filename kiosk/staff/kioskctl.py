@@ -200,7 +200,9 @@ def _settings(args: argparse.Namespace) -> StaffSettings:
 def _connected(settings: StaffSettings) -> Iterator[StaffClient]:
     client = StaffClient(settings.mqtt).connect()
     try:
-        client.settle()
+        if not client.settle():
+            print("kioskctl: retained messages still arriving after 60 s: what follows may "
+                  "miss part of the fleet", file=sys.stderr)
         yield client
     finally:
         client.close()

@@ -310,27 +310,25 @@ class Rollouts:
             raise RolloutError("no signing key: cannot send orders")
         todo = [k for k in kiosks if _rollout_of(_desired_cmd_id(
             self._client, protocol.Topics(self._prefix, k.site, k.device_id))) != series]
-        for done, kiosk in enumerate(todo, 1):
+        messages = []
+        for kiosk in todo:
             topics = protocol.Topics(self._prefix, kiosk.site, kiosk.device_id)
             _order, payload = self._issuer.config(
                 kiosk.target, fleet.next_version(self._client, topics),
                 record.table if table is None else table,
                 cmd_id=f"{series}.{uuid.uuid4().hex[:12]}")
-            self._client.send(topics.config_desired, payload, retain=True)
-            self._progress(done, len(todo))
+            messages.append((topics.config_desired, payload))
+        self._client.send_all(messages, retain=True)
+        self._progress(len(todo), len(todo))
 
     def _wait(self, record: Record, batch: list[fleet.Kiosk]) -> None:
         """Until every online kiosk of ``batch`` has answered, or ``answer_s`` has passed."""
-        deadline = time.monotonic() + record.rule.answer_s
-
-        def settled() -> bool:
-            now = time.time()
-            return all(outcome(self._client, record, kiosk, None, now)[0] not in (WAITING,)
-                       for kiosk in batch)
-
-        while time.monotonic() < deadline and not self._client.wait(
-                settled, min(1.0, max(0.0, deadline - time.monotonic()))):
-            pass
+        by_id = {kiosk.device_id: kiosk for kiosk in batch}
+        reports = {device_id: protocol.Topics(self._prefix, kiosk.site, device_id)
+                   .config_reported for device_id, kiosk in by_id.items()}
+        self._client.watch(reports, lambda device_id: outcome(
+            self._client, record, by_id[device_id], None, time.time())[0] != WAITING,
+            record.rule.answer_s)
 
     def _judge(self, record: Record, batch: list[fleet.Kiosk]) -> str:
         """Why the rule stops the rollout now, or ''."""
