@@ -233,7 +233,7 @@ def _list(args: argparse.Namespace, settings: StaffSettings) -> int:
     with _connected(settings) as client:
         kiosks = fleet.survey(client)
     rows = [["DEVICE", "SITE", "STATUS", "STATE", "FIRMWARE", "CONFIG", "OUTBOX", "AWAIT",
-             "LAST SEEN"]]
+             "SEEN"]]
     for kiosk in kiosks:
         rows.append([kiosk.device_id, kiosk.site,
                      "enroll?" if kiosk.waiting_to_enroll else kiosk.status, kiosk.state or "-",

@@ -38,15 +38,21 @@ def _escaped(char: str) -> str:
 
 
 def table(rows: list[list[str]], width: int | None = None) -> str:
-    """Rows as aligned columns, every cell printable, cut so a line fits ``width`` (the
-    terminal's, else 80): the widest columns give way first, cut cells end in ``…``."""
+    """Rows as aligned columns, every cell printable, fitted to ``width`` (the terminal's,
+    else 80): columns two spaces apart, else one; then the widest columns but the first
+    (the kiosk's id, which people copy) give way, their cut cells ending in ``…``."""
     width = width or shutil.get_terminal_size((WIDTH, 24)).columns
     cells = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    while sum(widths) + 2 * (len(widths) - 1) > width and max(widths) > MIN_COLUMN:
-        widths[widths.index(max(widths))] -= 1
-    return "\n".join("  ".join(_cut(cell, size).ljust(size)
-                               for cell, size in zip(row, widths, strict=True)).rstrip()
+    gap = 2 if sum(widths) + 2 * (len(widths) - 1) <= width else 1
+    while sum(widths) + gap * (len(widths) - 1) > width:
+        others = widths[1:] if max(widths[1:], default=0) > MIN_COLUMN else widths
+        widest = max(others)
+        if widest <= MIN_COLUMN:
+            break
+        widths[len(widths) - len(others) + others.index(widest)] -= 1
+    return "\n".join((" " * gap).join(_cut(cell, size).ljust(size)
+                                      for cell, size in zip(row, widths, strict=True)).rstrip()
                      for row in cells)
 
 

@@ -20,12 +20,14 @@ def test_an_unreachable_broker_is_exit_code_1(tmp_path, capsys):
     assert code == FAILED and "cannot reach the broker" in capsys.readouterr().err
 
 
-def test_tables_fit_80_columns_and_say_where_they_cut():
+def test_tables_fit_80_columns_cutting_anything_but_the_kiosk_id_first():
     rows = [["DEVICE", "SITE", "STATUS", "FIRMWARE"],
-            ["k" * 64, "shop-with-a-long-name", "online", "1.2.3+build.4567890"]]
+            ["k" * 40, "shop-with-a-long-name", "online", "1.2.3+build.4567890"]]
     lines = table(rows, 80).splitlines()
     assert all(len(line) <= 80 for line in lines) and "…" in lines[1]
-    assert lines[1].split()[2] == "online"
+    assert lines[1].split()[0] == "k" * 40 and lines[1].split()[2] == "online"
+    roomy = table(rows, 120).splitlines()
+    assert "…" not in roomy[1] and "  " in roomy[1]
 
 
 def test_every_control_or_format_character_is_shown_escaped():
