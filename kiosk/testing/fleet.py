@@ -29,8 +29,11 @@ thread (the desk's rule: one owner of state); paho's threads only queue messages
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
 import queue
+import signal
 import sqlite3
 import threading
 import time
@@ -336,3 +339,32 @@ class SimulatedFleet:
             self.kiosks[device[1]].handle(StaffMessage(topic, payload, retained))
 
 
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m kiosk.testing.fleet``: a simulated fleet until Ctrl-C (or SIGTERM)."""
+    parser = argparse.ArgumentParser(prog="python -m kiosk.testing.fleet",
+                                     description="N virtual kiosks against a real broker")
+    parser.add_argument("--host", default="localhost")
+    parser.add_argument("--port", type=int, default=1883)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--sites", type=int, default=20)
+    parser.add_argument("--trust", action="append", required=True, metavar="PUBLIC_KEY",
+                        help="a staff public key the kiosks trust (kioskctl keys list)")
+    parser.add_argument("--flaky", type=int, default=0, metavar="N",
+                        help="the first N kiosks roll every new config back")
+    parser.add_argument("--state", default="/dev/shm/kiosk-fleet", help="state folders")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    broker = MqttSettings(host=args.host, port=args.port)
+    with SimulatedFleet(broker, Path(args.state), args.count, tuple(args.trust),
+                        sites=args.sites, flaky=[device_name(i) for i in range(args.flaky)]):
+        print(f"{args.count} simulated kiosks on {args.host}:{args.port}; Ctrl-C ends",
+              flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,8 @@ provisioning code on a real mosquitto, driven by the real kioskctl."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,3 +60,19 @@ def test_a_simulated_fleet_answers_site_commands_with_the_real_guard(staff, flee
     code, answers = staff.json("cmd", "--site", "site-00", "ping")
     assert code == OK and len(answers) == COUNT // 3
     assert all(body["status"] == "ok" for body in answers.values())
+
+
+def test_a_simulated_fleet_runs_from_the_command_line(staff, mosquitto, tmp_path):
+    trusted = Keyring(staff.keys).list()[0].public
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kiosk.testing.fleet", "--host", mosquitto.host, "--port",
+         str(mosquitto.port), "--count", "5", "--sites", "2", "--trust", trusted,
+         "--state", str(tmp_path / "cli-fleet")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert "5 simulated kiosks" in process.stdout.readline()
+        code, kiosks = staff.json("list")
+        assert code == OK and sorted(k["device_id"] for k in kiosks) == [
+            device_name(i) for i in range(5)]
+    finally:
+        process.terminate()
+        assert process.wait(20) == 0
