@@ -212,11 +212,44 @@ class Config:
     nfc: NfcSpec = field(default_factory=NfcSpec)
     ui: UiSection = field(default_factory=UiSection)
 
+    def __post_init__(self) -> None:
+        _paths_apart(self)
+
     @property
     def hardware(self) -> HardwareSpec:
         """The device settings, as ``drivers.factory.make_hardware`` takes them."""
         return HardwareSpec(self.camera, self.serial, self.display, self.lights,
                             self.keyboard, self.nfc)
+
+
+STATE_FILES = ("kiosk.db", "kiosk.db-wal", "kiosk.db-shm", "kiosk.db-journal", "kiosk.lock",
+               "log-key", "config", "mqtt-session")
+"""What the state directory itself holds (``kiosk.store``, ``kiosk.provisioning.overlay``)."""
+
+
+def _paths_apart(config: Config) -> None:
+    """Each part's files stay its own: the camera empties its spool folder, so that folder
+    may hold nothing else; no part writes over the state directory's own files or another
+    part's file. ValueError naming the key when two meet."""
+    state = Path(config.kiosk.state_dir).absolute()
+    files = {"display.sim_png": config.display.sim_png, "lights.sim_state": config.lights.sim_state,
+             "serial.sim_link": config.serial.sim_link}
+    folders = {"metrics.textfile_dir": config.metrics.textfile_dir}
+    written = {key: Path(path).absolute() for key, path in {**files, **folders}.items() if path}
+    for key, path in written.items():
+        if path == state or (path.parent == state and path.name in STATE_FILES):
+            raise ValueError(f"{key}: {path} is the state directory's own")
+        for other, other_path in written.items():
+            if other < key and other_path == path:
+                raise ValueError(f"{key}: {path} is already {other}")
+    spool = Path(config.camera.spool_dir).absolute()
+    holders = {"kiosk.state_dir": state, "kiosk.state_dir's config": state / "config",
+               **{key: path.parent for key, path in written.items() if key in files},
+               **{key: path for key, path in written.items() if key in folders}}
+    for key, path in holders.items():
+        if spool == path:
+            raise ValueError(f"camera.spool_dir: {spool} holds {key}; the camera empties its "
+                             "spool folder")
 
 
 def config_path(cli_path: str | None) -> Path:

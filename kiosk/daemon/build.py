@@ -24,11 +24,12 @@ from kiosk.counter.members import MemberCodes, tag_sources
 from kiosk.counter.screens import Fault, OutOfService, Screen
 from kiosk.daemon.actions import Actions
 from kiosk.daemon.app import App
-from kiosk.daemon.health import HealthReport
+from kiosk.daemon.health import Carried, HealthReport
 from kiosk.daemon.inbox import Inbox
 from kiosk.daemon.problems import Problems
 from kiosk.daemon.staffparts import StaffParts
 from kiosk.mqtt import protocol
+from kiosk.mqtt.client import session_kept
 from kiosk.mqtt.delivery import Delivery
 from kiosk.mqtt.hass import Discovery
 from kiosk.mqtt.link import Link, LinkError
@@ -48,9 +49,14 @@ from kiosk.ui.stage import Stage
 
 log = logging.getLogger(__name__)
 
+SESSION_FILE = "mqtt-session"
+"""In the state directory: the MQTT identity of the last start (``session_kept``)."""
 
-def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> App:
-    """A kiosk from the local config ``base`` with staff's config over it, ready to run."""
+
+def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None,
+          carried: Carried | None = None) -> App:
+    """A kiosk from the local config ``base`` with staff's config over it, ready to run;
+    ``carried``: the counts of the parts it replaces (an in-process restart)."""
     start = overlay.startup(base)
     config = start.config
     device_id = config.kiosk.device_id or default_device_id()
@@ -83,7 +89,8 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
         discovery, discovery_problem = None, f"homeassistant: {exc}"
         log.error("%s", discovery_problem)
     link = Link(config.mqtt, topics, device_id, inbox.put, window=config.outbox.publish_window,
-                discovery=discovery)
+                discovery=discovery, resume=session_kept(state_dir / SESSION_FILE, config.mqtt,
+                                                         device_id, config.kiosk.site))
     devices, sim = hardware or make_hardware(config.hardware)
     display = DisplayWorker(devices.display) if devices.display else None
     presenter = Presenter(display, config.ui, config.display.kind, config.display.contrast,
@@ -112,7 +119,7 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
     if full_disk:  # reported now, and tried every few seconds until the disk has room
         delivery.trouble = "storage: the disk is full"
         problems.set("storage", delivery.trouble)
-    health = HealthReport(problems, controller, inbox, delivery, link, devices.sources)
+    health = HealthReport(problems, controller, inbox, delivery, link, devices.sources, carried)
     publish = _staff_answers(link)
     parts = StaffParts(device_id, config.mqtt.host, devices.lights, display, presenter, stage,
                        cache, known, health, lambda: controller.online,
@@ -139,15 +146,18 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None) -> 
 
 
 def serve(config: Config, stop: threading.Event,
-          started: Callable[[App], None] = lambda _app: None) -> None:
+          started: Callable[[App], None] = lambda _app: None,
+          carried: Carried | None = None) -> None:
     """Run kiosks built from ``config`` until ``stop``: a restart (a command, or staff's
-    new config) stops the parts in order and builds them again from the files."""
+    new config) stops the parts in order and builds them again from the files; their
+    counts go on (``carried``: those of parts run before)."""
     while not stop.is_set():
-        app = build(config)
+        app = build(config, carried=carried)
         started(app)
         app.run(stop)
         if app.restart_requested is None:
             return
+        carried = app.health.carry()
 
 
 def _expect_stored_replies(controller: Controller, outbox: Outbox) -> None:

@@ -19,6 +19,7 @@ from kiosk.mqtt.protocol import (
     every_kiosk,
     hass_config_topic,
     hass_status_topic,
+    rollout_topic,
 )
 
 USERNAME = "%u"
@@ -60,10 +61,10 @@ def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str],
         f"pattern read {hass_status_topic(discovery_prefix)}",
     ]
     for identity in sorted(staff):
-        lines += ["", "# Staff: read everything; write desired config and commands.",
+        lines += ["", "# Staff: read everything; write desired config, commands and rollouts.",
                   f"user {identity}", _deny_own_root(prefix, identity),
                   f"topic read {SUBTREE}", f"topic write {every.config_desired}",
-                  f"topic write {every.command(ANY)}"]
+                  f"topic write {every.command(ANY)}", f"topic write {rollout_topic(prefix)}"]
     for identity in sorted(backends):
         lines += ["", "# Loyalty backend: read every check-in, answer on the kiosk's reply topic.",
                   f"user {identity}", _deny_own_root(prefix, identity),

@@ -17,10 +17,12 @@ a person waits for wants.
 
 from __future__ import annotations
 
+import json
 import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -28,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from drivers.files import write_atomically
 from kiosk.mqtt.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -48,9 +51,29 @@ class Persistent:
     """MQTT 5 session expiry: how long the broker keeps the session after a disconnect."""
     resume_at_start: bool = False
     """Take up the session a previous process left, on the very first connect too (the
-    backend: check-ins sent while it was down are in it). Otherwise the first connect
-    starts a fresh session and only reconnects resume it (MQTT 5; an MQTT 3.1.1 session
-    is simply kept)."""
+    backend: check-ins sent while it was down are in it; a kiosk whose identity has not
+    changed, :func:`session_kept`). Otherwise the first connect starts a fresh session and
+    only reconnects resume it (MQTT 5; an MQTT 3.1.1 session is simply kept)."""
+
+
+def session_kept(marker: Path, settings: MqttSettings, client_id: str, site: str) -> bool:
+    """True when the broker may still hold this client's session from an earlier process:
+    the same broker, client id, user, protocol and topics as the last start (``marker``
+    remembers them). Otherwise the identity changed: record the new one and start clean,
+    so no subscription or message of the old identity is taken up.
+
+    A kiosk resumes its session at start on this answer, so a staff command sent while the
+    daemon restarted (or was killed) is delivered when it is back, unless it expired.
+    """
+    identity = json.dumps([settings.host, settings.port, settings.protocol, settings.username,
+                           settings.topic_prefix, site, client_id]).encode()
+    try:
+        if marker.read_bytes() == identity:
+            return True
+    except OSError:
+        pass  # no marker (a first start) or unreadable: start clean
+    write_atomically(marker, lambda file: file.write(identity))
+    return False
 
 
 def make_client(settings: MqttSettings, client_id: str, *, session: Persistent | None = None,

@@ -56,7 +56,8 @@ class Link:
 
     def __init__(self, settings: MqttSettings, topics: Topics, client_id: str,
                  emit: Callable[[Event], None], window: int = 20,
-                 discovery: Discovery | None = None) -> None:
+                 discovery: Discovery | None = None, resume: bool = False) -> None:
+        """``resume``: take up the session an earlier process left (``session_kept``)."""
         self.topics = topics
         self._discovery = discovery
         self._settings = settings
@@ -73,7 +74,8 @@ class Link:
         # A persistent session: replies and staff orders sent while the kiosk was away
         # are kept by the broker and arrive on reconnect.
         client = make_client(settings, client_id,
-                             session=Persistent(settings.session_expiry_s), inflight=window,
+                             session=Persistent(settings.session_expiry_s, resume),
+                             inflight=window,
                              on_connect=self._on_connect, on_connect_fail=self._on_connect_fail,
                              on_disconnect=self._on_disconnect, on_message=self._on_message,
                              on_publish=self._on_publish, on_pre_connect=self._on_pre_connect)

@@ -80,6 +80,7 @@ __all__ = [
     "member_of",
     "redact",
     "reply_topic_for",
+    "rollout_topic",
     "staff_view",
 ]
 """What the other end of the protocol needs, the reference backend included: it reaches the
@@ -236,7 +237,16 @@ def staff_view(prefix: str) -> list[str]:
     """What a staff tool subscribes to: every kiosk's retained messages, health reports and
     command results."""
     return [*(every_kiosk(prefix, leaf) for leaf in STAFF_VIEW),
-            Topics(prefix, ANY, ANY).command_result(ANY)]
+            Topics(prefix, ANY, ANY).command_result(ANY), rollout_topic(prefix)]
+
+
+FLEET = "_fleet"
+"""The site level of staff's own records: ``<prefix>/_fleet/rollout/<id>``."""
+
+
+def rollout_topic(prefix: str, rollout_id: str = ANY) -> str:
+    """Where a staged rollout's record is kept (retained), so any staff machine sees it."""
+    return f"{prefix}/{FLEET}/rollout/{rollout_id}"
 
 
 def kiosk_of(topic: str) -> tuple[str, str] | None:

@@ -19,15 +19,17 @@ from kiosk.counter.screens import Pairing, Screen
 from kiosk.mqtt import protocol
 from kiosk.mqtt.envelope import Rejected, Sealed, unseal
 from kiosk.provisioning.commands import CommandError, Commands, Parts
-from kiosk.provisioning.enrollment import Enrollment, shown
-from kiosk.provisioning.guard import Guard, SequenceBook, clock_synced
+from kiosk.provisioning.enrollment import UNPROVEN, Enrollment, shown
+from kiosk.provisioning.guard import REPLAYABLE, Guard, SequenceBook, clock_synced
 from kiosk.provisioning.shadow import Shadow
 from kiosk.trust.signing import Verifier
 
 log = logging.getLogger(__name__)
 
 ANSWER_RATE = 5.0
-"""Refusals of unsigned or forged messages answered per second, at most (signed ones always)."""
+"""Refusals anyone on the broker can provoke (unsigned or forged messages, a re-sent captured
+order, a guessed pairing code) answered per second, at most; refusals of fresh signed orders
+are always answered."""
 ANSWER_BURST = 20
 
 Publish = Callable[[str, bytes, bool], None]
@@ -52,7 +54,7 @@ class StaffDesk:
         self.rejected = 0
         self.retained_dropped = 0
         self.unanswered = 0
-        """Refusals of unsigned or forged messages not answered (over ANSWER_RATE)."""
+        """Refusals anyone could provoke, not answered (over ANSWER_RATE)."""
         self._unanswered_told = 0
         self._budget = float(ANSWER_BURST)
         self._budget_at = time.monotonic()
@@ -81,7 +83,7 @@ class StaffDesk:
             order = self.guard.admit(sealed, kind, name)
         except Rejected as exc:
             self.rejected += 1
-            if not exc.signed and not self._may_answer():
+            if _anyone_could(kind, exc) and not self._may_answer():
                 self.unanswered += 1  # a flood of junk: counted, not answered one by one
                 return
             log.warning("refused a staff %s on %s: %s", kind, message.topic, exc)
@@ -101,7 +103,8 @@ class StaffDesk:
         if self._budget < 1:
             return False
         if self.unanswered > self._unanswered_told:
-            log.warning("%d more unsigned or forged staff messages refused without an answer",
+            log.warning("%d more unsigned, forged or replayed staff messages refused without "
+                        "an answer",
                         self.unanswered - self._unanswered_told)
             self._unanswered_told = self.unanswered
         self._budget -= 1
@@ -138,3 +141,10 @@ class StaffDesk:
         """Time passes: end display tests, roll back a config that never connected."""
         self.commands.tick(now)
         self.shadow.tick(now)
+
+
+def _anyone_could(kind: str, refusal: Rejected) -> bool:
+    """True when anyone on the broker could have provoked ``refusal``: junk, a forgery, a
+    re-sent captured order, or an enrollment whose pairing code did not match."""
+    return (not refusal.signed or refusal.code in REPLAYABLE
+            or (kind == "enroll" and refusal.code in UNPROVEN))

@@ -38,6 +38,8 @@ CODE_LENGTH = 8
 FREE_TRIES = 3
 FIRST_LOCK_S = 5.0
 MAX_LOCK_S = 300.0
+UNPROVEN = frozenset({"already-enrolled", "rate-limited", "wrong-target", "wrong-code"})
+"""Refusals of an enrollment before its pairing code matched: anyone can provoke them."""
 
 
 def new_code() -> str:
@@ -108,11 +110,12 @@ class Enrollment:
             verifier = Verifier.from_texts([key if isinstance(key, str) else ""])
         except (SignatureError, ValueError):
             raise Rejected("invalid", "args.key: not a public key") from None
-        Guard(verifier, self._topics.site, self._topics.device_id, self._book,
-              self._clock_trusted).admit(sealed, "enroll", "enroll")
+        guard = Guard(verifier, self._topics.site, self._topics.device_id, self._book,
+                      self._clock_trusted)
+        guard.check(sealed, "enroll", "enroll")
         staff = table.get("staff") if isinstance(table, dict) else None
         if not isinstance(staff, dict) or key not in (staff.get("trusted_keys") or []):
             raise Rejected("invalid", "config.staff.trusted_keys must hold the enrolling key")
-        self._shadow.apply(order.cmd_id, version, table)
+        self._shadow.apply(order.cmd_id, version, table, lambda: guard.accept(sealed))
         log.info("enrolled by key %s; restarting with config version %s", sealed.kid, version)
         return order

@@ -33,12 +33,12 @@ from typing import Any
 
 from drivers.files import sync_folder, write_atomically
 from kiosk.config import Config, build, load_config
+from kiosk.provisioning.remote import REMOTE, local_only
 
 log = logging.getLogger(__name__)
 
-LOCAL_ONLY = {("kiosk", "device_id"), ("kiosk", "state_dir"), ("metrics", "textfile_dir")}
-"""Keys only the local file may set: changing them remotely would move the kiosk's identity,
-lose its database, or point a file the kiosk writes somewhere else."""
+LOCAL_ONLY = local_only(Config)
+"""Every key only the local file may set, and why (see :mod:`kiosk.provisioning.remote`)."""
 SECRETS = {("mqtt", "password")}
 
 
@@ -110,8 +110,10 @@ def merge(base: Config, overlay: dict[str, Any]) -> Config:
         if section not in table:
             raise ValueError(f"{section}: unknown section (known: {', '.join(table)})")
         for key, value in values.items():
-            if (section, key) in LOCAL_ONLY and value != table[section].get(key):
-                raise ValueError(f"{section}.{key}: can only be set in the local config file")
+            local = key in table[section] and (section, key) not in REMOTE
+            if local and value != table[section][key]:
+                raise ValueError(f"{section}.{key}: can only be set in the local config file "
+                                 f"({LOCAL_ONLY[section, key]})")
             table[section][key] = value
     return build(Config, table, "")
 

@@ -25,6 +25,9 @@ from kiosk.provisioning.guard import Guard
 
 log = logging.getLogger(__name__)
 
+REMEMBERED = 64
+"""Refused signed configs remembered (in memory) so a replay of one is not answered again."""
+
 
 class Shadow:
     """The config in force, a trial's deadline, and the ``config/reported`` message."""
@@ -41,8 +44,10 @@ class Shadow:
         self._deadline = (time.monotonic() + start.rollback_after_s) if start.trial else None
         self._restarting = False
         self.reported = False
-        self._last_refusal: dict[str, Any] | None = None
         """True once ``config/reported`` has been sent (the kiosk listens to staff by then)."""
+        self._last_refusal: dict[str, Any] | None = None
+        self._refused: dict[str, None] = {}
+        """The orders refused since start (newest last, at most REMEMBERED): answered once."""
 
     @property
     def version(self) -> int:
@@ -57,15 +62,20 @@ class Shadow:
     def desired(self, sealed: Sealed, guard: Guard) -> None:
         """A desired config arrived: apply it (restart) or raise :class:`Rejected`."""
         last = overlay.rejection(self._folder) or {}
-        if self._restarting or sealed.order.cmd_id in (self._cmd_id, last.get("cmd_id")):
-            return  # the retained copy of a config already decided on: nothing new
-        order = guard.admit(sealed, "config", "config")
+        cmd_id = sealed.order.cmd_id
+        if self._restarting or cmd_id in (self._cmd_id, last.get("cmd_id")) or (
+                cmd_id in self._refused):
+            return  # the retained copy (or a replay) of a config already decided on
+        order = guard.check(sealed, "config", "config")
         if set(order.args) != {"version", "config"}:
             raise Rejected("invalid", "args: expected exactly version and config")
-        self.apply(order.cmd_id, order.args["version"], order.args["config"])
+        self.apply(order.cmd_id, order.args["version"], order.args["config"],
+                   lambda: guard.accept(sealed))
 
-    def apply(self, cmd_id: str, version: Any, table: Any) -> None:
-        """Check an admitted config and restart with it, or raise :class:`Rejected`."""
+    def apply(self, cmd_id: str, version: Any, table: Any, accept: Callable[[], None]) -> None:
+        """Check a config whose order passed the guard; if it fits, ``accept()`` the order
+        (its sequence number is spent) and restart with it, else raise :class:`Rejected`
+        having written nothing."""
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise Rejected("invalid", "version: expected an integer from 1")
         if not isinstance(table, dict):
@@ -80,30 +90,35 @@ class Shadow:
             merged = overlay.merge(self._base, table)
         except ValueError as exc:
             raise Rejected("invalid", str(exc)) from None
+        if merged == self.config:
+            raise Rejected("unchanged", f"equal to the config in force (version {self.version}):"
+                                        " nothing to change")
         if not merged.staff.trusted_keys:
             raise Rejected("invalid", "staff.trusted_keys would be empty: nobody could "
                                       "manage this kiosk any more")
+        accept()
         overlay.write_trial(self._folder, overlay.Applied(version, cmd_id, table))
         log.info("config version %d (%s) stored; restarting to apply it", version, cmd_id)
         self._restarting = True
         self._request_restart(f"config version {version}")
 
     def refused(self, sealed: Sealed | None, rejected: Rejected) -> None:
-        """A desired config was refused: report why (and remember it, if it was signed).
+        """A desired config was refused: report why, and write nothing.
 
-        A refusal of an unsigned or forged message is only reported, never written:
-        anyone on the broker can send those, and a flood must not wear out the SD card.
+        Nothing refused touches the disk: anyone on the broker can send junk or re-send a
+        captured order, and a flood must not wear out the SD card. The retained desired
+        config is checked again after a restart, and refused again for the same reason.
         """
         version = sealed.order.args.get("version", 0) if sealed else 0
         if isinstance(version, bool) or not isinstance(version, int):
             version = 0
         cmd_id = sealed.order.cmd_id if sealed else ""
-        if rejected.signed:
-            overlay.record_rejection(self._folder, version, cmd_id, str(rejected))
-            self._last_refusal = None
-        else:
-            self._last_refusal = {"version": version, "cmd_id": cmd_id,
-                                  "reason": str(rejected)[:500]}
+        if sealed and rejected.signed:
+            self._refused[cmd_id] = None
+            while len(self._refused) > REMEMBERED:
+                del self._refused[next(iter(self._refused))]
+        self._last_refusal = {"version": version, "cmd_id": cmd_id,
+                              "reason": str(rejected)[:500]}
         self.report()
 
     def link_up(self) -> None:

@@ -73,7 +73,7 @@ class RunningKiosk:
     def _serve(self) -> None:
         self.app.run(self._stop)
         if self.app.restart_requested is not None:
-            serve(self.config, self._stop, self._restarted)
+            serve(self.config, self._stop, self._restarted, self.app.health.carry())
 
     def _restarted(self, app: App) -> None:
         self.app = app

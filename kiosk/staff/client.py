@@ -37,6 +37,8 @@ class StaffClient:
         self.latest: dict[str, bytes] = {}
         """The newest payload per topic (retained ones included)."""
         self.seen_at: dict[str, float] = {}
+        self.updated: dict[str, int] = {}
+        """Per topic, the value of ``received`` when its newest message came."""
         self.results: list[tuple[str, dict[str, Any]]] = []
         """Every command result heard: ``(topic, body)``."""
         self.received = 0
@@ -73,6 +75,41 @@ class StaffClient:
         if not info.is_published():
             raise StaffClientError(f"the broker did not acknowledge {topic}")
 
+    def send_all(self, messages: list[tuple[str, bytes]], retain: bool = False,
+                 timeout: float = 60.0) -> None:
+        """Publish many at QoS 1, then wait for every PUBACK: one round trip for a fleet,
+        not one per kiosk (paho keeps them in flight, queued beyond its window)."""
+        sent = [(topic, self._client.publish(topic, payload, qos=1, retain=retain))
+                for topic, payload in messages]
+        deadline = time.monotonic() + timeout
+        for topic, info in sent:
+            info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            if not info.is_published():
+                raise StaffClientError(f"the broker did not acknowledge {topic}")
+
+    def watch(self, topics: dict[str, str], answered: Callable[[str], bool],
+              timeout: float, progress: Callable[[int], None] = lambda _done: None) -> set[str]:
+        """Wait until ``answered(key)`` for every key of ``topics`` (key -> the topic that
+        answers it); a key is checked again only when its topic has a new message, so a
+        fleet of 10,000 is not re-read at every message. The keys still unanswered."""
+        mark, deadline = self.received, time.monotonic() + timeout  # before the first look
+        waiting = {key for key in topics if not answered(key)}
+        progress(len(topics) - len(waiting))
+        while waiting and time.monotonic() < deadline:
+            self.wait(self._newer_than(mark), min(1.0, max(0.0, deadline - time.monotonic())))
+            with self._lock:
+                now, changed = self.received, {key for key in waiting
+                                               if self.updated.get(topics[key], 0) > mark}
+            mark = now
+            done = {key for key in changed if answered(key)}
+            if done:
+                waiting -= done
+                progress(len(topics) - len(waiting))
+        return waiting
+
+    def _newer_than(self, mark: int) -> Callable[[], bool]:
+        return lambda: self.received > mark
+
     def wait(self, condition: Callable[[], Any], timeout: float) -> Any:
         """Wait until ``condition()`` (called under the lock) is truthy; its value, or None."""
         deadline = time.monotonic() + timeout
@@ -84,13 +121,17 @@ class StaffClient:
                     return value
                 self._lock.wait(min(left, 0.5))
 
-    def settle(self, quiet_s: float = 0.3, limit_s: float = 3.0) -> None:
-        """Wait until the retained messages have arrived: nothing new for ``quiet_s``."""
+    def settle(self, quiet_s: float = 0.3, limit_s: float = 60.0) -> bool:
+        """Wait until the retained messages have arrived: nothing new for ``quiet_s``. False
+        when they still flow after ``limit_s``: what was heard may be part of the fleet."""
         deadline = time.monotonic() + limit_s
         seen = -1
-        while time.monotonic() < deadline and seen != self.received:
+        while seen != self.received:
+            if time.monotonic() >= deadline:
+                return False
             seen = self.received
             time.sleep(quiet_s)
+        return True
 
     def results_for(self, cmd_id: str) -> list[tuple[str, dict[str, Any]]]:
         """The results heard so far for one order."""
@@ -123,6 +164,7 @@ class StaffClient:
         with self._lock:
             self.latest[message.topic] = payload
             self.received += 1
+            self.updated[message.topic] = self.received
             self.seen_at[message.topic] = time.time()
             if protocol.is_command_result(message.topic):
                 # a result that is not one is not ours to judge: kioskctl shows what it can read

@@ -52,13 +52,17 @@ KIOSK_SAYS = {Leaf.STATUS, Leaf.STATE, Leaf.CONFIG_REPORTED, Leaf.HEALTH, Leaf.E
 """What only a kiosk publishes: having heard one of them, staff know the kiosk exists."""
 
 
+UNCHANGED = "unchanged:"
+"""How a kiosk answers a config equal to the one in force: nothing changed, nothing to do."""
+
+
 def survey(client: StaffClient) -> list[Kiosk]:
     """Every kiosk the broker has retained messages of, by site and id."""
     found = []
     for (site, device_id), leaves in sorted(client.kiosks().items()):
-        state = _json(leaves.get(Leaf.STATE))
-        reported = _json(leaves.get(Leaf.CONFIG_REPORTED))
-        health = _json(leaves.get(Leaf.HEALTH))
+        state = json_of(leaves.get(Leaf.STATE))
+        reported = json_of(leaves.get(Leaf.CONFIG_REPORTED))
+        health = json_of(leaves.get(Leaf.HEALTH))
         if not (KIOSK_SAYS & set(leaves)):
             continue  # only results or a desired config: not a kiosk we have heard from
         found.append(Kiosk(
@@ -82,7 +86,7 @@ def details(client: StaffClient, kiosk: Kiosk) -> dict[str, Any]:
                              "status": kiosk.status}
     for leaf in (Leaf.STATE, Leaf.CONFIG_REPORTED, Leaf.HEALTH, Leaf.ENROLL):
         if leaf in leaves:
-            shown[leaf] = _json(leaves[leaf]) or leaves[leaf].decode("utf-8", "replace")
+            shown[leaf] = json_of(leaves[leaf]) or leaves[leaf].decode("utf-8", "replace")
     return shown
 
 
@@ -93,7 +97,7 @@ WATCHED = ("state", "outbox_depth", "awaiting_backend", "scans", "checkins", "de
 
 def health_of(payload: bytes) -> dict[str, Any]:
     """A health report as sent, or {} when it cannot be read."""
-    return _json(payload)
+    return json_of(payload)
 
 
 def choose(kiosks: list[Kiosk], device_ids: list[str], site: str | None = None,
@@ -118,27 +122,31 @@ def apply_config(client: StaffClient, issuer: Issuer, kiosks: list[Kiosk],
                  progress: Progress = lambda _done, _total: None) -> dict[str, dict[str, Any]]:
     """Send ``table`` (retained, signed) to each kiosk with its next version; wait for each.
 
-    Returns per device ``{"outcome": "applied"|"refused"|"no answer", "version", "reason"}``.
+    Returns per device ``{"outcome": "applied"|"unchanged"|"refused"|"no answer", "version",
+    "reason"}`` ("unchanged": the kiosk already ran that config, and changed nothing).
     """
     prefix = client.broker.topic_prefix
     waiting: dict[str, tuple[Kiosk, str, int]] = {}
+    messages = []
     for kiosk in kiosks:
         topics = protocol.Topics(prefix, kiosk.site, kiosk.device_id)
         version = next_version(client, topics)
         order, payload = issuer.config(kiosk.target, version, table)
-        client.send(topics.config_desired, payload, retain=True)
+        messages.append((topics.config_desired, payload))
         waiting[kiosk.device_id] = (kiosk, order.cmd_id, version)
+    client.send_all(messages, retain=True)
     outcomes: dict[str, dict[str, Any]] = {}
-    deadline = time.monotonic() + timeout
-    while waiting and time.monotonic() < deadline:
-        client.wait(lambda: any(_config_outcome(client, prefix, *w) for w in waiting.values()),
-                    min(1.0, max(0.0, deadline - time.monotonic())))
-        for device_id, entry in list(waiting.items()):
-            outcome = _config_outcome(client, prefix, *entry)
-            if outcome:
-                outcomes[device_id] = outcome
-                del waiting[device_id]
-                progress(len(outcomes), len(kiosks))
+
+    def answered(device_id: str) -> bool:
+        outcome = _config_outcome(client, prefix, *waiting[device_id])
+        if outcome:
+            outcomes[device_id] = outcome
+        return outcome is not None
+
+    reports = {device_id: protocol.Topics(prefix, kiosk.site, device_id).config_reported
+               for device_id, (kiosk, _cmd_id, _version) in waiting.items()}
+    client.watch(reports, answered, timeout, lambda done: progress(done, len(kiosks)))
+    waiting = {device: entry for device, entry in waiting.items() if device not in outcomes}
     for device_id, (_kiosk, _cmd_id, version) in waiting.items():
         outcomes[device_id] = {"outcome": "no answer", "version": version, "reason": ""}
     return outcomes
@@ -183,7 +191,7 @@ def _answered(answers: dict[str, dict[str, Any] | None]) -> int:
 
 def next_version(client: StaffClient, topics: protocol.Topics) -> int:
     """One above what the kiosk reports and what staff last asked of it."""
-    reported = _json(client.latest.get(topics.config_reported))
+    reported = json_of(client.latest.get(topics.config_reported))
     versions = [_int(reported.get("version")) or 0]
     desired = client.latest.get(topics.config_desired)
     if desired:
@@ -195,16 +203,19 @@ def next_version(client: StaffClient, topics: protocol.Topics) -> int:
 def _config_outcome(client: StaffClient, prefix: str, kiosk: Kiosk, cmd_id: str,
                     version: int) -> dict[str, Any] | None:
     topics = protocol.Topics(prefix, kiosk.site, kiosk.device_id)
-    reported = _json(client.latest.get(topics.config_reported))
+    reported = json_of(client.latest.get(topics.config_reported))
     if reported.get("cmd_id") == cmd_id:
         return {"outcome": "applied", "version": version, "reason": ""}
     rejected = reported.get("rejected") or {}
     if isinstance(rejected, dict) and rejected.get("cmd_id") == cmd_id:
-        return {"outcome": "refused", "version": version, "reason": str(rejected.get("reason"))}
+        reason = str(rejected.get("reason"))
+        outcome = "unchanged" if reason.startswith(UNCHANGED) else "refused"
+        return {"outcome": outcome, "version": version, "reason": reason}
     return None
 
 
-def _json(payload: bytes | None) -> dict[str, Any]:
+def json_of(payload: bytes | None) -> dict[str, Any]:
+    """A retained payload as a bounded JSON object, or {} when it is not one."""
     if not payload:
         return {}
     try:

@@ -18,6 +18,7 @@ import queue
 import sys
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -27,11 +28,13 @@ from typing import Any
 from kiosk import KioskError, __version__
 from kiosk.config import ConfigError
 from kiosk.mqtt import protocol
-from kiosk.staff import fleet
+from kiosk.staff import fleet, view
 from kiosk.staff.client import StaffClient
 from kiosk.staff.fleet import UnknownKiosk
 from kiosk.staff.keyring import Keyring
+from kiosk.staff.rollout import ABORTED, NOT_SENT, RULE, Record, Rollouts, Rule
 from kiosk.staff.settings import StaffSettings, load_settings, settings_path
+from kiosk.staff.summary import summarise
 
 OK, FAILED, USAGE, REFUSED, NO_ANSWER, UNKNOWN = 0, 1, 2, 3, 4, 5
 
@@ -65,19 +68,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--key-file", help="staff client certificate's key")
     parser.add_argument("--keys", help="signing key folder (overrides keys.dir)")
     parser.add_argument("--key", help="signing key name (overrides keys.sign_with)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    anywhere = argparse.ArgumentParser(add_help=False)  # options verbs take too
+    for where, default in ((parser, False), (anywhere, argparse.SUPPRESS)):
+        where.add_argument("--json", action="store_true", default=default,
+                           help="machine-readable output (anywhere on the line)")
     parser.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for kiosks to answer (default 30)")
-    verbs = parser.add_subparsers(dest="verb", required=True)
+    verbs = _Verbs(parser.add_subparsers(dest="verb", required=True), anywhere)
 
     verb = verbs.add_parser("list", help="every kiosk the broker knows, as a table")
     verb.set_defaults(run=_list)
+    verb = verbs.add_parser("summary", help="the fleet at a glance, one line per site")
+    verb.set_defaults(run=_summary)
     verb = verbs.add_parser("show", help="everything retained about one kiosk")
     verb.add_argument("device")
     verb.set_defaults(run=_show)
 
-    config = verbs.add_parser("config", help="desired / reported config").add_subparsers(
-        dest="config_verb", required=True)
+    config = _Verbs(verbs.add_parser("config", help="desired / reported config").add_subparsers(
+        dest="config_verb", required=True), anywhere)
     verb = config.add_parser("get", help="the config in force on a kiosk (secrets removed)")
     verb.add_argument("device")
     verb.set_defaults(run=_config_get)
@@ -85,6 +93,36 @@ def _parser() -> argparse.ArgumentParser:
     verb.add_argument("file")
     _add_targets(verb)
     verb.set_defaults(run=_config_apply)
+
+    rollout = _Verbs(verbs.add_parser("rollout", help="staged config rollouts").add_subparsers(
+        dest="rollout_verb", required=True), anywhere)
+    verb = rollout.add_parser("start", help="roll a TOML change out in phases")
+    verb.add_argument("file")
+    _add_targets(verb)
+    verb.add_argument("--canary", type=int, default=1, help="kiosks in the first phase "
+                                                            "(default 1)")
+    verb.add_argument("--phases", default="10,50,100",
+                      help="then these percentages of the kiosks (default 10,50,100)")
+    verb.add_argument("--max-bad", type=float, default=10.0, metavar="PCT",
+                      help="stop when more than PCT %% refused, rolled back or did not "
+                           "answer (default 10)")
+    verb.add_argument("--min-seen", type=int, default=1, metavar="N",
+                      help="... of at least N kiosks (default 1)")
+    verb.add_argument("--answer-s", type=float, default=60.0, metavar="T",
+                      help="a kiosk silent this long after its order did not answer "
+                           "(default 60)")
+    verb.add_argument("--id", default="", help="name the rollout (default: made up)")
+    verb.set_defaults(run=_rollout_start)
+    verb = rollout.add_parser("status", help="every rollout, or one kiosk by kiosk")
+    verb.add_argument("id", nargs="?")
+    verb.set_defaults(run=_rollout_status)
+    for event, text in (("pause", "stop after the phase under way"),
+                        ("resume", "go on with the next phase"),
+                        ("abort", "stop for good"),
+                        ("revert", "send the values from before to every kiosk it reached")):
+        verb = rollout.add_parser(event, help=text)
+        verb.add_argument("id")
+        verb.set_defaults(run=_rollout_steer, event=event)
 
     verb = verbs.add_parser("cmd", help="run a command and wait for its result")
     _add_targets(verb, single=True)
@@ -98,8 +136,8 @@ def _parser() -> argparse.ArgumentParser:
     verb.add_argument("--count", type=int, default=0, help="stop after this many reports")
     verb.set_defaults(run=_watch)
 
-    keys = verbs.add_parser("keys", help="staff signing keys").add_subparsers(
-        dest="keys_verb", required=True)
+    keys = _Verbs(verbs.add_parser("keys", help="staff signing keys").add_subparsers(
+        dest="keys_verb", required=True), anywhere)
     verb = keys.add_parser("gen", help="make a new signing key")
     verb.add_argument("name")
     verb.set_defaults(run=_keys_gen)
@@ -116,6 +154,21 @@ def _parser() -> argparse.ArgumentParser:
     verb.add_argument("--apply", metavar="FILE", help="a first config to send with it (TOML)")
     verb.set_defaults(run=_enroll)
     return parser
+
+
+class _Verbs:
+    """Subcommands that all take the ``anywhere`` options, so they may also come after the
+    verb (``kioskctl list --json``); their default is SUPPRESS, so they never undo the same
+    option given before the verb."""
+
+    def __init__(self, actions: Any, anywhere: argparse.ArgumentParser) -> None:
+        self._actions = actions
+        self._anywhere = anywhere
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._actions.add_parser(
+            name, parents=[self._anywhere], **kwargs)
+        return parser
 
 
 def _add_targets(verb: argparse.ArgumentParser, single: bool = False) -> None:
@@ -147,7 +200,9 @@ def _settings(args: argparse.Namespace) -> StaffSettings:
 def _connected(settings: StaffSettings) -> Iterator[StaffClient]:
     client = StaffClient(settings.mqtt).connect()
     try:
-        client.settle()
+        if not client.settle():
+            print("kioskctl: retained messages still arriving after 60 s: what follows may "
+                  "miss part of the fleet", file=sys.stderr)
         yield client
     finally:
         client.close()
@@ -158,9 +213,12 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
 
 
 def _progress(total: int) -> fleet.Progress:
-    """A one-line progress bar on stderr for fleet operations (quiet for one kiosk)."""
+    """A one-line progress bar on stderr for fleet operations: only on a terminal (never
+    into a pipe or a log), and not for one kiosk."""
+    terminal = sys.stderr.isatty()
+
     def show(done: int, all_: int) -> None:
-        if all_ > 1:
+        if terminal and all_ > 1:
             bar = "#" * (20 * done // all_)
             print(f"\r[{bar:<20}] {done}/{all_}", end="\n" if done == all_ else "",
                   file=sys.stderr, flush=True)
@@ -175,21 +233,100 @@ def _list(args: argparse.Namespace, settings: StaffSettings) -> int:
     with _connected(settings) as client:
         kiosks = fleet.survey(client)
     rows = [["DEVICE", "SITE", "STATUS", "STATE", "FIRMWARE", "CONFIG", "OUTBOX", "AWAIT",
-             "LAST SEEN"]]
+             "SEEN"]]
     for kiosk in kiosks:
         rows.append([kiosk.device_id, kiosk.site,
                      "enroll?" if kiosk.waiting_to_enroll else kiosk.status, kiosk.state or "-",
                      kiosk.firmware or "-", _dash(kiosk.config_version),
-                     _dash(kiosk.outbox_depth), _awaiting(kiosk), _ago(kiosk.last_seen)])
-    _emit(args, [asdict(kiosk) for kiosk in kiosks], _table(rows))
+                     _dash(kiosk.outbox_depth), _awaiting(kiosk), view.ago(kiosk.last_seen)])
+    _emit(args, [asdict(kiosk) for kiosk in kiosks], view.table(rows))
     return OK
+
+
+def _summary(args: argparse.Namespace, settings: StaffSettings) -> int:
+    with _connected(settings) as client:
+        sites = summarise(fleet.survey(client))
+    rows = [["SITE", "KIOSKS", "ONLINE", "OFFLINE", "DEGRADED", "UNHEARD", "DRIFT",
+             "OLDEST WAIT", "FIRMWARE"]]
+    for site in sites:
+        rows.append([site.site, str(site.kiosks), str(site.online), str(site.offline),
+                     str(site.degraded), str(site.unheard), str(site.drift),
+                     view.span(site.oldest_waiting_s) if site.oldest_waiting_s else "-",
+                     " ".join(f"{name}:{count}" for name, count in sorted(site.firmware.items()))])
+    _emit(args, [asdict(site) for site in sites], view.table(rows))
+    return OK
+
+
+@contextmanager
+def _rollouts(client: StaffClient, settings: StaffSettings, sign: bool) -> Iterator[Rollouts]:
+    """Rollouts over ``client``, signing with the staff key when ``sign`` (its count kept)."""
+    keyring = Keyring(Path(settings.keys.dir))
+    issuer, key_name = keyring.issuer(settings.keys.sign_with) if sign else (None, "")
+    by = key_name or settings.keys.sign_with or "staff"
+    try:
+        yield Rollouts(client, issuer, by, _progress(0))
+    finally:
+        if issuer is not None:
+            keyring.save_seq(key_name, issuer)
+
+
+def _rollout_start(args: argparse.Namespace, settings: StaffSettings) -> int:
+    table = _toml(args.file)
+    selector: dict[str, Any] = ({"all": True} if args.all else {"site": args.site} if args.site
+                                else {"devices": args.devices})
+    if not (args.all or args.site or args.devices):
+        raise UnknownKiosk("name kiosks, --site SITE or --all")
+    try:
+        percents = [float(p) for p in args.phases.split(",") if p.strip()]
+    except ValueError:
+        raise ConfigError(f"--phases {args.phases!r}: expected percentages, e.g. 10,50,100") \
+            from None
+    rule = Rule(args.max_bad, args.min_seen, args.answer_s)
+    with _connected(settings) as client, _rollouts(client, settings, True) as rollouts:
+        record = rollouts.start(table, selector, args.canary, percents, rule, args.id)
+        return _rollout_report(args, rollouts, record)
+
+
+def _rollout_status(args: argparse.Namespace, settings: StaffSettings) -> int:
+    with _connected(settings) as client, _rollouts(client, settings, False) as rollouts:
+        if args.id:
+            return _rollout_report(args, rollouts, rollouts.get(args.id))
+        records = rollouts.records()
+    rows = [["ROLLOUT", "STATE", "PHASE", "BY", "STARTED", "WHY"]]
+    rows += [[r.id, r.state, str(r.phase), r.by, view.ago(r.created_at), r.reason or "-"]
+             for r in records]
+    _emit(args, [asdict(r) for r in records], view.table(rows))
+    return OK
+
+
+def _rollout_steer(args: argparse.Namespace, settings: StaffSettings) -> int:
+    sign = args.event in ("resume", "revert")
+    with _connected(settings) as client, _rollouts(client, settings, sign) as rollouts:
+        return _rollout_report(args, rollouts, rollouts.steer(args.id, args.event))
+
+
+def _rollout_report(args: argparse.Namespace, rollouts: Rollouts, record: Record) -> int:
+    """The rollout's state and every kiosk's outcome; exit 3 when its rule stopped it."""
+    outcomes = rollouts.outcomes(record)
+    counts = Counter(outcome for _site, outcome, _reason in outcomes.values())
+    rows = [["DEVICE", "SITE", "OUTCOME", "REASON"]]
+    rows += [[device, site, outcome, reason or ""]
+             for device, (site, outcome, reason) in sorted(outcomes.items())
+             if outcome != NOT_SENT]
+    head = [f"rollout {record.id}: {record.state}, {record.phase} phase(s) done"
+            f"{'; ' + record.reason if record.reason else ''}",
+            ", ".join(f"{count} {name}" for name, count in sorted(counts.items()))]
+    _emit(args, {**asdict(record), "outcomes": {d: {"site": s, "outcome": o, "reason": r}
+                                                 for d, (s, o, r) in outcomes.items()}},
+          "\n".join([*(view.printable(line, 400) for line in head), view.table(rows)]))
+    return REFUSED if record.state == ABORTED and record.reason.startswith(RULE) else OK
 
 
 def _show(args: argparse.Namespace, settings: StaffSettings) -> int:
     with _connected(settings) as client:
         (kiosk,) = fleet.choose(fleet.survey(client), [args.device])
         shown = fleet.details(client, kiosk)
-    _emit(args, shown, json.dumps(shown, indent=2, sort_keys=True))
+    _emit(args, shown, view.summary(shown))
     return OK
 
 
@@ -220,7 +357,7 @@ def _config_apply(args: argparse.Namespace, settings: StaffSettings) -> int:
     rows = [["DEVICE", "VERSION", "OUTCOME", "REASON"]]
     rows += [[device, str(o["version"]), o["outcome"], o["reason"]]
              for device, o in sorted(outcomes.items())]
-    _emit(args, outcomes, _table(rows))
+    _emit(args, outcomes, view.table(rows))
     return _worst(o["outcome"] for o in outcomes.values())
 
 
@@ -251,7 +388,7 @@ def _cmd(args: argparse.Namespace, settings: StaffSettings) -> int:
         else:
             rows.append([device, body["status"],
                          body["error"] or json.dumps(body["data"], sort_keys=True)])
-    _emit(args, answers, _table(rows))
+    _emit(args, answers, view.table(rows))
     return _worst("no answer" if body is None else "applied" if body["status"] == "ok"
                   else "refused" for body in answers.values())
 
@@ -275,8 +412,9 @@ def _watch(args: argparse.Namespace, settings: StaffSettings) -> int:
                 seen += 1
                 report = fleet.health_of(payload)
                 _emit(args, {"site": where[0], "device_id": where[1], **report},
-                      f"{time.strftime('%H:%M:%S')} {where[1]:<20} " + " ".join(
-                          f"{key}={report.get(key, '-')}" for key in fleet.WATCHED))
+                      f"{time.strftime('%H:%M:%S')} {view.printable(where[1], 20):<20} "
+                      + " ".join(f"{key}={view.printable(report.get(key, '-'), 20)}"
+                                 for key in fleet.WATCHED))
                 sys.stdout.flush()
         except KeyboardInterrupt:
             pass
@@ -300,7 +438,7 @@ def _keys_list(args: argparse.Namespace, settings: StaffSettings) -> int:
     keys = Keyring(Path(settings.keys.dir)).list()
     rows = [["NAME", "KEY ID", "PRIVATE", "PUBLIC KEY"]]
     rows += [[k.name, k.key_id, "yes" if k.private else "no", k.public] for k in keys]
-    _emit(args, [asdict(key) for key in keys], _table(rows))
+    _emit(args, [asdict(key) for key in keys], view.table(rows))
     return OK
 
 
@@ -320,7 +458,8 @@ def _enroll(args: argparse.Namespace, settings: StaffSettings) -> int:
     if body is None:
         print(f"kioskctl: {args.device} did not answer", file=sys.stderr)
         return NO_ANSWER
-    _emit(args, body, "enrolled" if body["status"] == "ok" else f"refused: {body['error']}")
+    _emit(args, body, "enrolled" if body["status"] == "ok"
+          else f"refused: {view.printable(body['error'])}")
     return OK if body["status"] == "ok" else REFUSED
 
 
@@ -358,33 +497,15 @@ def _toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-                     .rstrip() for row in rows)
-
-
 def _dash(value: int | None) -> str:
     return "-" if value is None else str(value)
-
-
-def _ago(when: float | None) -> str:
-    return "-" if when is None else f"{_span(time.time() - when)} ago"
-
-
-def _span(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 def _awaiting(kiosk: fleet.Kiosk) -> str:
     """Check-ins the backend has not acknowledged, and the oldest one's age: ``3 (5m)``."""
     if not kiosk.awaiting_backend:
         return _dash(kiosk.awaiting_backend)
-    return f"{kiosk.awaiting_backend} ({_span(kiosk.awaiting_oldest_s or 0.0)})"
+    return f"{kiosk.awaiting_backend} ({view.span(kiosk.awaiting_oldest_s or 0.0)})"
 
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -118,20 +121,23 @@ def test_commands_wait_for_every_answer(staff, fleet):
     assert all(body["data"]["config_version"] == 0 for body in answers.values())
 
 
-def test_a_config_is_pushed_to_the_fleet_with_progress(staff, fleet, tmp_path):
+def test_a_config_is_pushed_to_the_fleet_with_progress(staff, fleet, tmp_path, monkeypatch):
     change = tmp_path / "slower.toml"
     change.write_text("[counter]\nreply_timeout_s = 4.5\n")
-    code, out, err = staff("config", "apply", str(change), "--all")
+    with monkeypatch.context() as terminal:
+        terminal.setattr(sys.stderr, "isatty", lambda: True)
+        code, out, err = staff("config", "apply", str(change), "--all")
     assert code == OK, out + err
-    assert "3/3" in err
+    assert "3/3" in err  # progress on a terminal, never into a pipe (below)
     assert sorted(line.split()[:3] for line in out.splitlines()[1:]) == [
         ["kiosk-a", "1", "applied"], ["kiosk-b", "1", "applied"], ["kiosk-c", "1", "applied"]]
     for kiosk in fleet:
         assert kiosk.app.config.counter.reply_timeout_s == 4.5
     bad = tmp_path / "bad.toml"
     bad.write_text("[counter]\nreply_timeout_s = -1\n")
-    code, outcomes = staff.json("config", "apply", str(bad), "kiosk-c")
-    assert code == REFUSED and outcomes["kiosk-c"]["outcome"] == "refused"
+    code, out, err = staff("config", "apply", str(bad), "kiosk-c", "--json")
+    outcomes = json.loads(out)
+    assert code == REFUSED and outcomes["kiosk-c"]["outcome"] == "refused" and err == ""
     assert "reply_timeout_s" in outcomes["kiosk-c"]["reason"]
     assert fleet[2].app.config.counter.reply_timeout_s == 4.5
 
@@ -194,3 +200,66 @@ def test_enrollment_with_the_right_code_trusts_the_staff_key(staff, newcomer, tm
     assert staff("cmd", "kiosk-new", "ping")[0] == OK
     code, kiosks = staff.json("list")
     assert kiosks[0]["waiting_to_enroll"] is False and kiosks[0]["config_version"] == 1
+
+
+# --- what a kiosk says reaches a staff terminal only as printable text ------------------
+
+HOSTILE = "evil-1"
+ESCAPES = ("\x1b[8m", "\x1b]0;owned\x07", "\u202e", "\r", "\x9b2J")
+FAKE_ROW = "\nkiosk-z  shop-1  online  ready  1.0  7  0  0  1s ago"
+
+
+def _hostile(intruder, leaf: str, payload: str, retain: bool = True) -> None:
+    topic = f"loyalty/shop-1/{HOSTILE}/{leaf}"
+    intruder.publish(topic, payload.encode(), qos=1, retain=retain).wait_for_publish(10)
+
+
+def _says_hostile_things(intruder, retain: bool = True) -> None:
+    sneaky = "".join(ESCAPES) + FAKE_ROW
+    _hostile(intruder, "status", "online" + sneaky)
+    _hostile(intruder, "state", json.dumps({"v": 1, "state": "ready" + sneaky, "reason": sneaky,
+                                            "firmware": sneaky}))
+    _hostile(intruder, "tele/health", json.dumps(
+        {"v": 1, "state": "ready" + sneaky, "outbox_depth": 0, "problems": [sneaky],
+         "sent_at": 1.0, "uptime_s": 5}), retain)
+
+
+def _clean(text: str) -> None:
+    assert not any(escape in text for escape in ESCAPES), repr(text)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "kiosk-z" not in text.split("\n", 1)[0] and "\nkiosk-z" not in text
+
+
+def test_a_kiosk_cannot_put_escapes_or_rows_into_list_show_or_watch(staff, intruder):
+    _says_hostile_things(intruder)
+    code, out, _ = staff("list")
+    assert code == OK and len(out.splitlines()) == 2, out
+    _clean(out)
+    assert all(len(line) <= 80 for line in out.splitlines())
+    code, out, _ = staff("show", HOSTILE)
+    assert code == OK and out.startswith("kiosk:")
+    _clean(out)
+    code, shown = staff.json("show", HOSTILE)  # JSON escapes control characters itself
+    assert shown["status"].startswith("online\x1b[8m")
+
+    watched: list[tuple[int, str, str]] = []
+    watcher = threading.Thread(target=lambda: watched.append(staff("watch", "--count", "1")),
+                               daemon=True)
+    watcher.start()
+    deadline = time.monotonic() + 30
+    while watcher.is_alive() and time.monotonic() < deadline:
+        _hostile(intruder, "tele/health", json.dumps({"v": 1, "state": "ready" + "".join(
+            ESCAPES) + FAKE_ROW, "outbox_depth": 0, "sent_at": 1.0}), retain=False)
+        time.sleep(1.0)  # quiet between reports: kioskctl has settled before it watches
+    [(code, out, _)] = watched
+    assert code == OK and len(out.splitlines()) == 1, out
+    _clean(out)
+
+
+def test_json_may_come_anywhere_and_show_is_a_summary(staff, fleet):
+    for argv in (["--json", "list"], ["list", "--json"]):
+        code, out, _ = staff(*argv)
+        assert code == OK and {k["device_id"] for k in json.loads(out)} >= {"kiosk-a"}
+    code, out, _ = staff("show", "kiosk-a")
+    assert code == OK and len(out.splitlines()) < 25, out
+    assert "status:" in out and "online" in out and "config:" in out and "version 0" in out

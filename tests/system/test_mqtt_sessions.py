@@ -77,8 +77,9 @@ def test_a_backend_session_is_taken_up_by_the_next_process(peers, protocol):
     assert heard == [b"sent while away", b"sent after"]
 
 
-def test_a_kiosk_process_starts_a_fresh_session_and_keeps_it_from_then_on(peers):
-    # MQTT 5 clean start on a process's first connect only: reconnects resume (test_link.py).
+def test_a_session_not_resumed_at_start_is_fresh_and_kept_from_then_on(peers):
+    # MQTT 5 clean start on a client's first connect only: reconnects resume (test_link.py).
+    # A kiosk resumes at start too unless its identity changed (test_session_across_restarts).
     assert _sent_while_away(peers, "kiosk-1", Persistent(60), "5") == [b"sent after"]
 
 

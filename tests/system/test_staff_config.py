@@ -13,7 +13,7 @@ from kiosk.provisioning import overlay
 from kiosk.staff.client import StaffClient
 from kiosk.staff.issuer import Issuer
 from kiosk.testing.broker import free_port
-from kiosk.testing.harness import RunningKiosk
+from kiosk.testing.harness import RunningKiosk, wait_for
 from kiosk.testing.staff import reported, trusting
 from kiosk.trust.signing import Signer
 
@@ -136,3 +136,24 @@ def test_changes_accumulate_over_the_config_in_force(kiosk, staff, issuer):
     body = reported(staff, kiosk, lambda body: body["version"] == 2)
     assert body["config"]["counter"]["reply_timeout_s"] == 5.0
     assert kiosk.app.config.counter.result_screen_s == 3.0
+
+
+def test_counters_and_uptime_survive_a_config_change(kiosk, staff, issuer):
+    reported(staff, kiosk)
+    kiosk.show_card("LOY-SURVIVE1")
+    wait_for(lambda: kiosk.app.health().checkins == 1, 20, "the check-in counted")
+    before = kiosk.app.health()
+    push(staff, kiosk, issuer, 1, {"counter": {"reply_timeout_s": 5.0}})
+    reported(staff, kiosk, lambda body: body["version"] == 1)
+    after = kiosk.wait_restarted().health()
+    assert after.scans == 1 and after.checkins == before.checkins
+    assert after.connects == before.connects + 1 and after.uptime_s >= before.uptime_s
+
+
+def test_a_config_equal_to_the_one_in_force_restarts_nothing(kiosk, staff, issuer):
+    reported(staff, kiosk)
+    in_force = kiosk.app.config.counter.reply_timeout_s
+    cmd_id = push(staff, kiosk, issuer, 1, {"counter": {"reply_timeout_s": in_force}})
+    body = reported(staff, kiosk, lambda body: (body["rejected"] or {}).get("cmd_id") == cmd_id)
+    assert body["rejected"]["reason"].startswith("unchanged: ") and body["version"] == 0
+    assert kiosk.restarts == 0

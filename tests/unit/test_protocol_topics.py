@@ -12,11 +12,11 @@ from kiosk.mqtt.protocol import Leaf, Topics
 KIOSK = Topics("loyalty", "shop", "kiosk-1")
 
 
-def test_staff_hear_every_kiosks_retained_messages_health_and_results():
+def test_staff_hear_every_kiosks_retained_messages_health_results_and_rollouts():
     assert protocol.staff_view("loyalty") == [
         "loyalty/+/+/status", "loyalty/+/+/state", "loyalty/+/+/config/reported",
         "loyalty/+/+/config/desired", "loyalty/+/+/enroll", "loyalty/+/+/tele/health",
-        "loyalty/+/+/cmd/+/result"]
+        "loyalty/+/+/cmd/+/result", "loyalty/_fleet/rollout/+"]
 
 
 @pytest.mark.parametrize(("topic", "leaf"), [

@@ -1,0 +1,369 @@
+"""Staged rollouts of a config: phases, an abort rule, and a record any staff machine can resume.
+
+A rollout sends a config change to a canary of N kiosks, then to growing percentages of
+the chosen kiosks (in an order fixed by the rollout's id, so canaries are spread over
+sites), waiting after each phase for every online kiosk of it to answer. It stops by
+itself when more than ``max_bad_pct`` % of at least ``min_seen`` kiosks that answered
+(or should have) refused the change, rolled it back, or said nothing in ``answer_s``.
+
+The **record** (what, to whom, the phases, the rule, where it stands, who paused or
+resumed it) is kept retained on the broker under ``<prefix>/_fleet/rollout/<id>``, so
+it outlives the command: another staff machine sees it (``kioskctl rollout status``)
+and can pause, resume, abort or revert it. The per-kiosk **outcome** is not copied into
+the record: it is read from what the kiosks themselves keep retained, by the order's
+``cmd_id`` (``<rollout id>.<n>``):
+
+=============  =============================================================
+applied        the kiosk's ``config/reported`` names the rollout's order
+reverted       it names the rollout's revert order
+unchanged      the kiosk already ran that config (nothing changed)
+refused        refused, with the kiosk's reason
+rolled back    applied, could not connect with it, and went back
+pending        sent while the kiosk is offline: the retained order is applied
+               when it returns, and reported then
+waiting        sent, online, not answered yet (within ``answer_s``)
+no answer      sent, online, and silent longer than ``answer_s``
+not sent       a later phase
+=============  =============================================================
+
+Revert sends each kiosk the rollout sent to (and that did not refuse it) the values
+the changed keys had before, as most kiosks reported them when the rollout began.
+Secrets (``mqtt.password``) are never reported, so they cannot be reverted this way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from kiosk import KioskError
+from kiosk.mqtt import protocol
+from kiosk.mqtt.envelope import Rejected, unseal
+from kiosk.staff import fleet
+from kiosk.staff.client import StaffClient
+from kiosk.staff.issuer import Issuer
+
+APPLIED, UNCHANGED, REFUSED, ROLLED_BACK = "applied", "unchanged", "refused", "rolled back"
+REVERTED_TO = "reverted"
+PENDING, WAITING, NO_ANSWER, NOT_SENT = "pending", "waiting", "no answer", "not sent"
+BAD = (REFUSED, ROLLED_BACK, NO_ANSWER)
+"""Outcomes the abort rule counts against a rollout."""
+FINAL = (APPLIED, UNCHANGED, REFUSED, ROLLED_BACK, REVERTED_TO)
+RUNNING, PAUSED, ABORTED, DONE, REVERTED = "running", "paused", "aborted", "done", "reverted"
+REVERT = "-revert"
+RULE = "stopped by its rule"
+
+
+class RolloutError(KioskError):
+    """A rollout cannot be found, or cannot do what was asked in its state."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    """When a rollout stops by itself."""
+
+    max_bad_pct: float = 10.0
+    min_seen: int = 1
+    answer_s: float = 60.0
+
+
+@dataclass
+class Record:
+    """A rollout as kept on the broker."""
+
+    id: str
+    table: dict[str, Any]
+    selector: dict[str, Any]
+    """``{"all": true}``, ``{"site": S}`` or ``{"devices": [...]}``: who it is for."""
+    canary: int
+    percents: list[float]
+    rule: Rule
+    by: str
+    created_at: float
+    state: str = RUNNING
+    phase: int = 0
+    """Phases finished."""
+    sent_at: list[float] = field(default_factory=list)
+    """When each phase's orders went out."""
+    before: dict[str, Any] = field(default_factory=dict)
+    """The changed keys' values before, as most kiosks reported them (for revert)."""
+    reason: str = ""
+    """Why it stopped, when it did."""
+    judged_from: int = 0
+    """Kiosks before this place in the order are not judged again (resumed past them)."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"v": 1, **asdict(self)}, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, payload: bytes) -> Record:
+        body = json.loads(payload)
+        body.pop("v", None)
+        body["rule"] = Rule(**body["rule"])
+        return cls(**body)
+
+    def note(self, event: str, by: str) -> None:
+        self.history.append({"at": round(time.time(), 3), "event": event, "by": by})
+
+
+def new_id() -> str:
+    """A short rollout id people can type."""
+    return time.strftime("r%m%d-") + uuid.uuid4().hex[:6]
+
+
+def boundaries(total: int, canary: int, percents: list[float]) -> list[int]:
+    """How many kiosks have been sent to after each phase: the canary, then percentages."""
+    ends = [min(total, canary)] if canary else []
+    for percent in percents:
+        ends.append(min(total, math.ceil(total * percent / 100)))
+    if not ends or ends[-1] < total:
+        ends.append(total)
+    return sorted({end for end in ends if end > 0})
+
+
+def ordered(record: Record, kiosks: list[fleet.Kiosk]) -> list[fleet.Kiosk]:
+    """The kiosks a rollout is for, in its fixed pseudo-random order."""
+    chosen = fleet.choose(kiosks, record.selector.get("devices", []), record.selector.get("site"),
+                          bool(record.selector.get("all")))
+    return sorted(chosen, key=lambda k: rank(record.id, k.site, k.device_id))
+
+
+def rank(rollout_id: str, site: str, device_id: str) -> bytes:
+    """A kiosk's place in a rollout's order: stable, and unrelated to names or sites."""
+    return hashlib.sha256(f"{rollout_id}/{site}/{device_id}".encode()).digest()
+
+
+def outcome(client: StaffClient, record: Record, kiosk: fleet.Kiosk, sent_at: float | None,
+            now: float) -> tuple[str, str]:
+    """Where one kiosk stands in a rollout, and the kiosk's reason when it refused."""
+    topics = protocol.Topics(client.broker.topic_prefix, kiosk.site, kiosk.device_id)
+    reported = fleet.json_of(client.latest.get(topics.config_reported))
+    ours = {record.id, record.id + REVERT}
+    if _rollout_of(reported.get("cmd_id")) == record.id + REVERT:
+        return REVERTED_TO, ""
+    if _rollout_of(reported.get("cmd_id")) == record.id:
+        return APPLIED, ""
+    rejected = reported.get("rejected")
+    if isinstance(rejected, dict) and _rollout_of(rejected.get("cmd_id")) in ours:
+        reason = str(rejected.get("reason", ""))
+        if reason.startswith(fleet.UNCHANGED):
+            return UNCHANGED, ""
+        return (ROLLED_BACK if reason.startswith("rolled back") else REFUSED), reason
+    if _rollout_of(_desired_cmd_id(client, topics)) not in ours:
+        return NOT_SENT, ""
+    if kiosk.status != "online":
+        return PENDING, ""
+    if sent_at is not None and now - sent_at > record.rule.answer_s:
+        return NO_ANSWER, ""
+    return WAITING, ""
+
+
+def _rollout_of(cmd_id: Any) -> str:
+    return cmd_id.rpartition(".")[0] if isinstance(cmd_id, str) else ""
+
+
+def _desired_cmd_id(client: StaffClient, topics: protocol.Topics) -> str:
+    payload = client.latest.get(topics.config_desired)
+    if not payload:
+        return ""
+    try:
+        return unseal(payload).order.cmd_id
+    except Rejected:
+        return ""
+
+
+class Rollouts:
+    """Starts, advances and steers rollouts over one staff connection."""
+
+    def __init__(self, client: StaffClient, issuer: Issuer | None, by: str,
+                 progress: fleet.Progress = lambda _done, _total: None) -> None:
+        self._client = client
+        self._issuer = issuer
+        self._by = by
+        self._progress = progress
+        self._prefix = client.broker.topic_prefix
+
+    # --- the record on the broker --------------------------------------------------
+
+    def records(self) -> list[Record]:
+        """Every rollout the broker keeps, newest first."""
+        found = []
+        for topic, payload in list(self._client.latest.items()):
+            if topic.startswith(protocol.rollout_topic(self._prefix, "")) and payload:
+                try:
+                    found.append(Record.from_json(payload))
+                except (ValueError, TypeError, KeyError):
+                    continue  # not one we can read: not ours to judge
+        return sorted(found, key=lambda r: r.created_at, reverse=True)
+
+    def get(self, rollout_id: str) -> Record:
+        """The rollout ``rollout_id``, as the broker has it now."""
+        payload = self._client.latest.get(protocol.rollout_topic(self._prefix, rollout_id))
+        if not payload:
+            raise RolloutError(f"no rollout {rollout_id!r} on the broker")
+        return Record.from_json(payload)
+
+    def save(self, record: Record) -> None:
+        self._client.send(protocol.rollout_topic(self._prefix, record.id), record.to_json(),
+                          retain=True)
+
+    # --- what happens ----------------------------------------------------------------
+
+    def start(self, table: dict[str, Any], selector: dict[str, Any], canary: int,
+              percents: list[float], rule: Rule, rollout_id: str = "") -> Record:
+        """A new rollout, recorded before anything is sent; then advanced."""
+        rollout_id = rollout_id or new_id()
+        if protocol.rollout_topic(self._prefix, rollout_id) in self._client.latest:
+            raise RolloutError(f"rollout {rollout_id} exists: resume it, or choose another id")
+        if not protocol.TOPIC_WORD.match(rollout_id) or "." in rollout_id:
+            raise RolloutError("a rollout id is 1-64 letters, digits, '_' or '-'")
+        record = Record(rollout_id, table, selector, canary, percents, rule, self._by,
+                        round(time.time(), 3))
+        kiosks = ordered(record, fleet.survey(self._client))
+        if not kiosks:
+            raise fleet.UnknownKiosk("no kiosk to roll out to")
+        record.before = self._before(kiosks, table)
+        record.note("started", self._by)
+        self.save(record)
+        return self.advance(record)
+
+    def advance(self, record: Record) -> Record:
+        """Send the next phases, each once the one before has answered, until the rollout is
+        done, stopped by its rule, or paused or aborted from elsewhere."""
+        while record.state == RUNNING:
+            kiosks = ordered(record, fleet.survey(self._client))
+            ends = boundaries(len(kiosks), record.canary, record.percents)
+            if record.phase >= len(ends):
+                record.state = DONE
+                record.note("done", self._by)
+                break
+            batch = kiosks[:ends[record.phase]]
+            self._send(record, batch, record.id)
+            record.sent_at.append(round(time.time(), 3))
+            self.save(record)
+            self._wait(record, batch)
+            bad = self._judge(record, batch[record.judged_from:])
+            latest = self.get(record.id)  # paused or aborted meanwhile, from anywhere?
+            if latest.state != RUNNING:
+                return latest
+            if bad:
+                record.state, record.reason = ABORTED, f"{RULE}: {bad}"
+                record.note(record.reason, self._by)
+            else:
+                record.phase += 1
+            self.save(record)
+        self.save(record)
+        return record
+
+    def steer(self, rollout_id: str, event: str) -> Record:
+        """Pause, resume, abort or revert a rollout (from any staff machine)."""
+        record = self.get(rollout_id)
+        allowed = {"pause": (RUNNING,), "resume": (PAUSED, ABORTED), "abort": (RUNNING, PAUSED),
+                   "revert": (RUNNING, PAUSED, ABORTED, DONE)}[event]
+        if record.state not in allowed:
+            raise RolloutError(f"rollout {rollout_id} is {record.state}: cannot {event} it")
+        record.note(event, self._by)
+        if event == "pause":
+            record.state = PAUSED
+        elif event == "abort":
+            record.state, record.reason = ABORTED, f"aborted by {self._by}"
+        elif event == "resume":
+            if record.state == ABORTED:  # staff judged the stopped phase: go on past it
+                kiosks = ordered(record, fleet.survey(self._client))
+                ends = boundaries(len(kiosks), record.canary, record.percents)
+                record.judged_from = ends[min(record.phase, len(ends) - 1)]
+                record.phase += 1
+            record.state, record.reason = RUNNING, ""
+            self.save(record)
+            return self.advance(record)
+        else:
+            self._revert(record)
+        self.save(record)
+        return record
+
+    def outcomes(self, record: Record) -> dict[str, tuple[str, str, str]]:
+        """Per kiosk ``(site, outcome, reason)``, from what the kiosks keep retained."""
+        kiosks = ordered(record, fleet.survey(self._client))
+        ends = boundaries(len(kiosks), record.canary, record.percents)
+        now = time.time()
+        found: dict[str, tuple[str, str, str]] = {}
+        for index, kiosk in enumerate(kiosks):
+            phase = next(i for i, end in enumerate(ends) if index < end)
+            sent_at = record.sent_at[phase] if phase < len(record.sent_at) else None
+            found[kiosk.device_id] = (kiosk.site, *outcome(self._client, record, kiosk,
+                                                           sent_at, now))
+        return found
+
+    # --- the parts -------------------------------------------------------------------
+
+    def _send(self, record: Record, kiosks: list[fleet.Kiosk], series: str,
+              table: dict[str, Any] | None = None) -> None:
+        """Send the order to each kiosk not yet sent one of ``series`` (resuming skips them)."""
+        if self._issuer is None:
+            raise RolloutError("no signing key: cannot send orders")
+        todo = [k for k in kiosks if _rollout_of(_desired_cmd_id(
+            self._client, protocol.Topics(self._prefix, k.site, k.device_id))) != series]
+        messages = []
+        for kiosk in todo:
+            topics = protocol.Topics(self._prefix, kiosk.site, kiosk.device_id)
+            _order, payload = self._issuer.config(
+                kiosk.target, fleet.next_version(self._client, topics),
+                record.table if table is None else table,
+                cmd_id=f"{series}.{uuid.uuid4().hex[:12]}")
+            messages.append((topics.config_desired, payload))
+        self._client.send_all(messages, retain=True)
+        self._progress(len(todo), len(todo))
+
+    def _wait(self, record: Record, batch: list[fleet.Kiosk]) -> None:
+        """Until every online kiosk of ``batch`` has answered, or ``answer_s`` has passed."""
+        by_id = {kiosk.device_id: kiosk for kiosk in batch}
+        reports = {device_id: protocol.Topics(self._prefix, kiosk.site, device_id)
+                   .config_reported for device_id, kiosk in by_id.items()}
+        self._client.watch(reports, lambda device_id: outcome(
+            self._client, record, by_id[device_id], None, time.time())[0] != WAITING,
+            record.rule.answer_s)
+
+    def _judge(self, record: Record, batch: list[fleet.Kiosk]) -> str:
+        """Why the rule stops the rollout now, or ''."""
+        now = time.time()
+        counts = Counter(outcome(self._client, record, kiosk, record.sent_at[-1], now)[0]
+                         for kiosk in batch)
+        seen = sum(counts[name] for name in (*FINAL, NO_ANSWER))
+        bad = sum(counts[name] for name in BAD)
+        if seen >= record.rule.min_seen and 100 * bad > record.rule.max_bad_pct * seen:
+            parts = ", ".join(f"{counts[name]} {name}" for name in BAD if counts[name])
+            return (f"{bad} of {seen} kiosks bad ({parts}): more than "
+                    f"{record.rule.max_bad_pct:g} %")
+        return ""
+
+    def _before(self, kiosks: list[fleet.Kiosk], table: dict[str, Any]) -> dict[str, Any]:
+        """The changed keys' values before the rollout, as most kiosks report them."""
+        seen: Counter[str] = Counter()
+        for kiosk in kiosks:
+            topics = protocol.Topics(self._prefix, kiosk.site, kiosk.device_id)
+            config = fleet.json_of(self._client.latest.get(topics.config_reported)).get("config")
+            if not isinstance(config, dict):
+                continue
+            values = {section: {key: (config.get(section) or {}).get(key) for key in keys}
+                      for section, keys in table.items() if isinstance(keys, dict)}
+            seen[json.dumps(values, sort_keys=True)] += 1
+        return json.loads(seen.most_common(1)[0][0]) if seen else {}
+
+    def _revert(self, record: Record) -> None:
+        if not record.before:
+            raise RolloutError(f"rollout {record.id}: no earlier values known to revert to")
+        now = time.time()
+        sent = [kiosk for kiosk in ordered(record, fleet.survey(self._client))
+                if outcome(self._client, record, kiosk, None, now)[0]
+                in (APPLIED, PENDING, WAITING, NO_ANSWER)]
+        record.state = REVERTED
+        self._send(record, sent, record.id + REVERT, record.before)
+        record.reason = f"reverted {len(sent)} kiosks to the values before"
+
