@@ -41,7 +41,8 @@ OK, FAILED, USAGE, REFUSED, NO_ANSWER, UNKNOWN = 0, 1, 2, 3, 4, 5
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``kioskctl`` console script."""
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_keys_may_start_with_a_dash(sys.argv[1:] if argv is None
+                                                            else argv))
     try:
         settings = _settings(args)
         return int(args.run(args, settings))
@@ -51,6 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     except (KioskError, OSError) as exc:  # ConfigError, broker or key problems
         print(f"kioskctl: {exc}", file=sys.stderr)
         return FAILED
+
+
+def _keys_may_start_with_a_dash(argv: list[str]) -> list[str]:
+    """``keys add NAME KEY``: a base64url public key starts with ``-`` one time in 64, which
+    argparse would take for an option; everything after the name is positional then."""
+    if "add" not in argv or "keys" not in argv[:argv.index("add")]:
+        return argv
+    at = argv.index("add") + 2  # after the name
+    rest = argv[at:]
+    keys = [word for word in rest if not word.startswith("-") or word not in ("-h", "--help",
+                                                                              "--json")]
+    options = [word for word in rest if word not in keys]
+    return [*argv[:at], *options, "--", *keys] if keys else argv
 
 
 def _parser() -> argparse.ArgumentParser:
