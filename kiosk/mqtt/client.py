@@ -72,7 +72,10 @@ def session_kept(marker: Path, settings: MqttSettings, client_id: str, site: str
             return True
     except OSError:
         pass  # no marker (a first start) or unreadable: start clean
-    write_atomically(marker, lambda file: file.write(identity))
+    try:
+        write_atomically(marker, lambda file: file.write(identity))
+    except OSError as exc:  # a full disk: start clean now, remember it at a later start
+        log.warning("MQTT session identity not saved (%s): this start is a clean one", exc)
     return False
 
 
