@@ -95,7 +95,7 @@ def test_a_public_key_that_starts_with_a_dash_is_added(staff):
     assert staff("keys", "add", "carol", dashed)[0] == OK
     assert staff("keys", "add", "dave", dashed, "--json")[0] == OK
     code, keys = staff.json("keys", "list")
-    assert {k["name"] for k in keys} >= {"carol", "dave"}
+    assert code == OK and {k["name"] for k in keys} >= {"carol", "dave"}
 
 
 def test_staff_see_every_kiosk_and_what_it_reports(staff, fleet):
