@@ -14,17 +14,23 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Replace ``path`` with what ``write`` puts in a file: temp file, fsync, rename, fsync of
-    the folder (made if missing), so the rename itself survives a power cut."""
+def write_atomically(path: Path, write: Callable[[BinaryIO], object], *,
+                     durable: bool = True) -> None:
+    """Replace ``path`` with what ``write`` puts in a file: temp file, rename, so a reader sees
+    the old file or the new one, never half of one. ``durable`` adds an fsync of the file
+    and of the folder (made if missing), so the rename itself survives a power cut; a
+    simulated device's picture of itself does not need that, and its two syncs a frame
+    would compete with the outbox's commits for the disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp")
     with temp.open("wb") as file:
         write(file)
-        file.flush()
-        os.fsync(file.fileno())
+        if durable:
+            file.flush()
+            os.fsync(file.fileno())
     os.replace(temp, path)
-    sync_folder(path.parent)
+    if durable:
+        sync_folder(path.parent)
 
 
 def sync_folder(folder: Path) -> None:

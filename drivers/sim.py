@@ -322,7 +322,8 @@ def make_dummy_display(spec: DisplaySpec) -> Any:
             super().display(image)
             self.frame = image.copy()
             if self.png_path:
-                write_atomically(self.png_path, lambda file: image.save(file, format="PNG"))
+                write_atomically(self.png_path, lambda file: image.save(file, format="PNG"),
+                                 durable=False)  # a picture of the screen, not a record
             for listener in self.listeners:
                 listener(self.frame)
 
@@ -397,7 +398,8 @@ class LightsStateFile:
         """Write the state now if it changed."""
         text = json.dumps(self._lights.state(), sort_keys=True)
         if text != self._last:
-            write_atomically(self.path, lambda file: file.write(f"{text}\n".encode()))
+            write_atomically(self.path, lambda file: file.write(f"{text}\n".encode()),
+                             durable=False)
             self._last = text
 
     def stop(self) -> None:

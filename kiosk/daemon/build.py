@@ -88,7 +88,7 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None,
     except ValueError as exc:  # a device id Home Assistant cannot take: check-ins go on
         discovery, discovery_problem = None, f"homeassistant: {exc}"
         log.error("%s", discovery_problem)
-    link = Link(config.mqtt, topics, device_id, inbox.put, window=config.outbox.publish_window,
+    link = Link(config.mqtt, topics, device_id, inbox.put,
                 discovery=discovery, resume=session_kept(state_dir / SESSION_FILE, config.mqtt,
                                                          device_id, config.kiosk.site))
     devices, sim = hardware or make_hardware(config.hardware)

@@ -116,6 +116,12 @@ class Inbox:
                 acks.append(self._link.popleft())  # type: ignore[arg-type]
         return acks
 
+    @property
+    def scans_waiting(self) -> int:
+        """Scans in their lane now: how close a reader is to having one dropped."""
+        with self._ready:
+            return len(self._scans)
+
     def __len__(self) -> int:
         with self._ready:
             return (len(self._link) + len(self._scans) + len(self._messages)

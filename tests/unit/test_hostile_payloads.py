@@ -99,6 +99,20 @@ def test_every_string_and_key_is_bounded_wherever_it_is():
         load_object(b'{"\\ud800":1}', limits)
 
 
+def test_in_a_message_of_many_objects_escapes_neither_hide_a_long_string_nor_nesting():
+    """A batch of answers is checked from its quotes (the fast path): escaped quotes and
+    backslashes count as the characters they stand for, and a quote after an escaped
+    backslash still closes its string."""
+    limits = Limits(max_bytes=100_000, max_depth=3, max_string=10)
+    many = b'{"a":[' + b",".join([b"{}"] * 20) + b"]"
+    for escaped in (b'\\"' * 11, b"\\\\" * 11):
+        with pytest.raises(ProtocolError, match="11 characters exceeds 10"):
+            load_object(many + b',"b":"' + escaped + b'"}', limits)
+    with pytest.raises(ProtocolError, match="nested deeper than 3"):
+        load_object(many + b',"b":"\\\\","c":[[[[]]]]}', limits)
+    assert load_object(many + b',"b":"[[[[\\"[[[["}', limits)["b"] == '[[[["[[[['
+
+
 def test_fields_check_type_and_range():
     fields = Fields({"n": 3, "f": 0.5, "b": True, "s": "ok"})
     assert (fields.integer("n", 0, 5), fields.number("f", 0, 1), fields.flag("b")) == (3, 0.5, True)

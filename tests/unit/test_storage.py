@@ -120,14 +120,17 @@ def test_a_corrupt_database_is_moved_aside_and_a_fresh_one_started(db_path):
 def test_the_member_cache_survives_restarts_and_stays_bounded(db_path):
     conn, _ = open_db(db_path)
     cache = MemberCache(conn, max_members=3)
+    cache.put("LOY-M0", MemberStatus("M0", 0, "Bronze", 50, 0.0))
+    cache.prune()  # fewer than the bound: nothing goes
     for n in range(5):
         cache.put(f"LOY-M{n}", MemberStatus(f"M{n}", n * 10, "Bronze", 50, 0.0))
+    cache.put("LOY-M1", MemberStatus("M1", 11, "Bronze", 50, 0.0))  # a regular, back again
     cache.prune()
     conn.close()
     conn, _ = open_db(db_path)
     known = MemberCache(conn, max_members=3).load()
-    assert sorted(known) == ["LOY-M2", "LOY-M3", "LOY-M4"]
-    assert known["LOY-M4"].balance == 40
+    assert sorted(known) == ["LOY-M1", "LOY-M3", "LOY-M4"]
+    assert known["LOY-M4"].balance == 40 and known["LOY-M1"].balance == 11
 
 
 def test_cache_rows_from_another_version_are_skipped_not_fatal(db_path):

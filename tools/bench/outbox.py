@@ -47,6 +47,7 @@ from drivers.specs import CameraSpec, LightsSpec, SerialSpec
 from kiosk.config import OutboxSection, TelemetrySection
 from kiosk.counter.checkin import CheckIn, uuid7
 from kiosk.counter.events import CodeRead
+from kiosk.daemon.inbox import SCAN_LANE
 from kiosk.mqtt import protocol
 from kiosk.store.db import open_db
 from kiosk.store.outbox import Outbox
@@ -165,7 +166,7 @@ def kiosk_rush(root: Path, broker: Mosquitto, n: int, display: str = "none") -> 
         app = kiosk.app
         start = time.perf_counter()
         for k in range(n):
-            while len(app.inbox) >= 48:  # a fast scanner, but never past the scan lane
+            while app.inbox.scans_waiting >= SCAN_LANE:  # a fast scanner that drops no scan
                 time.sleep(0.0002)
             app.inbox.put(CodeRead(f"LOY-B{k:07d}", "serial", time.time()))
         wait_for(lambda: app.checkins_recorded == n and app.outbox.depth == 0, timeout=600,
