@@ -21,10 +21,8 @@ ROOTFS="$WORK/rootfs"
 PROOF=arm64-proof
 # shellcheck source=tools/proof-lib.sh
 . "$SRC/tools/proof-lib.sh"
-[ "$(id -u)" -eq 0 ] || { say "run as root (it builds a root file system)"; exit 1; }
-mkdir -p "$WORK"
+begin_proof
 exec > >(tee -a "$WORK/proof.log") 2>&1
-started=$(date +%s)
 say "started $(date -u +%FT%TZ) on $(uname -m), source $(git -C "$SRC" rev-parse --short HEAD)"
 
 need_tools mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static arch-test:arch-test

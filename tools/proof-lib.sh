@@ -5,6 +5,14 @@
 
 say() { printf '%s: %s\n' "$PROOF" "$*"; }
 
+# begin_proof: stop unless root (a proof builds a root file system), make WORK, start the clock.
+begin_proof() {
+    [ "$(id -u)" -eq 0 ] || { say "run as root (it builds a root file system)"; exit 1; }
+    mkdir -p "$WORK"
+    # shellcheck disable=SC2034  # the caller reports the time taken
+    started=$(date +%s)
+}
+
 # need_tools COMMAND:PACKAGE...: apt-get installs the packages whose command is missing.
 need_tools() {
     local missing=() tool

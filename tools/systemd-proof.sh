@@ -25,9 +25,7 @@ ROOTFS="$WORK/rootfs"
 PROOF=systemd-proof
 # shellcheck source=tools/proof-lib.sh
 . "$SRC/tools/proof-lib.sh"
-[ "$(id -u)" -eq 0 ] || { say "run as root (it builds a root file system)"; exit 1; }
-mkdir -p "$WORK"
-started=$(date +%s)
+begin_proof
 say "started $(date -u +%FT%TZ), source $(git -C "$SRC" rev-parse --short HEAD)"
 need_tools mmdebstrap:mmdebstrap qemu-system-x86_64:qemu-system-x86 mkfs.ext4:e2fsprogs
 
