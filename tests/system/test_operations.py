@@ -45,7 +45,7 @@ def test_the_endless_demo_counts_repeat_customers_as_already_checked_in():
     try:
         for line in demo.stdout:
             lines.append(line.rstrip("\n"))
-            if sum(line.startswith("  ") for line in lines) == 12:  # 12 customers answered
+            if sum(line.startswith("  ") for line in lines) == 7:  # the first customer is back
                 break
         demo.send_signal(signal.SIGINT)
         rest, errors = demo.communicate(timeout=60)
@@ -57,7 +57,7 @@ def test_the_endless_demo_counts_repeat_customers_as_already_checked_in():
     closing = CLOSING.fullmatch(lines[-1])
     assert closing, lines[-1]
     scans, delivered, repeats, lost = map(int, closing.groups())
-    assert scans >= 12 and lost == 0 and delivered + repeats == scans
+    assert scans >= 7 and lost == 0 and delivered + repeats == scans
     assert repeats >= 1  # the sixth customer is the first one again, well within 30 s
     assert repeats == sum(line.startswith("  already checked in") for line in lines)
     assert delivered == sum(line.startswith("  checked in") for line in lines)
