@@ -89,7 +89,7 @@ class Shadow:
         return self._start.config
 
     def desired(self, sealed: Sealed, guard: Guard) -> None:
-        """A desired config arrived: apply it (restart) or raise :class:`Rejected`."""
+        """A desired config arrived: apply what changed, or raise :class:`Rejected`."""
         last = overlay.rejection(self._folder) or {}
         cmd_id = sealed.order.cmd_id
         if self._restarting or cmd_id in (self._cmd_id, last.get("cmd_id")) or (
@@ -128,17 +128,26 @@ class Shadow:
         accept()
         applied = overlay.Applied(version, cmd_id, table)
         overlay.write_trial(self._folder, applied)
+        self._try(merged, applied)
+
+    def _try(self, merged: Config, applied: overlay.Applied) -> None:
+        """Put the stored trial ``applied`` (``merged`` over the file) in force: in the running
+        parts when they can take it, else by building them again."""
         took = self._plan(merged)
-        log.info("config version %d (%s) stored; applying it (%s)", version, cmd_id, took.value)
+        log.info("config version %d (%s) stored; applying it (%s)", applied.version,
+                 applied.cmd_id, took.value)
         if took is Took.RESTART:
-            self._restart(f"config version {version}")
+            self._restart(f"config version {applied.version}")
             return
-        if took is Took.RECONNECT:  # a process that dies before it connects rolls it back
+        # Laid over a trial that has not connected yet, it is part of that trial: it holds
+        # only once the kiosk connects, and is rolled back with it.
+        proven_by_link = took is Took.RECONNECT or self._start.trial
+        if proven_by_link:  # a process that dies before it connects rolls it back
             overlay.begin_trial(self._folder)
         self._take(merged)
         self._start = overlay.Startup(merged, applied, True, self._start.rollback_after_s)
         self._deadline = time.monotonic() + self._start.rollback_after_s
-        if took is Took.LIVE:  # nothing a connection would prove: in force now
+        if not proven_by_link:  # nothing a connection would prove: in force now
             self._promote()
             self.report()
 
