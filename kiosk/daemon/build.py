@@ -86,7 +86,7 @@ def _delivery(app: App, new: Config) -> None:
     outbox = new.outbox
     app.outbox.set_limits(outbox.max_rows, _max_bytes(new))
     app.delivery.retune(new.counter.cooldown_s, outbox.backend_alarm_s)
-    app.delivery.publisher.retune(outbox.ack_timeout_s)
+    app.delivery.publisher.retune(outbox.publish_window, outbox.ack_timeout_s)
 
 
 def _log_level(_app: App, new: Config) -> None:
@@ -99,9 +99,8 @@ def _reports(app: App, new: Config) -> None:
 
 def _link(app: App, new: Config) -> None:
     discovery, _problem = _discovery(new, app.topics)  # the device id is the file's: no news
-    app.link.renew(new.mqtt, new.outbox.publish_window, discovery,
-                   _resume(new, app.device_id))
-    app.delivery.publisher.relinked(new.outbox.publish_window)
+    app.link.renew(new.mqtt, discovery, _resume(new, app.device_id))
+    app.delivery.publisher.relinked()
     app.parts.broker_host = new.mqtt.host
 
 
@@ -111,17 +110,16 @@ PARTS: tuple[Part, ...] = (
          "display thread: the panel is not opened again", _screen),
     Part("counter", ("members", "counter"), Took.LIVE,
          "the controller reads member code formats and timings at each event", _counter),
-    Part("delivery", ("outbox.max_rows", "outbox.max_mb", "outbox.ack_timeout_s",
-                      "outbox.backend_alarm_s", "counter.cooldown_s"), Took.LIVE,
-         "bounds and timeouts read at each check-in and tick", _delivery),
+    Part("delivery", ("outbox", "counter.cooldown_s"), Took.LIVE,
+         "bounds, the publish window and timeouts are read at each check-in, send and tick",
+         _delivery),
     Part("log", ("kiosk.log_level",), Took.LIVE, "the root logger's level", _log_level),
     Part("reports", ("telemetry.interval_s", "metrics.interval_s"), Took.LIVE,
          "read when the next report is due", _reports),
     Part("trial", ("staff.rollback_after_s",), Took.LIVE,
          "the shadow reads it from the good config when a trial begins"),
-    Part("link", ("mqtt", "homeassistant", "outbox.publish_window", "telemetry.interval_s"),
-         Took.RECONNECT,
-         "an MQTT client is made with its broker, credentials, session, in-flight window and "
+    Part("link", ("mqtt", "homeassistant", "telemetry.interval_s"), Took.RECONNECT,
+         "an MQTT client is made with its broker, credentials, session and "
          "Home Assistant discovery (whose configs name the health interval): a new client "
          "connects with them, and check-ins the old one had in flight are sent again (the "
          "backend deduplicates); the config holds once it connects, else it is rolled back",
@@ -209,7 +207,7 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None,
     discovery, discovery_problem = _discovery(config, topics)
     if discovery_problem:
         log.error("%s", discovery_problem)
-    link = Link(config.mqtt, topics, device_id, inbox.put, window=config.outbox.publish_window,
+    link = Link(config.mqtt, topics, device_id, inbox.put,
                 discovery=discovery, resume=_resume(config, device_id))
     devices, sim = hardware or make_hardware(config.hardware)
     display = DisplayWorker(devices.display) if devices.display else None

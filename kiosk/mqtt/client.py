@@ -87,8 +87,10 @@ def make_client(settings: MqttSettings, client_id: str, *, session: Persistent |
                 on_pre_connect: Callback | None = None) -> mqtt.Client:
     """A paho client for ``settings``, pointed at the broker but not yet connected.
 
-    ``inflight``: QoS 1 messages sent and not yet acknowledged (MQTT 5 brokers may
-    lower it with their Receive Maximum). Callbacks run on paho's network thread.
+    ``inflight``: QoS 1 messages paho sends before holding the rest back until PUBACKs
+    come (paho 2.2.0 ignores a broker's Receive Maximum: ``client.py`` never reads it);
+    0: no limit, for a caller that keeps its own window. Callbacks run on paho's network
+    thread.
     """
     v5 = settings.protocol == "5"
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,

@@ -55,7 +55,7 @@ class Link:
     """One paho client for one kiosk; events go to ``emit`` (which must not block)."""
 
     def __init__(self, settings: MqttSettings, topics: Topics, client_id: str,
-                 emit: Callable[[Event], None], window: int = 20,
+                 emit: Callable[[Event], None],
                  discovery: Discovery | None = None, resume: bool = False) -> None:
         """``resume``: take up the session an earlier process left (``session_kept``)."""
         self.topics = topics
@@ -72,16 +72,19 @@ class Link:
         """Monotonic time of the last packet from the broker (any acknowledgement or message)."""
         self._attempt_at: float | None = None  # when the current connection attempt began
         self._probing = False
-        self._client = self._new_client(window, resume)
+        self._client = self._new_client(resume)
         self._loop_thread: threading.Thread | None = None
         self._state = ("ready", "")
 
-    def _new_client(self, window: int, resume: bool) -> mqtt.Client:
+    def _new_client(self, resume: bool) -> mqtt.Client:
         # A persistent session: replies and staff orders sent while the kiosk was away
         # are kept by the broker and arrive on reconnect.
         client = make_client(self._settings, self._client_id,
                              session=Persistent(self._settings.session_expiry_s, resume),
-                             inflight=window,
+                             # The publisher's window bounds what is in flight; a limit in
+                             # paho too would make every PUBACK scan paho's whole message
+                             # list for one to release (``Client._update_inflight``, 2.2.0).
+                             inflight=0,
                              on_connect=self._on_connect, on_connect_fail=self._on_connect_fail,
                              on_disconnect=self._on_disconnect, on_message=self._on_message,
                              on_publish=self._on_publish, on_pre_connect=self._on_pre_connect)
@@ -118,8 +121,7 @@ class Link:
         self._client.disconnect()
         self._client.loop_stop()
 
-    def renew(self, settings: MqttSettings, window: int, discovery: Discovery | None,
-              resume: bool) -> None:
+    def renew(self, settings: MqttSettings, discovery: Discovery | None, resume: bool) -> None:
         """Close this connection (saying ``offline``, as at shutdown) and connect with new
         settings (staff's new config): a new paho client, as one is made with its broker,
         credentials and session. The counts go on, and so does the state to report.
@@ -135,7 +137,7 @@ class Link:
         self._state = state
         self._settings, self._discovery = settings, discovery
         self._attempt_at, self._probing = None, False
-        self._client = self._new_client(window, resume)
+        self._client = self._new_client(resume)
         self._client._last_mid = last_mid
         self.start()
 

@@ -213,11 +213,10 @@ class Publisher:
         self._cursor = min(self._cursor, first - 1)
         self._sent_ahead = {row for row in self._sent_ahead if row < first}
 
-    def relinked(self, window: int) -> None:
-        """The link has a new MQTT client (new settings), with a ``window`` of its own: what
-        the old one had in flight may never have reached the broker, so those rows go again,
-        in order (the backend deduplicates). Rows the broker took still wait for the backend."""
-        self._window, self._refill_at = window, max(1, window // 4)
+    def relinked(self) -> None:
+        """The link has a new MQTT client (new settings): what the old one had in flight may
+        never have reached the broker, so those rows go again, in order (the backend
+        deduplicates). Rows the broker took still wait for the backend."""
         if not self._in_flight:
             return
         first = min(row for row, _event in self._in_flight.values())
@@ -227,8 +226,10 @@ class Publisher:
         self._in_flight.clear()
         self._rewind(first)
 
-    def retune(self, ack_timeout_s: float) -> None:
-        """How long to wait for the backend before sending again, from the next wait on."""
+    def retune(self, window: int, ack_timeout_s: float) -> None:
+        """Staff's new publish window (rows in flight beyond it wait for their PUBACKs) and
+        wait for the backend before sending again, from the next send on."""
+        self._window, self._refill_at = window, max(1, window // 4)
         self._ack_timeout_s = self._wait_s = ack_timeout_s
 
     def acked(self, mid: int, ok: bool, reason: str) -> None:
