@@ -117,7 +117,8 @@ PARTS: tuple[Part, ...] = (
     Part("reports", ("telemetry.interval_s", "metrics.interval_s"), Took.LIVE,
          "read when the next report is due", _reports),
     Part("trial", ("staff.rollback_after_s",), Took.LIVE,
-         "the shadow reads it from the good config when a trial begins"),
+         "the shadow takes it from each promoted config (a trial runs under the last good "
+         "value): nothing to restart"),
     Part("link", ("mqtt", "homeassistant", "telemetry.interval_s"), Took.RECONNECT,
          "an MQTT client is made with its broker, credentials, session and "
          "Home Assistant discovery (whose configs name the health interval): a new client "
