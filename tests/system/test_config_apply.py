@@ -74,7 +74,7 @@ def test_a_screen_setting_restarts_nothing_and_the_screen_takes_it(kiosk, staff,
     body = reported(staff, kiosk, lambda body: body["version"] == 1)
     assert body["rejected"] is None and body["config"]["ui"]["store_name"] == "Corner Shop"
     assert good_version(kiosk) == 1  # nothing to prove by reconnecting: in force at once
-    wait_for(lambda: 90 in levels, 5, "the panel's new contrast")
+    wait_for(lambda: 90 in levels, 10, "the panel's new contrast")
     expected = render(Idle(online=True), kiosk.app.presenter.layout, store="Corner Shop")
     wait_for(lambda: kiosk.app.screen == Idle(online=True) and panel.frame is not None
              and same_pixels(panel.frame, expected), 10, "the shop's new name on the OLED")
@@ -109,7 +109,8 @@ def test_a_link_setting_that_cannot_connect_rolls_back_the_link_alone(kiosk, sta
     assert body["version"] == 0 and body["config"]["mqtt"]["port"] == mosquitto.port
     assert kiosk.app.config.mqtt.port == mosquitto.port
     assert not (overlay.folder_of(kiosk.config) / "trial.json").exists()
-    assert kiosk.app.health().connects == before.connects + 1  # back on the good broker
+    wait_for(lambda: kiosk.app.health().connects == before.connects + 1, 10,
+             "the link back on the good broker")
     finish_scan(kiosk, half_scan, before.checkins + 1)
     assert kiosk.restarts == 0
 
