@@ -81,6 +81,11 @@ class Controller:
         self.last_scan_at: float | None = None
         """Unix time of the last code handed up (None: none since start)."""
 
+    def retune(self, codes: MemberCodes, timing: Timing) -> None:
+        """Staff's new member code formats and timings, from the next event on (a check-in
+        waiting for its reply keeps the deadline it was given)."""
+        self._codes, self._timing = codes, timing
+
     def start(self) -> list[Action]:
         """What to show at power-on."""
         return [Show(self.screen), Signal(Cue.OFFLINE)]

@@ -120,7 +120,6 @@ class App:
         """Run until ``stop`` is set, then shut down in order. Call from one thread only."""
         self._start()
         watchdog = Watchdog(systemd.watchdog_interval(), {"MQTT network thread": self.link.alive})
-        health_every = self.config.telemetry.interval_s
         next_tick = next_health = time.monotonic()
         wait = TICK_S
         try:
@@ -144,6 +143,7 @@ class App:
                 frame_due = self.presenter.paint(time.monotonic())
                 wait = TICK_S if frame_due is None else min(TICK_S, frame_due)
                 watchdog.feed(now)  # from this loop: a stuck controller stops the pings
+                health_every = self.config.telemetry.interval_s  # staff may change it
                 if health_every and now >= next_health and self.link.connected:
                     next_health = now + health_every
                     self._report_health()

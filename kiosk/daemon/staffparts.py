@@ -41,7 +41,8 @@ class StaffParts:
                  health: Callable[[], protocol.Health], online: Callable[[], bool],
                  config_version: Callable[[], int]) -> None:
         self._device_id = device_id
-        self._broker_host = broker_host
+        self.broker_host = broker_host
+        """The broker's name, for the staff screen's address (staff may move the kiosk)."""
         self._lights = lights
         self._display = display
         self._presenter = presenter
@@ -66,7 +67,7 @@ class StaffParts:
             self._identify_until = time.monotonic() + IDENTIFY_S
             # The route (and a DNS lookup of the broker's name) once, not on every tick
             # while the staff screen is up: with the network down each could block the loop.
-            self._identify_address = local_address(self._broker_host)
+            self._identify_address = local_address(self.broker_host)
             self._stage.refresh(time.monotonic())
         if self._lights is None:
             return False

@@ -62,6 +62,10 @@ class Delivery:
         self.checkins_recorded = 0
         self.visits_refused = 0
 
+    def retune(self, cooldown_s: float, backend_alarm_s: float) -> None:
+        """Staff's new cooldown (how long check-in times are kept) and backend alarm."""
+        self._cooldown_s, self._backend_alarm_s = cooldown_s, backend_alarm_s
+
     def record(self, checkins: list[CheckIn], online: bool) -> str | None:
         """Commit ``checkins`` durably, then send them; None on success, else why they were
         refused (nothing was stored)."""

@@ -61,6 +61,7 @@ class Link:
         self.topics = topics
         self._discovery = discovery
         self._settings = settings
+        self._client_id = client_id
         self._emit = emit
         self.connects = 0
         self.bad_messages = 0
@@ -71,10 +72,15 @@ class Link:
         """Monotonic time of the last packet from the broker (any acknowledgement or message)."""
         self._attempt_at: float | None = None  # when the current connection attempt began
         self._probing = False
+        self._client = self._new_client(resume)
+        self._loop_thread: threading.Thread | None = None
+        self._state = ("ready", "")
+
+    def _new_client(self, resume: bool) -> mqtt.Client:
         # A persistent session: replies and staff orders sent while the kiosk was away
         # are kept by the broker and arrive on reconnect.
-        client = make_client(settings, client_id,
-                             session=Persistent(settings.session_expiry_s, resume),
+        client = make_client(self._settings, self._client_id,
+                             session=Persistent(self._settings.session_expiry_s, resume),
                              # The publisher's window bounds what is in flight; a limit in
                              # paho too would make every PUBACK scan paho's whole message
                              # list for one to release (``Client._update_inflight``, 2.2.0).
@@ -82,10 +88,8 @@ class Link:
                              on_connect=self._on_connect, on_connect_fail=self._on_connect_fail,
                              on_disconnect=self._on_disconnect, on_message=self._on_message,
                              on_publish=self._on_publish, on_pre_connect=self._on_pre_connect)
-        client.will_set(topics.status, protocol.OFFLINE, qos=1, retain=True)
-        self._client = client
-        self._loop_thread: threading.Thread | None = None
-        self._state = ("ready", "")
+        client.will_set(self.topics.status, protocol.OFFLINE, qos=1, retain=True)
+        return client
 
     def set_state(self, state: str, reason: str) -> None:
         """The lifecycle state to report (retained), now if connected and after each connect."""
@@ -116,6 +120,26 @@ class Link:
                 log.warning("could not publish offline status: %s", exc)
         self._client.disconnect()
         self._client.loop_stop()
+
+    def renew(self, settings: MqttSettings, discovery: Discovery | None, resume: bool) -> None:
+        """Close this connection (saying ``offline``, as at shutdown) and connect with new
+        settings (staff's new config): a new paho client, as one is made with its broker,
+        credentials and session. The counts go on, and so does the state to report.
+
+        The new client's message ids go on from the old one's, so a PUBACK of the old client
+        still waiting in the inbox cannot be taken for one of the new (paho 2.2.0
+        ``client.py``: ``_mid_generate`` counts ``_last_mid`` up to 65535, from 0 in
+        ``__init__``). Messages the old client had not sent are dropped with it: the caller
+        sends its own again (:meth:`kiosk.mqtt.publisher.Publisher.relinked`).
+        """
+        state, last_mid = self._state, self._client._last_mid
+        self.stop()
+        self._state = state
+        self._settings, self._discovery = settings, discovery
+        self._attempt_at, self._probing = None, False
+        self._client = self._new_client(resume)
+        self._client._last_mid = last_mid
+        self.start()
 
     def supervise(self, now: float) -> None:
         """Notice a silent link, a hung connection attempt or a dead paho thread, and act.

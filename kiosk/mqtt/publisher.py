@@ -214,6 +214,25 @@ class Publisher:
         self._cursor = min(self._cursor, first - 1)
         self._sent_ahead = {row for row in self._sent_ahead if row < first}
 
+    def relinked(self) -> None:
+        """The link has a new MQTT client (new settings): what the old one had in flight may
+        never have reached the broker, so those rows go again, in order (the backend
+        deduplicates). Rows the broker took still wait for the backend."""
+        if not self._in_flight:
+            return
+        first = min(row for row, _event in self._in_flight.values())
+        for row, event_id in self._in_flight.values():
+            if self._awaiting.get(event_id, (None,))[0] == row:
+                del self._awaiting[event_id]
+        self._in_flight.clear()
+        self._rewind(first)
+
+    def retune(self, window: int, ack_timeout_s: float) -> None:
+        """Staff's new publish window (rows in flight beyond it wait for their PUBACKs) and
+        wait for the backend before sending again, from the next send on."""
+        self._window, self._refill_at = window, max(1, window // 4)
+        self._ack_timeout_s = self._wait_s = ack_timeout_s
+
     def acked(self, mid: int, ok: bool, reason: str) -> None:
         """The broker answered message ``mid``: a free window slot, or a row to offer again."""
         sent = self._in_flight.pop(mid, None)

@@ -10,10 +10,11 @@ file, never half of one:
 ``trial.json``     a new overlay being tried; ``trial.started`` marks that a start used it
 ``rejected.json``  the last desired config refused or rolled back, and why
 
-A new config takes effect by restarting the kiosk's parts in-process (see
-``kiosk.daemon.build.serve``): the running ``App`` stops as on SIGTERM and a new one is
-built from the merged config. If the process dies while trying a config, the
-next start finds ``trial.started`` and rolls back before trying anything.
+A new config takes effect as a difference (``kiosk.provisioning.shadow``): the parts
+whose settings changed take them or restart, in the running process; a change no part
+can take running rebuilds the whole kiosk in-process (``kiosk.daemon.build.serve``).
+If the process dies while trying a config, the next start finds ``trial.started`` and
+rolls back before trying anything.
 
 Two ways in: the daemon starts with :func:`startup` (which may try a trial, so it
 writes); every tool that only looks (``kiosk doctor``, ``status``, ``selftest``,
@@ -163,7 +164,7 @@ def startup(base: Config) -> Startup:
                 log.error("%s", trial_config)
                 roll_back(folder, "it no longer fits the local config file")
             else:
-                _store(marker, b"")
+                begin_trial(folder)
                 return Startup(trial_config, trial, True, rollback_after_s)
     return Startup(good.config, good.applied, False, rollback_after_s)
 
@@ -199,6 +200,12 @@ def rejection(folder: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return body if isinstance(body, dict) else None
+
+
+def begin_trial(folder: Path) -> None:
+    """The stored trial is being tried now, by a running process: if it stops before the
+    trial connects, the next start rolls it back (as :func:`startup` marks it)."""
+    _store(folder / "trial.started", b"")
 
 
 def write_trial(folder: Path, applied: Applied) -> None:

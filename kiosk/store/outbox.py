@@ -63,6 +63,10 @@ class Outbox:
         self.depth: int = rows
         self.bytes = int(size)
 
+    def set_limits(self, max_rows: int, max_bytes: int) -> None:
+        """New bounds from the next check-in on; rows already stored stay whatever they hold."""
+        self._max_rows, self._max_bytes = max_rows, max_bytes
+
     @property
     def full(self) -> bool:
         """True when the next check-in would be refused."""

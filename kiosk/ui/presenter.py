@@ -153,6 +153,13 @@ class Presenter:
         self.frames += 1
         self._display.show(image)
 
+    def retune(self, settings: UiSection, contrast: int, result_s: float) -> None:
+        """Staff's new screen settings (language, shop name, dimming, contrast, how long a
+        result stays up), from the next frame on: the panel itself is not opened again."""
+        self._settings, self._story_s = settings, result_s / 2
+        self.set_brightness(contrast)
+        self._dirty = True
+
     def set_brightness(self, level: int) -> None:
         """The contrast used while not dimmed (staff's ``set-brightness``), from now on."""
         self._contrast = level

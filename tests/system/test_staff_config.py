@@ -12,7 +12,6 @@ from kiosk.mqtt.envelope import target_for
 from kiosk.provisioning import overlay
 from kiosk.staff.client import StaffClient
 from kiosk.staff.issuer import Issuer
-from kiosk.testing.broker import free_port
 from kiosk.testing.harness import RunningKiosk, wait_for
 from kiosk.testing.staff import reported, trusting
 from kiosk.trust.signing import Signer
@@ -41,7 +40,7 @@ def test_a_desired_config_is_applied_persisted_and_reported_without_secrets(
     assert body["cmd_id"] == cmd_id and body["rejected"] is None
     assert body["config"]["counter"]["reply_timeout_s"] == 5.0
     assert "hunter2" not in staff.latest[kiosk.app.topics.config_reported].decode()
-    assert kiosk.restarts == 1 and kiosk.app.config.counter.reply_timeout_s == 5.0
+    assert kiosk.restarts == 0 and kiosk.app.config.counter.reply_timeout_s == 5.0
     folder = overlay.folder_of(kiosk.config)
     assert json.loads((folder / "good.json").read_text())["version"] == 1
     assert not (folder / "trial.json").exists()
@@ -107,17 +106,6 @@ def test_an_unsigned_config_is_refused(kiosk, staff, issuer):
     assert body["version"] == 0 and kiosk.restarts == 0
 
 
-def test_a_config_that_never_connects_is_rolled_back(kiosk, staff, issuer, mosquitto):
-    reported(staff, kiosk)
-    cmd_id = push(staff, kiosk, issuer, 1, {"mqtt": {"port": free_port()}})
-    body = reported(staff, kiosk,
-                    lambda body: (body["rejected"] or {}).get("cmd_id") == cmd_id)
-    assert body["rejected"]["reason"] == "rolled back: no broker connection within 3 s"
-    assert body["version"] == 0 and body["config"]["mqtt"]["port"] == mosquitto.port
-    assert kiosk.restarts == 2 and kiosk.app.config.mqtt.port == mosquitto.port
-    assert not (overlay.folder_of(kiosk.config) / "trial.json").exists()
-
-
 def test_a_kiosk_that_died_while_trying_a_config_starts_with_the_good_one(kiosk_config):
     folder = overlay.folder_of(kiosk_config)
     overlay.write_trial(folder, overlay.Applied(4, "c4", {"counter": {"reply_timeout_s": 9.0}}))
@@ -138,14 +126,15 @@ def test_changes_accumulate_over_the_config_in_force(kiosk, staff, issuer):
     assert kiosk.app.config.counter.result_screen_s == 3.0
 
 
-def test_counters_and_uptime_survive_a_config_change(kiosk, staff, issuer):
+def test_counters_and_uptime_survive_a_config_that_rebuilds_the_kiosk(kiosk, staff, issuer):
     reported(staff, kiosk)
     kiosk.show_card("LOY-SURVIVE1")
     wait_for(lambda: kiosk.app.health().checkins == 1, 20, "the check-in counted")
     before = kiosk.app.health()
-    push(staff, kiosk, issuer, 1, {"counter": {"reply_timeout_s": 5.0}})
+    push(staff, kiosk, issuer, 1, {"camera": {"fps": 10.0}})  # the devices open together
     reported(staff, kiosk, lambda body: body["version"] == 1)
     after = kiosk.wait_restarted().health()
+    assert kiosk.app.config.camera.fps == 10.0
     assert after.scans == 1 and after.checkins == before.checkins
     assert after.connects == before.connects + 1 and after.uptime_s >= before.uptime_s
 

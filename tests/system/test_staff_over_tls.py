@@ -50,8 +50,7 @@ def test_enroll_configure_and_command_a_kiosk_over_tls(tmp_path, wall, certs, ki
         change.write_text("[counter]\nreply_timeout_s = 5.0\n")
         status, out = kioskctl("--json", "config", "apply", str(change), A)
         assert status == OK and json.loads(out)[A]["outcome"] == "applied"
-        kiosk.wait_restarted(2)
-        assert kiosk.app.config.counter.reply_timeout_s == 5.0
+        assert kiosk.app.config.counter.reply_timeout_s == 5.0  # taken by the running parts
         wait_for(lambda: kiosk.app.staff.shadow.reported, 10, "the configured kiosk's report")
         assert kioskctl("cmd", A, "ping")[0] == OK
 
@@ -59,6 +58,6 @@ def test_enroll_configure_and_command_a_kiosk_over_tls(tmp_path, wall, certs, ki
         assert kioskctl("keys", "gen", "intruder")[0] == OK
         status, out = kioskctl("--key", "intruder", "cmd", A, "restart")
         assert status == REFUSED and "unknown-key" in out
-        assert kiosk.restarts == 2
+        assert kiosk.restarts == 1  # the enrollment's
     finally:
         kiosk.stop()

@@ -284,3 +284,26 @@ def test_a_publish_the_link_cannot_take_stays_in_the_outbox_and_is_retried(outbo
     time.sleep(0.25)
     pump.pump()
     assert link.members() == [0, 1]
+
+
+def test_a_new_client_sends_again_what_the_old_one_had_in_flight(outbox, link):
+    _store(outbox, 0, 4)
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
+    pump.pump()
+    pump.acked(1, True, "")  # the broker took row 0; rows 1-3 may never have reached it
+    pump.relinked()  # staff's new broker settings: a new client, the old one's ids are void
+    assert pump.in_flight == 0 and pump.awaiting == 1
+    pump.pump()
+    assert link.members() == [0, 1, 2, 3, 1, 2, 3]  # in order, row 0 not again
+    pump.acked(2, True, "")  # a late PUBACK of the old client frees nothing of the new
+    assert pump.in_flight == 3
+
+
+def test_a_new_window_holds_from_the_next_send(outbox, link):
+    _store(outbox, 0, 6)
+    pump = Publisher(outbox, link, window=2, ack_timeout_s=30)
+    pump.pump()
+    assert len(link.sent) == 2
+    pump.retune(window=5, ack_timeout_s=30)
+    pump.pump()
+    assert link.members() == [0, 1, 2, 3, 4] and pump.in_flight == 5
