@@ -8,10 +8,13 @@ tests share are in ``system/conftest.py``.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from kiosk.ops.logs import HANDLER_NAME
 from tests import UNIT
 
 SYSTEM = Path(__file__).resolve().parent / "system"
@@ -23,6 +26,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(SYSTEM):
             item.add_marker(pytest.mark.system)
+
+
+@pytest.fixture(autouse=True)
+def kiosk_logging_ends_with_its_test() -> Iterator[None]:
+    """A test that runs ``kiosk.cli.main`` sets the kiosk's log handler up on the stdout
+    of that moment (pytest's capture); left in place, every later record in the process
+    went to a closed file or into another test's output (a kioskctl ``--json`` line)."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in [h for h in root.handlers if h.get_name() == HANDLER_NAME]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture
