@@ -71,8 +71,10 @@ class Merge(BaseModel):
 
 
 def make_app(ledger: Ledger, tokens: dict[str, str],
-             health: Callable[[], dict[str, Any]] = dict) -> FastAPI:
-    """The API over ``ledger``; ``health`` adds what the running service knows."""
+             health: Callable[[], dict[str, Any]] = dict,
+             reload: Callable[[], str] | None = None) -> FastAPI:
+    """The API over ``ledger``; ``health`` adds what the running service knows, ``reload``
+    re-reads the rules file (returning "" or why the rules in force stay)."""
     app = FastAPI(title="Loyalty backend admin API", version=str(SCHEMA_VERSION),
                   description="Look members up and correct them. Every change is a ledger "
                               "entry naming the staff member whose token made it.")
@@ -104,6 +106,14 @@ def make_app(ledger: Ledger, tokens: dict[str, str],
 
     @app.get("/rules", summary="The programme's rules in force")
     def get_rules(_who: Staff) -> dict[str, Any]:
+        return ledger.rules.describe()
+
+    @app.post("/rules/reload", summary="Re-read the rules file; an invalid one is refused "
+                                       "(422) and the rules in force stay")
+    def reload_rules(_who: Staff) -> dict[str, Any]:
+        error = reload() if reload is not None else "this backend cannot reload its rules"
+        if error:
+            raise HTTPException(422, error)
         return ledger.rules.describe()
 
     @app.get("/counts", summary="Visits credited and over the limit, refusals, members")

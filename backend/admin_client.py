@@ -3,6 +3,7 @@
     loyalty-admin member LOY-ALICE01
     loyalty-admin adjust LOY-ALICE01 20 --reason "coffee machine broke"
     loyalty-admin redeem LOY-ALICE01 "Free coffee"
+    loyalty-admin reload-rules
 
 The API's address comes from ``--url`` or ``$LOYALTY_ADMIN_URL``, the token from
 ``--token-file`` or ``$LOYALTY_ADMIN_TOKEN`` (never from the command line, where other
@@ -72,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     tasks = parser.add_subparsers(dest="task", required=True)
     tasks.add_parser("health", help="is the backend up")
     tasks.add_parser("rules", help="the rules in force")
+    tasks.add_parser("reload-rules", help="re-read the rules file (an invalid one is refused "
+                                          "and the rules in force stay)")
     tasks.add_parser("counts", help="visits credited, over the limit, refused; members")
     tasks.add_parser("member", help="a member's balance and tier").add_argument("member_id")
     ledger = tasks.add_parser("ledger", help="a member's ledger, newest first")
@@ -99,6 +102,8 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]
     match args.task:
         case "health" | "rules" | "counts":
             return "GET", f"/{args.task}", None
+        case "reload-rules":
+            return "POST", "/rules/reload", None
         case "member":
             return "GET", f"/members/{member}", None
         case "ledger":

@@ -170,7 +170,8 @@ class _Books:
         member.qualifying += qualifying
         member.changed = True
         self.entries.append((member.member_id, self.now, kind, points, member.balance,
-                             qualifying, reason, event_id, device_id, staff))
+                             qualifying, reason, event_id, device_id, staff,
+                             self.rules.version))
 
     def credit_visit(self, member: _Member, checkin: CheckIn, site: str) -> MemberStatus:
         """A new visit's entries: expiry of a dormant balance, the visit's points, the
@@ -229,7 +230,7 @@ class _Books:
         """Append the entries and write the changed members back."""
         self.store.executemany(
             "INSERT INTO entries (member_id, at, kind, points, balance_after, qualifying, "
-            "reason, event_id, device_id, staff) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "reason, event_id, device_id, staff, rules) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             self.entries)
         self.store.executemany(
             "UPDATE members SET display_name = ?, balance = ?, visits = ?, tier = ?, "
@@ -249,6 +250,12 @@ class Ledger:
         self.rules = rules
         self._clock = clock
         self._lock = threading.Lock()
+
+    def use_rules(self, rules: Rules) -> None:
+        """Put ``rules`` in force from the next transaction on (never within one: each
+        transaction reads the rules once, so a visit is credited under one version)."""
+        with self._lock:
+            self.rules = rules
 
     # --- check-ins ------------------------------------------------------------
 
@@ -271,10 +278,10 @@ class Ledger:
 
     def _record(self, arrivals: Sequence[Arrival], refusals: Sequence[Refusal],
                 now: float) -> list[Recorded]:
-        books = _Books(self, now)
+        books = _Books(self, now)  # its rules, one version, for the whole transaction
         books.lock(checkin.member_id for checkin, _, _ in arrivals)
         new = self._claim(arrivals, now)
-        limit_s = self.rules.visit_limit_minutes * 60
+        limit_s = books.rules.visit_limit_minutes * 60
         last = self._last_credited(books, arrivals, new) if limit_s else {}
         results, limited = [], []
         for checkin, _, site in arrivals:
@@ -290,7 +297,7 @@ class Ledger:
                 last[key] = now
             new.discard(checkin.event_id)  # the same check-in twice in a batch: once
             status = (books.credit_visit(member, checkin, site) if outcome is Outcome.CREDITED
-                      else self.rules.standing(member.name, member.balance, member.tier))
+                      else books.rules.standing(member.name, member.balance, member.tier))
             results.append(Recorded(status, outcome))
         books.write()
         self.store.executemany("UPDATE visits SET outcome = 'limited' WHERE event_id = ?",
@@ -459,7 +466,7 @@ class Ledger:
     def entries(self, member_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """A member's ledger, newest first."""
         keys = ("entry_id", "at", "kind", "points", "balance_after", "qualifying", "reason",
-                "event_id", "device_id", "staff")
+                "event_id", "device_id", "staff", "rules")
         rows = self._transaction(lambda _now: self.store.execute(
             f"SELECT {', '.join(keys)} FROM entries WHERE member_id = ? "
             "ORDER BY entry_id DESC LIMIT ?", (member_id, limit)).fetchall())

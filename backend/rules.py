@@ -14,8 +14,9 @@ these rules decide *what*.
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,9 @@ class Rules:
     badges: tuple[Badge, ...] = (Badge("First visit", at_visit=1),
                                  Badge("{visits} visits", every_visits=10))
     source: str = field(default="built-in rules", compare=False)
+    version: str = field(default="built-in", compare=False)
+    """What every ledger entry records of the rules it was made under: the first 12 hex
+    digits of the file's SHA-256 (the same file, the same version, on every instance)."""
 
     def tier_for(self, qualifying: int) -> str:
         """The tier ``qualifying`` points reach."""
@@ -121,7 +125,8 @@ class Rules:
     def describe(self) -> dict[str, Any]:
         """The rules in force as plain data (the admin API shows them)."""
         return {
-            "source": self.source, "points_per_visit": self.points_per_visit,
+            "source": self.source, "version": self.version,
+            "points_per_visit": self.points_per_visit,
             "welcome_bonus": self.welcome_bonus, "expire_after_days": self.expire_after_days,
             "visit_limit_minutes": self.visit_limit_minutes,
             "qualification_days": self.qualification_days,
@@ -142,15 +147,17 @@ def load_rules(path: Path | str | None) -> Rules:
         return DEFAULT_RULES
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise RulesError(f"{path}: cannot read the rules file ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RulesError(f"{path}: not valid TOML ({exc})") from None
     try:
-        return parse_rules(data, str(path))
+        rules = parse_rules(data, str(path))
     except RulesError as exc:
         raise RulesError(f"{path}: {exc}") from None
+    return replace(rules, version=hashlib.sha256(raw).hexdigest()[:12])
 
 
 def parse_rules(data: dict[str, Any], source: str = "rules") -> Rules:

@@ -30,12 +30,14 @@ import queue
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from backend.ledger import Ledger, Outcome, Refusal
+from backend.rules import RulesError, load_rules
 from kiosk.mqtt import protocol
 from kiosk.mqtt.client import Persistent, connect_now, make_client
 from kiosk.mqtt.settings import MqttSettings
@@ -50,6 +52,15 @@ REPLY_WINDOW = 1000
 held to twenty per broker round trip (paho's default window)."""
 EXPIRY_SWEEP_S = 3600.0
 """How often dormant balances are expired (when the rules expire points at all)."""
+
+
+@dataclass
+class _Reload:
+    """A request to re-read the rules file, handled by the worker between two batches;
+    ``done`` is set once it is (with ``error`` empty, or the file's one-line error)."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,12 +84,16 @@ class LoyaltyBackend:
 
     def __init__(self, host: str, port: int, ledger: Ledger, prefix: str = "loyalty",
                  client_id: str = "loyalty-backend", *, share_group: str = "",
-                 ca_file: str = "", cert_file: str = "", key_file: str = "") -> None:
+                 ca_file: str = "", cert_file: str = "", key_file: str = "",
+                 rules_file: Path | None = None) -> None:
         """``share_group`` makes this one of several instances sharing the check-ins (each
         with its own ``client_id``); ``ca_file`` turns TLS on (the broker's certificate and
         host name are checked); ``cert_file`` and ``key_file`` are this backend's client
-        certificate."""
+        certificate; ``rules_file`` is what :meth:`reload_rules` re-reads."""
         self.ledger = ledger
+        self.rules_file = rules_file
+        self.reload_error = ""
+        """The last reload's one-line error ("" once a reload succeeds)."""
         self.broker = MqttSettings(host=host, port=port, topic_prefix=prefix,
                                    tls=bool(ca_file), ca_file=ca_file, cert_file=cert_file,
                                    key_file=key_file, reconnect_min_s=1.0, reconnect_max_s=5.0)
@@ -91,7 +106,7 @@ class LoyaltyBackend:
         self.rejected = 0
         """Check-ins refused for good (recorded and answered ``refused``) or unreadable."""
         self.connected = threading.Event()
-        self._arrived: queue.SimpleQueue[_Arrived | None] = queue.SimpleQueue()
+        self._arrived: queue.SimpleQueue[_Arrived | _Reload | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._credit_batches, name="backend-ledger",
                                         daemon=True)
         # The session is persistent, and taken up even on the first connect: check-ins
@@ -131,7 +146,24 @@ class LoyaltyBackend:
         return {"instance": self._client_id, "connected": self.connected.is_set(),
                 "share_group": self.share_group, "received": self.received,
                 "duplicates": self.duplicates, "limited": self.limited,
-                "rejected": self.rejected}
+                "rejected": self.rejected,
+                "rules": {"version": self.ledger.rules.version, "source": self.ledger.rules.source,
+                          "reload_error": self.reload_error}}
+
+    def request_reload(self) -> _Reload:
+        """Ask the worker to re-read the rules file between two batches (safe from a signal
+        handler: it only queues the request)."""
+        request = _Reload()
+        self._arrived.put(request)
+        return request
+
+    def reload_rules(self, timeout: float = 30.0) -> str:
+        """Re-read the rules file and wait until the worker has put it in force: "" when it
+        has, else the one-line reason the rules in force stay (an invalid file...)."""
+        request = self.request_reload()
+        if not request.done.wait(timeout):
+            return f"the worker did not take the reload within {timeout:g} s; it is queued"
+        return request.error
 
     def stop(self) -> None:
         """Disconnect, then finish the batch in hand and stop both threads (what was not
@@ -197,7 +229,11 @@ class LoyaltyBackend:
                 continue
             if first is None:
                 break
-            batch = [first]
+            if isinstance(first, _Reload):
+                self._reload(first)
+                continue
+            batch: list[_Arrived] = [first]
+            reload = None
             while len(batch) < BATCH:
                 try:
                     more = self._arrived.get_nowait()
@@ -206,11 +242,36 @@ class LoyaltyBackend:
                 if more is None:
                     self._arrived.put(None)  # stop after this batch
                     break
+                if isinstance(more, _Reload):
+                    reload = more  # after this batch, before the next one
+                    break
                 batch.append(more)
             try:
                 self._credit(batch)
             except Exception:  # not acknowledged: the kiosks send these again
                 log.exception("failed to credit %d check-ins; they will come again", len(batch))
+            if reload is not None:
+                self._reload(reload)
+
+    def _reload(self, request: _Reload) -> None:
+        """Re-read the rules file (on the worker, between batches: every check-in is
+        credited under exactly one version); an invalid file leaves the rules in force."""
+        in_force = self.ledger.rules
+        try:
+            if self.rules_file is None:
+                raise RulesError("no rules file to re-read: the backend runs its built-in "
+                                 "rules (start it with --rules FILE)")
+            rules = load_rules(self.rules_file)
+        except RulesError as exc:
+            request.error = self.reload_error = str(exc)
+            log.error("rules not reloaded, version %s stays in force: %s", in_force.version,
+                      exc)
+        else:
+            self.ledger.use_rules(rules)
+            self.reload_error = ""
+            log.info("rules reloaded from %s: version %s (was %s)", rules.source,
+                     rules.version, in_force.version)
+        request.done.set()
 
     def _expire(self) -> None:
         try:

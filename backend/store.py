@@ -74,6 +74,10 @@ MIGRATIONS: tuple[str, ...] = (
                'balance carried over from ledger schema 1' FROM accounts;
     DROP TABLE accounts
     """,
+    # 3: each entry names the rules version it was made under (NULL: before this schema).
+    """
+    ALTER TABLE entries ADD COLUMN rules TEXT
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from backend.ledger import Ledger, LedgerError, Outcome, Refusal
-from backend.rules import DAY_S, DEFAULT_RULES, Reward, Rules, Tier
+from backend.rules import DAY_S, DEFAULT_RULES, Reward, Rules, Tier, load_rules
+from backend.store import SCHEMA_VERSION
 from kiosk.counter.checkin import CheckIn
 
 RULES = Rules(points_per_visit=10, welcome_bonus=25, expire_after_days=30,
@@ -195,6 +196,20 @@ def test_a_demo_ledger_of_schema_1_is_carried_forward(tmp_path):
         assert book.credit(CheckIn("e-old", "k1", "b", 1, 1.0, "LOY-ALICE01", "camera"),
                            True)[1] is False  # still deduplicated
         assert book.entries("LOY-ALICE01")[0]["kind"] == "opening"
-        assert book.store.version() == 2
+        assert book.store.version() == SCHEMA_VERSION
     finally:
         book.close()
+
+
+def test_entries_name_the_rules_version_they_were_made_under(ledger, clock, tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text("[points]\nper_visit = 7\n")
+    seven = load_rules(path)
+    at(ledger, visit())
+    ledger.use_rules(seven)  # from the next transaction on
+    at(ledger, visit("LOY-BOB0002"))
+    ledger.adjust("LOY-BOB0002", 3, "goodwill", staff="dana")
+    alice, bob = ledger.entries("LOY-ALICE01"), ledger.entries("LOY-BOB0002")
+    assert {e["rules"] for e in alice} == {"built-in"}
+    assert len(seven.version) == 12 and {e["rules"] for e in bob} == {seven.version}
+    assert [e["points"] for e in bob if e["kind"] == "visit"] == [7]
