@@ -54,6 +54,14 @@ def load_tokens(path: Path) -> dict[str, str]:
 class NewMember(BaseModel):
     member_id: str = Field(min_length=1, max_length=128)
     display_name: str = Field(min_length=1, max_length=40)
+    referred_by: str | None = Field(default=None, min_length=1, max_length=128,
+                                    description="the member who referred this one (earns "
+                                                "the referral bonus at their first visit)")
+
+
+class Referral(BaseModel):
+    referred_by: str = Field(min_length=1, max_length=128,
+                             description="the member who referred this one")
 
 
 class Adjustment(BaseModel):
@@ -129,7 +137,13 @@ def make_app(ledger: Ledger, tokens: dict[str, str],
 
     @app.post("/members", status_code=201, summary="Enrol a member before a first visit")
     def create_member(body: NewMember, who: Staff) -> dict[str, Any]:
-        return answer(lambda: ledger.create_member(body.member_id, body.display_name, who))
+        return answer(lambda: ledger.create_member(body.member_id, body.display_name, who,
+                                                   body.referred_by))
+
+    @app.post("/members/{member_id}/referral",
+              summary="Record who referred a member (before their first visit)")
+    def refer(member_id: str, body: Referral, who: Staff) -> dict[str, Any]:
+        return answer(lambda: ledger.refer(member_id, body.referred_by, who))
 
     @app.get("/members/{member_id}/ledger", summary="A member's ledger, newest first")
     def get_ledger(member_id: str, _who: Staff,

@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     enrol = tasks.add_parser("enrol", help="enrol a member before a first visit")
     enrol.add_argument("member_id")
     enrol.add_argument("name")
+    enrol.add_argument("--referred-by", help="the member who referred this one")
+    refer = tasks.add_parser("refer", help="record who referred a member (before their "
+                                           "first visit)")
+    refer.add_argument("member_id")
+    refer.add_argument("referred_by")
     adjust = tasks.add_parser("adjust", help="correct a balance (a reason is required)")
     adjust.add_argument("member_id")
     adjust.add_argument("points", type=int, help="to add; negative to take away")
@@ -109,7 +114,10 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]
         case "ledger":
             return "GET", f"/members/{member}/ledger?limit={args.limit}", None
         case "enrol":
-            return "POST", "/members", {"member_id": args.member_id, "display_name": args.name}
+            return "POST", "/members", {"member_id": args.member_id, "display_name": args.name,
+                                        "referred_by": args.referred_by}
+        case "refer":
+            return "POST", f"/members/{member}/referral", {"referred_by": args.referred_by}
         case "adjust":
             return "POST", f"/members/{member}/adjustments", {"points": args.points,
                                                               "reason": args.reason}

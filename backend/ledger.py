@@ -93,11 +93,12 @@ class _Member:
     """A member row locked by the transaction in hand, with the entries it gains."""
 
     COLUMNS = ("member_id, display_name, balance, visits, tier, tier_until, last_visit_at, "
-               "created_at, merged_into")
+               "created_at, merged_into, referred_by")
 
     def __init__(self, row: Sequence[Any], qualifying: int) -> None:
         (self.member_id, self.display_name, self.balance, self.visits, self.tier,
-         self.tier_until, self.last_visit_at, self.created_at, self.merged_into) = row
+         self.tier_until, self.last_visit_at, self.created_at, self.merged_into,
+         self.referred_by) = row
         self.qualifying = qualifying
         self.changed = False
 
@@ -107,7 +108,7 @@ class _Member:
 
     def row(self) -> tuple[Any, ...]:
         return (self.display_name, self.balance, self.visits, self.tier, self.tier_until,
-                self.last_visit_at, self.merged_into, self.member_id)
+                self.last_visit_at, self.merged_into, self.referred_by, self.member_id)
 
     def view(self, rules: Rules) -> dict[str, Any]:
         status = rules.standing(self.name, self.balance, self.tier)
@@ -115,7 +116,8 @@ class _Member:
                 "balance": self.balance, "tier": self.tier, "tier_until": self.tier_until,
                 "qualifying_points": self.qualifying, "visits": self.visits,
                 "last_visit_at": self.last_visit_at, "created_at": self.created_at,
-                "merged_into": self.merged_into, "next_reward": status.next_reward,
+                "merged_into": self.merged_into, "referred_by": self.referred_by,
+                "next_reward": status.next_reward,
                 "points_to_next": status.points_to_next}
 
 
@@ -136,7 +138,7 @@ class _Books:
             for chunk in _chunks(wanted):
                 if create:
                     self.store.executemany(
-                        "INSERT INTO members VALUES (?, '', 0, 0, '', 0, 0, ?, NULL) "
+                        "INSERT INTO members VALUES (?, '', 0, 0, '', 0, 0, ?, NULL, NULL) "
                         "ON CONFLICT (member_id) DO NOTHING", [(m, self.now) for m in chunk])
                 marks = ", ".join("?" * len(chunk))
                 rows = self.store.execute(
@@ -190,6 +192,12 @@ class _Books:
             self.entry(member, "welcome", rules.welcome_bonus, "welcome bonus, first visit",
                        qualifying=rules.welcome_bonus, **origin)
             earned += rules.welcome_bonus
+        if first and rules.referral_bonus and member.referred_by in self.members:
+            referrer = self.holder(member.referred_by)
+            self.entry(referrer, "referral", rules.referral_bonus,
+                       f"referral of {member.member_id}, first visit",
+                       qualifying=rules.referral_bonus, **origin)
+            self.retier(referrer, **origin)
         badge = rules.badge_at(member.visits)
         if badge:
             self.entry(member, "badge", 0, badge, **origin)
@@ -234,7 +242,8 @@ class _Books:
             self.entries)
         self.store.executemany(
             "UPDATE members SET display_name = ?, balance = ?, visits = ?, tier = ?, "
-            "tier_until = ?, last_visit_at = ?, merged_into = ? WHERE member_id = ?",
+            "tier_until = ?, last_visit_at = ?, merged_into = ?, referred_by = ? "
+            "WHERE member_id = ?",
             [m.row() for m in self.members.values() if m.changed])
 
 
@@ -280,6 +289,9 @@ class Ledger:
                 now: float) -> list[Recorded]:
         books = _Books(self, now)  # its rules, one version, for the whole transaction
         books.lock(checkin.member_id for checkin, _, _ in arrivals)
+        if books.rules.referral_bonus:  # who may earn a bonus in this transaction
+            books.lock((m.referred_by for m in map(books.holder, list(books.members))
+                        if m.visits == 0 and m.referred_by), create=False)
         new = self._claim(arrivals, now)
         limit_s = books.rules.visit_limit_minutes * 60
         last = self._last_credited(books, arrivals, new) if limit_s else {}
@@ -377,8 +389,10 @@ class Ledger:
 
         return self._transaction(look)
 
-    def create_member(self, member_id: str, name: str, staff: str) -> dict[str, Any]:
-        """Enrol a member before their first visit (a name for the kiosk's greeting)."""
+    def create_member(self, member_id: str, name: str, staff: str,
+                      referred_by: str | None = None) -> dict[str, Any]:
+        """Enrol a member before their first visit (a name for the kiosk's greeting), and
+        who referred them (who earns the referral bonus at their first visit)."""
         _check_member_id(member_id)
         if not 1 <= len(name) <= 40 or any(ch < " " for ch in name):
             raise LedgerError("name: expected 1-40 printable characters")
@@ -388,15 +402,58 @@ class Ledger:
             if self.store.execute("SELECT 1 FROM members WHERE member_id = ?",
                                   (member_id,)).fetchone():
                 raise LedgerError(f"{member_id} is already a member")
+            if referred_by is not None:
+                self._check_referral(member_id, referred_by)
             books.lock([member_id])
             member = books.members[member_id]
-            member.display_name = name
-            books.entry(member, "enrolment", 0, f"enrolled as {name}", staff=staff)
+            member.display_name, member.referred_by = name, referred_by
+            books.entry(member, "enrolment", 0, f"enrolled as {name}" + (
+                f", referred by {referred_by}" if referred_by else ""), staff=staff)
             books.retier(member, staff=staff)
             books.write()
             return member.view(self.rules)
 
         return self._transaction(enrol)
+
+    def refer(self, member_id: str, referred_by: str, staff: str) -> dict[str, Any]:
+        """Record who referred a member who has not had a credited visit yet (the bonus is
+        earned at that first visit, so a referral after it would earn nothing)."""
+        def note(now: float) -> dict[str, Any]:
+            books = _Books(self, now)
+            books.lock([member_id], create=False)
+            member = books.members.get(member_id)
+            if member is None:
+                raise NotAMember(f"{member_id} is not a member")
+            if member.referred_by:
+                raise LedgerError(f"{member_id} was already referred by {member.referred_by}")
+            if member.visits:
+                raise LedgerError(f"{member_id} has had a credited visit: a referral counts "
+                                  f"only before the first one")
+            self._check_referral(member_id, referred_by)
+            member.referred_by = referred_by
+            books.entry(member, "referred", 0, f"referred by {referred_by}", staff=staff)
+            books.write()
+            return member.view(self.rules)
+
+        return self._transaction(note)
+
+    def _check_referral(self, member_id: str, referred_by: str) -> None:
+        """Refuse a referrer who is not a member, the member themselves, or one whose own
+        chain of referrers leads back to the member (a cycle would let two cards pay
+        each other bonuses)."""
+        if referred_by == member_id:
+            raise LedgerError("referred_by: a member cannot refer themselves")
+        chain, at = [member_id], referred_by
+        while at is not None:
+            row = self.store.execute("SELECT referred_by FROM members WHERE member_id = ?",
+                                     (at,)).fetchone()
+            if row is None:
+                raise LedgerError(f"referred_by: {at} is not a member")
+            if at in chain:  # only ever member_id: cycles never get in
+                chain.append(at)
+                raise LedgerError(f"referred_by: a cycle: {' <- '.join(chain)}")
+            chain.append(at)
+            at = row[0]
 
     def adjust(self, member_id: str, points: int, reason: str, staff: str) -> dict[str, Any]:
         """A staff correction of ``points`` (negative to take away), with its reason."""

@@ -1,12 +1,12 @@
 """The loyalty programme's rules, from a TOML file: what a visit earns and what it unlocks.
 
 A shop's programme changes more often than its code, so points per visit, the welcome
-bonus, tiers and their qualification period, the rewards catalogue, badges, expiry and
-the visit limit live in a rules file. It is checked as strictly as the kiosk's config:
-an unknown key, a wrong type or an impossible value stops the backend at start with
-one line naming the file, the key and what was expected. Without a file the backend
-runs :data:`DEFAULT_RULES` (the demo's programme: 10 points a visit, Bronze / Silver 100
-/ Gold 300, a free coffee every 50 points, no visit limit).
+and referral bonuses, tiers and their qualification period, the rewards catalogue,
+badges, expiry and the visit limit live in a rules file. It is checked as strictly as
+the kiosk's config: an unknown key, a wrong type or an impossible value stops the
+backend at start with one line naming the file, the key and what was expected. Without a
+file the backend runs :data:`DEFAULT_RULES` (the demo's programme: 10 points a visit,
+Bronze / Silver 100 / Gold 300, a free coffee every 50 points, no visit limit).
 
 Everything here is pure: the ledger decides *when* (it holds the member's history);
 these rules decide *what*.
@@ -69,6 +69,9 @@ class Rules:
     points_per_visit: int = 10
     welcome_bonus: int = 0
     """Points on a member's first credited visit, besides the visit's own."""
+    referral_bonus: int = 0
+    """Points for the member who referred another, at the referred member's first
+    credited visit (once; 0: no referral programme)."""
     expire_after_days: float = 0
     """A balance expires after this many days without a credited visit (0: never)."""
     visit_limit_minutes: float = 0
@@ -127,7 +130,8 @@ class Rules:
         return {
             "source": self.source, "version": self.version,
             "points_per_visit": self.points_per_visit,
-            "welcome_bonus": self.welcome_bonus, "expire_after_days": self.expire_after_days,
+            "welcome_bonus": self.welcome_bonus, "referral_bonus": self.referral_bonus,
+            "expire_after_days": self.expire_after_days,
             "visit_limit_minutes": self.visit_limit_minutes,
             "qualification_days": self.qualification_days,
             "tiers": [{"name": t.name, "points": t.points} for t in self.tiers],
@@ -165,10 +169,12 @@ def parse_rules(data: dict[str, Any], source: str = "rules") -> Rules:
     top = _Table(data, "")
     points = top.table("points")
     visits = top.table("visits")
+    referral = top.table("referral")
     tiers = top.table("tiers")
     rules = Rules(
         points_per_visit=points.integer("per_visit", 10),
         welcome_bonus=points.integer("welcome_bonus", 0),
+        referral_bonus=referral.integer("bonus", 0),
         expire_after_days=points.number("expire_after_days", 0),
         visit_limit_minutes=visits.number("limit_minutes", 0),
         qualification_days=tiers.number("qualification_days", 365, low=1),
@@ -177,7 +183,7 @@ def parse_rules(data: dict[str, Any], source: str = "rules") -> Rules:
         badges=tuple(_badge(b) for b in top.array("badges")),
         source=source,
     )
-    for table in (top, points, visits, tiers):
+    for table in (top, points, visits, referral, tiers):
         table.done()
     _check_tiers(rules.tiers)
     _unique("rewards", [r.name for r in rules.rewards])

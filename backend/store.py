@@ -74,9 +74,11 @@ MIGRATIONS: tuple[str, ...] = (
                'balance carried over from ledger schema 1' FROM accounts;
     DROP TABLE accounts
     """,
-    # 3: each entry names the rules version it was made under (NULL: before this schema).
+    # 3: each entry names the rules version it was made under (NULL: before this schema);
+    # a member may have been referred by another (who earns the referral bonus).
     """
-    ALTER TABLE entries ADD COLUMN rules TEXT
+    ALTER TABLE entries ADD COLUMN rules TEXT;
+    ALTER TABLE members ADD COLUMN referred_by TEXT
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

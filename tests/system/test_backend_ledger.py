@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -213,3 +214,54 @@ def test_entries_name_the_rules_version_they_were_made_under(ledger, clock, tmp_
     assert {e["rules"] for e in alice} == {"built-in"}
     assert len(seven.version) == 12 and {e["rules"] for e in bob} == {seven.version}
     assert [e["points"] for e in bob if e["kind"] == "visit"] == [7]
+
+
+def test_a_referrer_earns_the_bonus_once_at_the_referred_members_first_visit(ledger_where,
+                                                                            clock):
+    book = Ledger(ledger_where, replace(RULES, referral_bonus=40), clock=clock)
+    try:
+        at(book, visit("LOY-ALICE01"))  # 35
+        bob = book.create_member("LOY-BOB0002", "Bob", staff="dana",
+                                 referred_by="LOY-ALICE01")
+        assert bob["referred_by"] == "LOY-ALICE01" and book.balance("LOY-ALICE01") == 35
+        first = visit("LOY-BOB0002")
+        twice = [(first, False, "shop"), (first, True, "shop")]
+        assert [r.outcome for r in book.record_outcomes(twice, [])] == [
+            Outcome.CREDITED, Outcome.DUPLICATE]
+        assert book.balance("LOY-ALICE01") == 75 and book.balance("LOY-BOB0002") == 35
+        bonus = book.entries("LOY-ALICE01")[0]
+        assert (bonus["kind"], bonus["points"], bonus["event_id"], bonus["rules"]) == (
+            "referral", 40, first.event_id, "built-in")
+        assert "LOY-BOB0002" in bonus["reason"]
+        clock.days(1)
+        assert at(book, visit("LOY-BOB0002")) is Outcome.CREDITED
+        assert book.balance("LOY-ALICE01") == 75  # once, whatever Bob does next
+        kinds = [e["kind"] for e in book.entries("LOY-ALICE01")]
+        assert kinds.count("referral") == 1
+        assert _sum_of_entries(book, "LOY-ALICE01") == 75
+    finally:
+        book.close()
+
+
+def test_a_referral_names_another_member_and_never_goes_in_a_circle(ledger):
+    with pytest.raises(LedgerError, match=r"^referred_by: LOY-NOBODY1 is not a member$"):
+        ledger.create_member("LOY-BOB0002", "Bob", staff="dana", referred_by="LOY-NOBODY1")
+    with pytest.raises(LedgerError, match=r"^referred_by: a member cannot refer themselves$"):
+        ledger.create_member("LOY-BOB0002", "Bob", staff="dana", referred_by="LOY-BOB0002")
+    assert ledger.member("LOY-BOB0002") is None  # refused: nothing was enrolled
+    ledger.create_member("LOY-ANN0001", "Ann", staff="dana")
+    ledger.create_member("LOY-BOB0002", "Bob", staff="dana", referred_by="LOY-ANN0001")
+    ledger.create_member("LOY-CAT0003", "Cat", staff="dana", referred_by="LOY-BOB0002")
+    with pytest.raises(LedgerError, match=r"^referred_by: a cycle: LOY-ANN0001 <- LOY-CAT0003 "
+                                          r"<- LOY-BOB0002 <- LOY-ANN0001$"):
+        ledger.refer("LOY-ANN0001", "LOY-CAT0003", staff="dana")
+    with pytest.raises(LedgerError, match="already referred by LOY-ANN0001"):
+        ledger.refer("LOY-BOB0002", "LOY-CAT0003", staff="dana")
+    at(ledger, visit("LOY-DAN0004"))
+    with pytest.raises(LedgerError, match="LOY-DAN0004 has had a credited visit"):
+        ledger.refer("LOY-DAN0004", "LOY-ANN0001", staff="dana")
+    late = ledger.refer("LOY-ANN0001", "LOY-DAN0004", staff="dana")
+    assert late["referred_by"] == "LOY-DAN0004"
+    entry = ledger.entries("LOY-ANN0001")[0]
+    assert (entry["kind"], entry["staff"], entry["reason"]) == (
+        "referred", "dana", "referred by LOY-DAN0004")

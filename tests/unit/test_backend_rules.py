@@ -27,6 +27,7 @@ def test_the_built_in_rules_tell_what_a_visit_won():
 def test_the_shipped_rules_file_loads_and_the_next_reward_is_the_nearest():
     rules = load_rules(ROOT / "config" / "backend-rules.toml")
     assert rules.visit_limit_minutes == 60 and rules.welcome_bonus == 25
+    assert rules.referral_bonus == 50
     assert [r.name for r in rules.rewards] == ["Free coffee", "Pastry"]
     near_pastry = rules.standing("Bob", 115, "Silver", earned=10)  # coffee at 150, pastry 120
     assert (near_pastry.next_reward, near_pastry.points_to_next) == ("Pastry", 5)
@@ -52,6 +53,8 @@ def test_the_shipped_rules_file_loads_and_the_next_reward_is_the_nearest():
      "badges[0]: expected exactly one of at_visit or every_visits"),
     ("[[badges]]\nname = ''\nat_visit = 1", "badges[0].name: expected a name of 1-32"),
     ("bonus = 5", "bonus: unknown key"),
+    ("[referral]\nbonus = -5", "referral.bonus: expected an integer from 0 to"),
+    ("[referral]\npoints = 5", "referral.points: unknown key (known keys: bonus)"),
     ("[points", "not valid TOML"),
 ])
 def test_a_wrong_rules_file_stops_with_one_line_naming_file_and_key(tmp_path, text, message):
