@@ -185,9 +185,8 @@ class _Books:
         member.visits += 1
         member.last_visit_at = self.now
         where = f"{site}/{checkin.device_id}" if site else checkin.device_id
-        self.entry(member, "visit", rules.points_per_visit, f"visit at {where}",
-                   qualifying=rules.points_per_visit, **origin)
-        earned = rules.points_per_visit
+        earned = rules.points_for(site, checkin.captured_at)
+        self.entry(member, "visit", earned, f"visit at {where}", qualifying=earned, **origin)
         if first and rules.welcome_bonus:
             self.entry(member, "welcome", rules.welcome_bonus, "welcome bonus, first visit",
                        qualifying=rules.welcome_bonus, **origin)

@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 import tomllib
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from backend.errors import BackendError
 from kiosk.mqtt.protocol import MAX_LABEL, MAX_POINTS, MemberStatus
@@ -62,11 +64,41 @@ class Badge:
         return ""
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class SitePoints:
+    """What a visit at ``site`` earns (unless an hours rule matches)."""
+
+    site: str
+    per_visit: int
+
+
+@dataclass(frozen=True)
+class HoursPoints:
+    """What a visit earns from ``start`` to ``end`` (minutes after local midnight, ``end``
+    excluded) on ``days`` (0 Monday ... 6 Sunday)."""
+
+    start: int
+    end: int
+    per_visit: int
+    days: tuple[int, ...] = tuple(range(7))
+
+    def matches(self, day: int, minute: int) -> bool:
+        return day in self.days and self.start <= minute < self.end
+
+
 @dataclass(frozen=True)
 class Rules:
     """One programme. Tiers are sorted by threshold, the first at 0 points."""
 
     points_per_visit: int = 10
+    sites: tuple[SitePoints, ...] = ()
+    hours: tuple[HoursPoints, ...] = ()
+    """Hours rules never overlap on a day (the file is refused), so at most one matches."""
+    timezone: str = ""
+    """The zone the hours are read in ("": the backend's local zone)."""
     welcome_bonus: int = 0
     """Points on a member's first credited visit, besides the visit's own."""
     referral_bonus: int = 0
@@ -88,6 +120,19 @@ class Rules:
     version: str = field(default="built-in", compare=False)
     """What every ledger entry records of the rules it was made under: the first 12 hex
     digits of the file's SHA-256 (the same file, the same version, on every instance)."""
+
+    def points_for(self, site: str, at: float) -> int:
+        """What a visit at ``site`` scanned at ``at`` (the check-in's own time, so a backlog
+        delivered later earns what the visit earned) is worth: the hours rule matching its
+        local day and time, else its site's rule, else :attr:`points_per_visit`."""
+        if self.hours:
+            local = datetime.fromtimestamp(at, ZoneInfo(self.timezone) if self.timezone
+                                           else None)
+            minute = local.hour * 60 + local.minute
+            for rule in self.hours:
+                if rule.matches(local.weekday(), minute):
+                    return rule.per_visit
+        return next((s.per_visit for s in self.sites if s.site == site), self.points_per_visit)
 
     def tier_for(self, qualifying: int) -> str:
         """The tier ``qualifying`` points reach."""
@@ -129,7 +174,10 @@ class Rules:
         """The rules in force as plain data (the admin API shows them)."""
         return {
             "source": self.source, "version": self.version,
-            "points_per_visit": self.points_per_visit,
+            "points_per_visit": self.points_per_visit, "timezone": self.timezone,
+            "sites": [{"site": s.site, "per_visit": s.per_visit} for s in self.sites],
+            "hours": [{"from": _clock(h.start), "to": _clock(h.end), "per_visit": h.per_visit,
+                       "days": [DAYS[d] for d in h.days]} for h in self.hours],
             "welcome_bonus": self.welcome_bonus, "referral_bonus": self.referral_bonus,
             "expire_after_days": self.expire_after_days,
             "visit_limit_minutes": self.visit_limit_minutes,
@@ -173,6 +221,9 @@ def parse_rules(data: dict[str, Any], source: str = "rules") -> Rules:
     tiers = top.table("tiers")
     rules = Rules(
         points_per_visit=points.integer("per_visit", 10),
+        sites=tuple(_site(t) for t in points.array("site")),
+        hours=tuple(_hours(t) for t in points.array("hours")),
+        timezone=_zone(points),
         welcome_bonus=points.integer("welcome_bonus", 0),
         referral_bonus=referral.integer("bonus", 0),
         expire_after_days=points.number("expire_after_days", 0),
@@ -186,8 +237,67 @@ def parse_rules(data: dict[str, Any], source: str = "rules") -> Rules:
     for table in (top, points, visits, referral, tiers):
         table.done()
     _check_tiers(rules.tiers)
+    _check_hours(rules.hours)
+    _unique("points.site", [s.site for s in rules.sites])
     _unique("rewards", [r.name for r in rules.rewards])
     return rules
+
+
+def _site(table: _Table) -> SitePoints:
+    site = SitePoints(table.label("site"), table.integer("per_visit"))
+    table.done()
+    return site
+
+
+def _hours(table: _Table) -> HoursPoints:
+    start = _minutes(table, "from", 23 * 60 + 59)
+    end = _minutes(table, "to", 24 * 60)
+    if end <= start:
+        raise RulesError(f"{table.where}.to: expected a time after from ({_clock(start)}), at "
+                         f'most "24:00" (split a range over midnight in two)')
+    days = table.strings("days", DAYS, f"a list of {', '.join(DAYS)}")
+    hours = HoursPoints(start, end, table.integer("per_visit"),
+                        tuple(sorted(DAYS.index(d) for d in days)) if days else tuple(range(7)))
+    table.done()
+    return hours
+
+
+def _minutes(table: _Table, key: str, most: int) -> int:
+    """``"HH:MM"`` as minutes after midnight, at most ``most``."""
+    value = table.text(key)
+    hours, _, minutes = value.partition(":")
+    if not (len(hours) == len(minutes) == 2 and hours.isdigit() and minutes.isdigit()
+            and int(minutes) < 60 and int(hours) * 60 + int(minutes) <= most):
+        raise RulesError(f'{table.where}.{key}: expected a time "HH:MM" from "00:00" to '
+                         f'"{_clock(most)}"')
+    return int(hours) * 60 + int(minutes)
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _zone(points: _Table) -> str:
+    name = points.text("timezone", "")
+    if name:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise RulesError(f"points.timezone: unknown time zone {name!r} (an IANA name "
+                             f"such as 'Europe/Paris'; leave it out for the backend's "
+                             f"local zone)") from None
+    return name
+
+
+def _check_hours(hours: tuple[HoursPoints, ...]) -> None:
+    """Two hours rules may not both match a moment: no rule has to win over another."""
+    for i, rule in enumerate(hours):
+        for j, other in enumerate(hours[:i]):
+            common = [d for d in rule.days if d in other.days]
+            if common and rule.start < other.end and other.start < rule.end:
+                raise RulesError(f"points.hours[{i}]: overlaps points.hours[{j}] on "
+                                 f"{DAYS[common[0]]} ({_clock(other.start)}-"
+                                 f"{_clock(other.end)}): which would win?")
 
 
 def _tier(table: _Table) -> Tier:
@@ -275,6 +385,24 @@ class _Table:
                 low <= value <= 100 * 365 * 24 * 60):
             raise RulesError(f"{self._key(key)}: expected a number of at least {low}")
         return float(value)
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self._get(key)
+        if value is None and default is not None:
+            return default
+        if not isinstance(value, str):
+            raise RulesError(f"{self._key(key)}: expected a string")
+        return value
+
+    def strings(self, key: str, allowed: tuple[str, ...], expected: str) -> list[str]:
+        """A non-empty list of distinct ``allowed`` strings ([] when the key is absent)."""
+        value = self._get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not value or len(set(map(str, value))) < len(
+                value) or any(v not in allowed for v in value):
+            raise RulesError(f"{self._key(key)}: expected {expected}")
+        return value
 
     def label(self, key: str) -> str:
         value = self._get(key)

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from backend.ledger import Ledger, LedgerError, Outcome, Refusal
-from backend.rules import DAY_S, DEFAULT_RULES, Reward, Rules, Tier, load_rules
+from backend.rules import DAY_S, DEFAULT_RULES, Reward, Rules, Tier, load_rules, parse_rules
 from backend.store import SCHEMA_VERSION
 from kiosk.counter.checkin import CheckIn
 
@@ -265,3 +265,25 @@ def test_a_referral_names_another_member_and_never_goes_in_a_circle(ledger):
     entry = ledger.entries("LOY-ANN0001")[0]
     assert (entry["kind"], entry["staff"], entry["reason"]) == (
         "referred", "dana", "referred by LOY-DAN0004")
+
+
+def test_a_visit_earns_what_its_site_and_hour_gave_even_delivered_later(ledger_where, clock):
+    hours = parse_rules({"points": {
+        "per_visit": 10, "timezone": "Europe/Paris",
+        "site": [{"site": "shop-12", "per_visit": 15}],
+        "hours": [{"from": "07:00", "to": "10:00", "per_visit": 20}]},
+        "rewards": [{"name": "Free coffee", "cost": 50}]})
+    book = Ledger(ledger_where, hours, clock=clock)
+    try:
+        morning = 1799046000.0  # 2027-01-04 08:00 in Paris
+        clock.now = morning + 6 * 3600  # delivered at 14:00, from a kiosk's backlog
+        early = CheckIn("e-early", "k1", "boot", 1, morning, "LOY-ALICE01", "camera")
+        status = book.record_outcomes([(early, False, "shop-1")], [])[0].status
+        assert (status.points_earned, status.balance) == (20, 20)
+        now = CheckIn("e-now", "k1", "boot", 2, clock.now, "LOY-BOB0002", "camera")
+        status = book.record_outcomes([(now, False, "shop-12")], [])[0].status
+        assert (status.points_earned, status.next_reward, status.points_to_next) == (
+            15, "Free coffee", 35)
+        assert [e["points"] for e in book.entries("LOY-BOB0002") if e["kind"] == "visit"] == [15]
+    finally:
+        book.close()
