@@ -64,14 +64,24 @@ class _Reload:
 
 
 @dataclass(frozen=True)
-class _Arrived:
-    """A check-in as it came off the broker, decoded (``checkin``) or refused (``refusal``)."""
+class _Visit:
+    """A check-in as it came off the broker, decoded: to be credited."""
 
     reply_topic: str
-    checkin: protocol.CheckIn | None
+    checkin: protocol.CheckIn
     replayed: bool
-    refusal: Refusal | None
-    site: str = ""
+    site: str
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A check-in as it came off the broker that can never be credited: to be recorded."""
+
+    reply_topic: str
+    refusal: Refusal
+
+
+_Arrived = _Visit | _Refused
 
 
 class LoyaltyBackend:
@@ -207,13 +217,12 @@ class LoyaltyBackend:
             if checkin.device_id != sender:
                 raise protocol.ProtocolError(
                     f"device_id {checkin.device_id!r} is not the kiosk {sender!r} that sent it")
-            return _Arrived(reply_topic, checkin, replayed, None, site)
+            return _Visit(reply_topic, checkin, replayed, site)
         except protocol.ProtocolError as exc:
             event_id = protocol.event_id_of(payload)
             if event_id is None:
                 raise
-            return _Arrived(reply_topic, None, False,
-                            Refusal(event_id, sender, str(exc), payload))
+            return _Refused(reply_topic, Refusal(event_id, sender, str(exc), payload))
 
     def _credit_batches(self) -> None:
         """The worker: credit what has arrived in one transaction, then answer each."""
@@ -285,14 +294,14 @@ class LoyaltyBackend:
     def _credit(self, batch: list[_Arrived]) -> None:
         """Record the batch in one transaction, then answer each check-in; one log line per
         batch (a line per visit, at DEBUG, would cost more than crediting it)."""
-        visits = [(a.checkin, a.replayed, a.site) for a in batch if a.checkin is not None]
-        refusals = [a.refusal for a in batch if a.refusal is not None]
+        visits = [(a.checkin, a.replayed, a.site) for a in batch if isinstance(a, _Visit)]
+        refusals = [a.refusal for a in batch if isinstance(a, _Refused)]
         results = iter(self.ledger.record_outcomes(visits, refusals))  # committed: answer
         outcomes: Counter[Outcome] = Counter()
         detail = log.isEnabledFor(logging.DEBUG)
         answers: dict[str, list[bytes]] = {}
         for arrived in batch:
-            if arrived.refusal is not None:
+            if isinstance(arrived, _Refused):
                 refusal = arrived.refusal
                 self.rejected += 1
                 log.warning("refused check-in %s from %s: %s", refusal.event_id,
@@ -300,7 +309,7 @@ class LoyaltyBackend:
                 body = protocol.encode_refusal(refusal.event_id,
                                                protocol.member_of(refusal.payload),
                                                refusal.reason)
-            elif arrived.checkin is not None:
+            else:
                 checkin = arrived.checkin
                 recorded = next(results)
                 outcomes[recorded.outcome] += 1
@@ -312,8 +321,6 @@ class LoyaltyBackend:
                     checkin.event_id, checkin.member_id, recorded.status,
                     protocol.Ack.CREDITED if recorded.outcome is Outcome.CREDITED
                     else protocol.Ack.DUPLICATE)
-            else:
-                continue
             answers.setdefault(arrived.reply_topic, []).append(body)
         for topic, bodies in answers.items():  # one message per kiosk and batch, mostly
             for message in protocol.encode_replies(bodies):
