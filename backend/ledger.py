@@ -35,8 +35,8 @@ from kiosk.mqtt.protocol import MAX_MEMBER_ID, MAX_POINTS, CheckIn, MemberStatus
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-CHUNK = 400
-"""Rows per multi-row statement (well under both databases' parameter limits)."""
+ENTRY_COLUMNS = ("member_id", "at", "kind", "points", "balance_after", "qualifying", "reason",
+                 "event_id", "device_id", "staff", "rules")
 ATTEMPTS = 5
 MAX_REASON = 200
 
@@ -106,6 +106,10 @@ class _Member:
     def name(self) -> str:
         return self.display_name or display_name(self.member_id)
 
+    WRITTEN = ("display_name", "balance", "visits", "tier", "tier_until", "last_visit_at",
+               "merged_into", "referred_by")
+    """The columns :meth:`row` gives (then the ``member_id``)."""
+
     def row(self) -> tuple[Any, ...]:
         return (self.display_name, self.balance, self.visits, self.tier, self.tier_until,
                 self.last_visit_at, self.merged_into, self.referred_by, self.member_id)
@@ -133,23 +137,23 @@ class _Books:
         """Lock (creating them when ``create``) the members, in a fixed order so that two
         instances never wait on each other's locks in a circle; then those they were
         merged into."""
+        store = self.store
         wanted = sorted(set(member_ids) - set(self.members))
         while wanted:
-            for chunk in _chunks(wanted):
-                if create:
-                    self.store.executemany(
-                        "INSERT INTO members VALUES (?, '', 0, 0, '', 0, 0, ?, NULL, NULL) "
-                        "ON CONFLICT (member_id) DO NOTHING", [(m, self.now) for m in chunk])
-                marks = ", ".join("?" * len(chunk))
-                rows = self.store.execute(
-                    f"SELECT {_Member.COLUMNS} FROM members WHERE member_id IN ({marks}) "
-                    f"ORDER BY member_id{self.store.for_update}", chunk).fetchall()
-                sums = dict(self.store.execute(
-                    f"SELECT member_id, SUM(qualifying) FROM entries WHERE member_id IN "
-                    f"({marks}) AND at >= ? GROUP BY member_id",
-                    [*chunk, self.now - self.rules.qualification_days * DAY_S]).fetchall())
-                for row in rows:
-                    self.members[row[0]] = _Member(row, int(sums.get(row[0]) or 0))
+            if create:
+                store.insert("members", ("member_id", *_Member.WRITTEN, "created_at"),
+                             [(m, "", 0, 0, "", 0.0, 0.0, None, None, self.now) for m in wanted],
+                             "ON CONFLICT (member_id) DO NOTHING")
+            rows = store.execute(
+                f"SELECT {_Member.COLUMNS} FROM members WHERE {store.any_of('member_id')} "
+                f"ORDER BY member_id{store.for_update}", (store.listed(wanted),)).fetchall()
+            sums = dict(store.execute(
+                f"SELECT member_id, SUM(qualifying) FROM entries WHERE "
+                f"{store.any_of('member_id')} AND at >= ? GROUP BY member_id",
+                (store.listed(wanted), self.now - self.rules.qualification_days * DAY_S)
+            ).fetchall())
+            for row in rows:
+                self.members[row[0]] = _Member(row, int(sums.get(row[0]) or 0))
             wanted = sorted({m.merged_into for m in self.members.values() if m.merged_into}
                             - set(self.members))
             create = False
@@ -235,15 +239,9 @@ class _Books:
 
     def write(self) -> None:
         """Append the entries and write the changed members back."""
-        self.store.executemany(
-            "INSERT INTO entries (member_id, at, kind, points, balance_after, qualifying, "
-            "reason, event_id, device_id, staff, rules) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            self.entries)
-        self.store.executemany(
-            "UPDATE members SET display_name = ?, balance = ?, visits = ?, tier = ?, "
-            "tier_until = ?, last_visit_at = ?, merged_into = ?, referred_by = ? "
-            "WHERE member_id = ?",
-            [m.row() for m in self.members.values() if m.changed])
+        self.store.insert("entries", ENTRY_COLUMNS, self.entries)
+        self.store.update("members", "member_id", _Member.WRITTEN,
+                          [m.row() for m in self.members.values() if m.changed])
 
 
 class Ledger:
@@ -302,7 +300,7 @@ class Ledger:
                 outcome = Outcome.DUPLICATE
             elif key in last and now - last[key] < limit_s:
                 outcome = Outcome.LIMITED
-                limited.append((checkin.event_id,))
+                limited.append(checkin.event_id)
             else:
                 outcome = Outcome.CREDITED
                 last[key] = now
@@ -311,21 +309,22 @@ class Ledger:
                       else books.rules.standing(member.name, member.balance, member.tier))
             results.append(Recorded(status, outcome))
         books.write()
-        self.store.executemany("UPDATE visits SET outcome = 'limited' WHERE event_id = ?",
-                               limited)
+        store = self.store
+        if limited:
+            store.execute(f"UPDATE visits SET outcome = 'limited' WHERE "
+                          f"{store.any_of('event_id')}", (store.listed(limited),))
         if limit_s:
-            self.store.executemany(
-                "INSERT INTO visit_limits VALUES (?, ?, ?) ON CONFLICT (member_id, site) "
-                "DO UPDATE SET last_credited_at = excluded.last_credited_at",
-                [(*key, at) for key, at in last.items() if at == now])
-        self.store.executemany(
-            "INSERT INTO refusals VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-            [(r.event_id, r.device_id, r.reason, r.payload, now) for r in refusals])
+            store.insert("visit_limits", ("member_id", "site", "last_credited_at"),
+                         [(*key, at) for key, at in last.items() if at == now],
+                         "ON CONFLICT (member_id, site) "
+                         "DO UPDATE SET last_credited_at = excluded.last_credited_at")
+        store.insert("refusals", ("event_id", "device_id", "reason", "payload", "received_at"),
+                     [(r.event_id, r.device_id, r.reason, r.payload, now) for r in refusals],
+                     "ON CONFLICT (event_id) DO NOTHING")
         return results
 
     def _claim(self, arrivals: Sequence[Arrival], now: float) -> set[str]:
         """Insert the visits not recorded before; the ``event_id`` of each one inserted."""
-        new: set[str] = set()
         seen: set[str] = set()
         rows = []
         for c, replayed, site in arrivals:
@@ -333,28 +332,21 @@ class Ledger:
                 seen.add(c.event_id)
                 rows.append((c.event_id, c.member_id, c.device_id, site, c.boot_id, c.seq,
                              c.captured_at, now, int(replayed), "credited"))
-        for chunk in _chunks(rows):
-            marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-            new.update(row[0] for row in self.store.execute(
-                "INSERT INTO visits (event_id, member_id, device_id, site, boot_id, seq, "
-                f"captured_at, received_at, replayed, outcome) VALUES {marks} "
-                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-                [value for row in chunk for value in row]).fetchall())
-        return new
+        return {row[0] for row in self.store.insert(
+            "visits", ("event_id", "member_id", "device_id", "site", "boot_id", "seq",
+                       "captured_at", "received_at", "replayed", "outcome"), rows,
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")}
 
     def _last_credited(self, books: _Books, arrivals: Sequence[Arrival],
                        new: set[str]) -> dict[tuple[str, str], float]:
         """When each member with a new visit was last credited at each site."""
         keys = {(books.holder(c.member_id).member_id, site)
                 for c, _, site in arrivals if c.event_id in new}
-        last: dict[tuple[str, str], float] = {}
-        for member_id, site in sorted(keys):
-            row = self.store.execute(
-                "SELECT last_credited_at FROM visit_limits WHERE member_id = ? AND site = ?",
-                (member_id, site)).fetchone()
-            if row:
-                last[(member_id, site)] = row[0]
-        return last
+        store = self.store
+        rows = store.execute(
+            f"SELECT member_id, site, last_credited_at FROM visit_limits WHERE "
+            f"{store.any_of('member_id')}", (store.listed(sorted({m for m, _ in keys})),))
+        return {(m, site): at for m, site, at in rows.fetchall() if (m, site) in keys}
 
     def expire_due(self) -> int:
         """Expire every balance left without a visit longer than the rules allow (run from
@@ -584,9 +576,6 @@ class Ledger:
                     log.warning("transaction tried again (%s)", type(exc).__name__)
         raise AssertionError("unreachable")
 
-
-def _chunks(rows: Sequence[T]) -> Iterable[Sequence[T]]:
-    return (rows[i:i + CHUNK] for i in range(0, len(rows), CHUNK))
 
 
 def _check_member_id(member_id: str) -> None:

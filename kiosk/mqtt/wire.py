@@ -61,8 +61,7 @@ def load_object(payload: bytes | bytearray | str, limits: Limits) -> dict[str, A
             raise ProtocolError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     _check_depth(text, limits.max_depth)
     try:
-        body = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float,
-                          parse_int=_bounded_int, object_pairs_hook=_unique_keys)
+        body = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise ProtocolError(f"not JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -125,6 +124,12 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(body) != len(pairs):
         raise ProtocolError("a key appears twice")
     return body
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float,
+                            parse_int=_bounded_int, object_pairs_hook=_unique_keys)
+"""Made once: ``json.loads`` with hooks builds a new decoder on every call (a backend
+decodes thousands of check-ins a second)."""
 
 
 def _check_strings(value: Any, max_string: int, surrogates: bool) -> None:
