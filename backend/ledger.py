@@ -101,10 +101,13 @@ class _Member:
          self.referred_by) = row
         self.qualifying = qualifying
         self.changed = False
+        self._name = ""
 
     @property
     def name(self) -> str:
-        return self.display_name or display_name(self.member_id)
+        if not self._name:  # made once, not at every answer
+            self._name = self.display_name or display_name(self.member_id)
+        return self._name
 
     WRITTEN = ("display_name", "balance", "visits", "tier", "tier_until", "last_visit_at",
                "merged_into", "referred_by")

@@ -18,6 +18,7 @@ import hashlib
 import tomllib
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -140,7 +141,12 @@ class Rules:
 
     def rank(self, tier: str) -> int:
         """The tier's place (0 the lowest; -1 for a tier these rules no longer have)."""
-        return next((i for i, t in enumerate(self.tiers) if t.name == tier), -1)
+        return self._ranks.get(tier, -1)
+
+    @cached_property
+    def _ranks(self) -> dict[str, int]:
+        """Asked two or three times a visit: a lookup, not a walk of the tiers."""
+        return {t.name: i for i, t in enumerate(self.tiers)}
 
     def reward(self, name: str) -> Reward | None:
         """The catalogue reward called ``name``."""
