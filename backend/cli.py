@@ -87,9 +87,9 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     if threading.current_thread() is threading.main_thread():  # SIGHUP: re-read the rules
         signal.signal(signal.SIGHUP, lambda *_: service.request_reload())
     service.start()
-    log.info("reference backend %s on %s:%d%s, ledger %s, %s", client_id, args.host, args.port,
-             f" (group {args.share_group})" if args.share_group else "", ledger.store,
-             rules.source)
+    log.info("reference backend %s on %s:%d%s, ledger %s, %s (version %s)", client_id,
+             args.host, args.port, f" (group {args.share_group})" if args.share_group else "",
+             ledger.store, rules.source, rules.version)
     if admin_address:
         log.info("admin API on http%s://%s:%d", "s" if args.admin_cert else "", *admin_address)
     stop.wait()
