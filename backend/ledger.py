@@ -1,11 +1,12 @@
 """The backend's books: an append-only ledger of entries, and each member's standing.
 
-Every change to a member's points is an entry — a visit's credit, the welcome bonus,
-a badge, a tier change, an expiry, a redemption, a staff adjustment, a merge — with
-its reason and its origin (the check-in's ``event_id`` and kiosk, or the staff member
-who made it). Entries are never updated nor deleted; the member row (balance, visits,
-tier) is kept in step with them in the same transaction, so it is a cache of the
-ledger that can always be checked against it.
+Every change to a member's points is an entry — a visit's credit, the welcome bonus, a
+referral bonus (to the referrer, at the referred member's first visit), a badge, a tier
+change, an expiry, a redemption, a staff adjustment, a merge — with its reason, its
+origin (the check-in's ``event_id`` and kiosk, or the staff member who made it) and the
+version of the rules it was made under. Entries are never updated nor deleted; the
+member row (balance, visits, tier) is kept in step with them in the same transaction, so
+it is a cache of the ledger that can always be checked against it.
 
 A check-in is credited once per ``event_id`` (kiosks deliver at least once), in one
 transaction with its entries: the visit row's unique ``event_id`` is the guard, and the

@@ -15,6 +15,11 @@ and queues. A visit over the rules' visit limit is recorded (``limited``), credi
 nothing and is acknowledged ``duplicate`` — "recorded, nothing changes", the word a
 kiosk already acts on — so a kiosk deletes it and shows the unchanged balance.
 
+The rules file is re-read (SIGHUP, or the admin API) by the same worker, between two
+batches: a transaction reads the rules once, so every check-in is credited under exactly
+one version, which its ledger entries name; an invalid file leaves the rules in force,
+and :meth:`LoyaltyBackend.health` shows why until a reload succeeds.
+
 Several instances share the load when given a ``share_group``: each subscribes through
 the broker's shared subscription (``$share/<group>/…``, MQTT 5 and mosquitto 2.0 for
 3.1.1 clients too), so each check-in goes to one of them; they share one PostgreSQL
