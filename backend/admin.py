@@ -54,6 +54,14 @@ def load_tokens(path: Path) -> dict[str, str]:
 class NewMember(BaseModel):
     member_id: str = Field(min_length=1, max_length=128)
     display_name: str = Field(min_length=1, max_length=40)
+    referred_by: str | None = Field(default=None, min_length=1, max_length=128,
+                                    description="the member who referred this one (earns "
+                                                "the referral bonus at their first visit)")
+
+
+class Referral(BaseModel):
+    referred_by: str = Field(min_length=1, max_length=128,
+                             description="the member who referred this one")
 
 
 class Adjustment(BaseModel):
@@ -71,8 +79,10 @@ class Merge(BaseModel):
 
 
 def make_app(ledger: Ledger, tokens: dict[str, str],
-             health: Callable[[], dict[str, Any]] = dict) -> FastAPI:
-    """The API over ``ledger``; ``health`` adds what the running service knows."""
+             health: Callable[[], dict[str, Any]] = dict,
+             reload: Callable[[], str] | None = None) -> FastAPI:
+    """The API over ``ledger``; ``health`` adds what the running service knows, ``reload``
+    re-reads the rules file (returning "" or why the rules in force stay)."""
     app = FastAPI(title="Loyalty backend admin API", version=str(SCHEMA_VERSION),
                   description="Look members up and correct them. Every change is a ledger "
                               "entry naming the staff member whose token made it.")
@@ -106,6 +116,14 @@ def make_app(ledger: Ledger, tokens: dict[str, str],
     def get_rules(_who: Staff) -> dict[str, Any]:
         return ledger.rules.describe()
 
+    @app.post("/rules/reload", summary="Re-read the rules file; an invalid one is refused "
+                                       "(422) and the rules in force stay")
+    def reload_rules(_who: Staff) -> dict[str, Any]:
+        error = reload() if reload is not None else "this backend cannot reload its rules"
+        if error:
+            raise HTTPException(422, error)
+        return ledger.rules.describe()
+
     @app.get("/counts", summary="Visits credited and over the limit, refusals, members")
     def get_counts(_who: Staff) -> dict[str, int]:
         return ledger.counts()
@@ -119,7 +137,13 @@ def make_app(ledger: Ledger, tokens: dict[str, str],
 
     @app.post("/members", status_code=201, summary="Enrol a member before a first visit")
     def create_member(body: NewMember, who: Staff) -> dict[str, Any]:
-        return answer(lambda: ledger.create_member(body.member_id, body.display_name, who))
+        return answer(lambda: ledger.create_member(body.member_id, body.display_name, who,
+                                                   body.referred_by))
+
+    @app.post("/members/{member_id}/referral",
+              summary="Record who referred a member (before their first visit)")
+    def refer(member_id: str, body: Referral, who: Staff) -> dict[str, Any]:
+        return answer(lambda: ledger.refer(member_id, body.referred_by, who))
 
     @app.get("/members/{member_id}/ledger", summary="A member's ledger, newest first")
     def get_ledger(member_id: str, _who: Staff,

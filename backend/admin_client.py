@@ -3,6 +3,7 @@
     loyalty-admin member LOY-ALICE01
     loyalty-admin adjust LOY-ALICE01 20 --reason "coffee machine broke"
     loyalty-admin redeem LOY-ALICE01 "Free coffee"
+    loyalty-admin reload-rules
 
 The API's address comes from ``--url`` or ``$LOYALTY_ADMIN_URL``, the token from
 ``--token-file`` or ``$LOYALTY_ADMIN_TOKEN`` (never from the command line, where other
@@ -72,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     tasks = parser.add_subparsers(dest="task", required=True)
     tasks.add_parser("health", help="is the backend up")
     tasks.add_parser("rules", help="the rules in force")
+    tasks.add_parser("reload-rules", help="re-read the rules file (an invalid one is refused "
+                                          "and the rules in force stay)")
     tasks.add_parser("counts", help="visits credited, over the limit, refused; members")
     tasks.add_parser("member", help="a member's balance and tier").add_argument("member_id")
     ledger = tasks.add_parser("ledger", help="a member's ledger, newest first")
@@ -80,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     enrol = tasks.add_parser("enrol", help="enrol a member before a first visit")
     enrol.add_argument("member_id")
     enrol.add_argument("name")
+    enrol.add_argument("--referred-by", help="the member who referred this one")
+    refer = tasks.add_parser("refer", help="record who referred a member (before their "
+                                           "first visit)")
+    refer.add_argument("member_id")
+    refer.add_argument("referred_by")
     adjust = tasks.add_parser("adjust", help="correct a balance (a reason is required)")
     adjust.add_argument("member_id")
     adjust.add_argument("points", type=int, help="to add; negative to take away")
@@ -99,12 +107,17 @@ def _request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]
     match args.task:
         case "health" | "rules" | "counts":
             return "GET", f"/{args.task}", None
+        case "reload-rules":
+            return "POST", "/rules/reload", None
         case "member":
             return "GET", f"/members/{member}", None
         case "ledger":
             return "GET", f"/members/{member}/ledger?limit={args.limit}", None
         case "enrol":
-            return "POST", "/members", {"member_id": args.member_id, "display_name": args.name}
+            return "POST", "/members", {"member_id": args.member_id, "display_name": args.name,
+                                        "referred_by": args.referred_by}
+        case "refer":
+            return "POST", f"/members/{member}/referral", {"referred_by": args.referred_by}
         case "adjust":
             return "POST", f"/members/{member}/adjustments", {"points": args.points,
                                                               "reason": args.reason}

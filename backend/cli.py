@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import socket
 import threading
 from pathlib import Path
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         service = LoyaltyBackend(args.host, args.port, ledger, prefix=args.prefix,
                                  client_id=client_id, share_group=args.share_group,
                                  ca_file=args.ca_file or "", cert_file=args.cert_file,
-                                 key_file=args.key_file)
+                                 key_file=args.key_file,
+                                 rules_file=Path(args.rules) if args.rules else None)
         if args.retire:
             retired = service.retire()
             ledger.close()
@@ -76,15 +78,18 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
         if admin_address:
             from backend.admin import AdminServer, load_tokens, make_app
 
-            app = make_app(ledger, load_tokens(Path(args.admin_tokens)), service.health)
+            app = make_app(ledger, load_tokens(Path(args.admin_tokens)), service.health,
+                           service.reload_rules)
             admin = AdminServer(app, *admin_address, args.admin_cert, args.admin_key).start()
     except ValueError as exc:  # the broker settings the flags make: one line
         ledger.close()
         raise BackendError(str(exc)) from None
+    if threading.current_thread() is threading.main_thread():  # SIGHUP: re-read the rules
+        signal.signal(signal.SIGHUP, lambda *_: service.request_reload())
     service.start()
-    log.info("reference backend %s on %s:%d%s, ledger %s, %s", client_id, args.host, args.port,
-             f" (group {args.share_group})" if args.share_group else "", ledger.store,
-             rules.source)
+    log.info("reference backend %s on %s:%d%s, ledger %s, %s (version %s)", client_id,
+             args.host, args.port, f" (group {args.share_group})" if args.share_group else "",
+             ledger.store, rules.source, rules.version)
     if admin_address:
         log.info("admin API on http%s://%s:%d", "s" if args.admin_cert else "", *admin_address)
     stop.wait()

@@ -1,11 +1,12 @@
 """The backend's books: an append-only ledger of entries, and each member's standing.
 
-Every change to a member's points is an entry — a visit's credit, the welcome bonus,
-a badge, a tier change, an expiry, a redemption, a staff adjustment, a merge — with
-its reason and its origin (the check-in's ``event_id`` and kiosk, or the staff member
-who made it). Entries are never updated nor deleted; the member row (balance, visits,
-tier) is kept in step with them in the same transaction, so it is a cache of the
-ledger that can always be checked against it.
+Every change to a member's points is an entry — a visit's credit, the welcome bonus, a
+referral bonus (to the referrer, at the referred member's first visit), a badge, a tier
+change, an expiry, a redemption, a staff adjustment, a merge — with its reason, its
+origin (the check-in's ``event_id`` and kiosk, or the staff member who made it) and the
+version of the rules it was made under. Entries are never updated nor deleted; the
+member row (balance, visits, tier) is kept in step with them in the same transaction, so
+it is a cache of the ledger that can always be checked against it.
 
 A check-in is credited once per ``event_id`` (kiosks deliver at least once), in one
 transaction with its entries: the visit row's unique ``event_id`` is the guard, and the
@@ -35,8 +36,8 @@ from kiosk.mqtt.protocol import MAX_MEMBER_ID, MAX_POINTS, CheckIn, MemberStatus
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-CHUNK = 400
-"""Rows per multi-row statement (well under both databases' parameter limits)."""
+ENTRY_COLUMNS = ("member_id", "at", "kind", "points", "balance_after", "qualifying", "reason",
+                 "event_id", "device_id", "staff", "rules")
 ATTEMPTS = 5
 MAX_REASON = 200
 
@@ -93,21 +94,29 @@ class _Member:
     """A member row locked by the transaction in hand, with the entries it gains."""
 
     COLUMNS = ("member_id, display_name, balance, visits, tier, tier_until, last_visit_at, "
-               "created_at, merged_into")
+               "created_at, merged_into, referred_by")
 
     def __init__(self, row: Sequence[Any], qualifying: int) -> None:
         (self.member_id, self.display_name, self.balance, self.visits, self.tier,
-         self.tier_until, self.last_visit_at, self.created_at, self.merged_into) = row
+         self.tier_until, self.last_visit_at, self.created_at, self.merged_into,
+         self.referred_by) = row
         self.qualifying = qualifying
         self.changed = False
+        self._name = ""
 
     @property
     def name(self) -> str:
-        return self.display_name or display_name(self.member_id)
+        if not self._name:  # made once, not at every answer
+            self._name = self.display_name or display_name(self.member_id)
+        return self._name
+
+    WRITTEN = ("display_name", "balance", "visits", "tier", "tier_until", "last_visit_at",
+               "merged_into", "referred_by")
+    """The columns :meth:`row` gives (then the ``member_id``)."""
 
     def row(self) -> tuple[Any, ...]:
         return (self.display_name, self.balance, self.visits, self.tier, self.tier_until,
-                self.last_visit_at, self.merged_into, self.member_id)
+                self.last_visit_at, self.merged_into, self.referred_by, self.member_id)
 
     def view(self, rules: Rules) -> dict[str, Any]:
         status = rules.standing(self.name, self.balance, self.tier)
@@ -115,7 +124,8 @@ class _Member:
                 "balance": self.balance, "tier": self.tier, "tier_until": self.tier_until,
                 "qualifying_points": self.qualifying, "visits": self.visits,
                 "last_visit_at": self.last_visit_at, "created_at": self.created_at,
-                "merged_into": self.merged_into, "next_reward": status.next_reward,
+                "merged_into": self.merged_into, "referred_by": self.referred_by,
+                "next_reward": status.next_reward,
                 "points_to_next": status.points_to_next}
 
 
@@ -131,23 +141,23 @@ class _Books:
         """Lock (creating them when ``create``) the members, in a fixed order so that two
         instances never wait on each other's locks in a circle; then those they were
         merged into."""
+        store = self.store
         wanted = sorted(set(member_ids) - set(self.members))
         while wanted:
-            for chunk in _chunks(wanted):
-                if create:
-                    self.store.executemany(
-                        "INSERT INTO members VALUES (?, '', 0, 0, '', 0, 0, ?, NULL) "
-                        "ON CONFLICT (member_id) DO NOTHING", [(m, self.now) for m in chunk])
-                marks = ", ".join("?" * len(chunk))
-                rows = self.store.execute(
-                    f"SELECT {_Member.COLUMNS} FROM members WHERE member_id IN ({marks}) "
-                    f"ORDER BY member_id{self.store.for_update}", chunk).fetchall()
-                sums = dict(self.store.execute(
-                    f"SELECT member_id, SUM(qualifying) FROM entries WHERE member_id IN "
-                    f"({marks}) AND at >= ? GROUP BY member_id",
-                    [*chunk, self.now - self.rules.qualification_days * DAY_S]).fetchall())
-                for row in rows:
-                    self.members[row[0]] = _Member(row, int(sums.get(row[0]) or 0))
+            if create:
+                store.insert("members", ("member_id", *_Member.WRITTEN, "created_at"),
+                             [(m, "", 0, 0, "", 0.0, 0.0, None, None, self.now) for m in wanted],
+                             "ON CONFLICT (member_id) DO NOTHING")
+            rows = store.execute(
+                f"SELECT {_Member.COLUMNS} FROM members WHERE {store.any_of('member_id')} "
+                f"ORDER BY member_id{store.for_update}", (store.listed(wanted),)).fetchall()
+            sums = dict(store.execute(
+                f"SELECT member_id, SUM(qualifying) FROM entries WHERE "
+                f"{store.any_of('member_id')} AND at >= ? GROUP BY member_id",
+                (store.listed(wanted), self.now - self.rules.qualification_days * DAY_S)
+            ).fetchall())
+            for row in rows:
+                self.members[row[0]] = _Member(row, int(sums.get(row[0]) or 0))
             wanted = sorted({m.merged_into for m in self.members.values() if m.merged_into}
                             - set(self.members))
             create = False
@@ -170,7 +180,8 @@ class _Books:
         member.qualifying += qualifying
         member.changed = True
         self.entries.append((member.member_id, self.now, kind, points, member.balance,
-                             qualifying, reason, event_id, device_id, staff))
+                             qualifying, reason, event_id, device_id, staff,
+                             self.rules.version))
 
     def credit_visit(self, member: _Member, checkin: CheckIn, site: str) -> MemberStatus:
         """A new visit's entries: expiry of a dormant balance, the visit's points, the
@@ -182,13 +193,18 @@ class _Books:
         member.visits += 1
         member.last_visit_at = self.now
         where = f"{site}/{checkin.device_id}" if site else checkin.device_id
-        self.entry(member, "visit", rules.points_per_visit, f"visit at {where}",
-                   qualifying=rules.points_per_visit, **origin)
-        earned = rules.points_per_visit
+        earned = rules.points_for(site, checkin.captured_at)
+        self.entry(member, "visit", earned, f"visit at {where}", qualifying=earned, **origin)
         if first and rules.welcome_bonus:
             self.entry(member, "welcome", rules.welcome_bonus, "welcome bonus, first visit",
                        qualifying=rules.welcome_bonus, **origin)
             earned += rules.welcome_bonus
+        if first and rules.referral_bonus and member.referred_by in self.members:
+            referrer = self.holder(member.referred_by)
+            self.entry(referrer, "referral", rules.referral_bonus,
+                       f"referral of {member.member_id}, first visit",
+                       qualifying=rules.referral_bonus, **origin)
+            self.retier(referrer, **origin)
         badge = rules.badge_at(member.visits)
         if badge:
             self.entry(member, "badge", 0, badge, **origin)
@@ -227,14 +243,9 @@ class _Books:
 
     def write(self) -> None:
         """Append the entries and write the changed members back."""
-        self.store.executemany(
-            "INSERT INTO entries (member_id, at, kind, points, balance_after, qualifying, "
-            "reason, event_id, device_id, staff) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            self.entries)
-        self.store.executemany(
-            "UPDATE members SET display_name = ?, balance = ?, visits = ?, tier = ?, "
-            "tier_until = ?, last_visit_at = ?, merged_into = ? WHERE member_id = ?",
-            [m.row() for m in self.members.values() if m.changed])
+        self.store.insert("entries", ENTRY_COLUMNS, self.entries)
+        self.store.update("members", "member_id", _Member.WRITTEN,
+                          [m.row() for m in self.members.values() if m.changed])
 
 
 class Ledger:
@@ -249,6 +260,12 @@ class Ledger:
         self.rules = rules
         self._clock = clock
         self._lock = threading.Lock()
+
+    def use_rules(self, rules: Rules) -> None:
+        """Put ``rules`` in force from the next transaction on (never within one: each
+        transaction reads the rules once, so a visit is credited under one version)."""
+        with self._lock:
+            self.rules = rules
 
     # --- check-ins ------------------------------------------------------------
 
@@ -271,10 +288,13 @@ class Ledger:
 
     def _record(self, arrivals: Sequence[Arrival], refusals: Sequence[Refusal],
                 now: float) -> list[Recorded]:
-        books = _Books(self, now)
+        books = _Books(self, now)  # its rules, one version, for the whole transaction
         books.lock(checkin.member_id for checkin, _, _ in arrivals)
+        if books.rules.referral_bonus:  # who may earn a bonus in this transaction
+            books.lock((m.referred_by for m in map(books.holder, list(books.members))
+                        if m.visits == 0 and m.referred_by), create=False)
         new = self._claim(arrivals, now)
-        limit_s = self.rules.visit_limit_minutes * 60
+        limit_s = books.rules.visit_limit_minutes * 60
         last = self._last_credited(books, arrivals, new) if limit_s else {}
         results, limited = [], []
         for checkin, _, site in arrivals:
@@ -284,30 +304,31 @@ class Ledger:
                 outcome = Outcome.DUPLICATE
             elif key in last and now - last[key] < limit_s:
                 outcome = Outcome.LIMITED
-                limited.append((checkin.event_id,))
+                limited.append(checkin.event_id)
             else:
                 outcome = Outcome.CREDITED
                 last[key] = now
             new.discard(checkin.event_id)  # the same check-in twice in a batch: once
             status = (books.credit_visit(member, checkin, site) if outcome is Outcome.CREDITED
-                      else self.rules.standing(member.name, member.balance, member.tier))
+                      else books.rules.standing(member.name, member.balance, member.tier))
             results.append(Recorded(status, outcome))
         books.write()
-        self.store.executemany("UPDATE visits SET outcome = 'limited' WHERE event_id = ?",
-                               limited)
+        store = self.store
+        if limited:
+            store.execute(f"UPDATE visits SET outcome = 'limited' WHERE "
+                          f"{store.any_of('event_id')}", (store.listed(limited),))
         if limit_s:
-            self.store.executemany(
-                "INSERT INTO visit_limits VALUES (?, ?, ?) ON CONFLICT (member_id, site) "
-                "DO UPDATE SET last_credited_at = excluded.last_credited_at",
-                [(*key, at) for key, at in last.items() if at == now])
-        self.store.executemany(
-            "INSERT INTO refusals VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-            [(r.event_id, r.device_id, r.reason, r.payload, now) for r in refusals])
+            store.insert("visit_limits", ("member_id", "site", "last_credited_at"),
+                         [(*key, at) for key, at in last.items() if at == now],
+                         "ON CONFLICT (member_id, site) "
+                         "DO UPDATE SET last_credited_at = excluded.last_credited_at")
+        store.insert("refusals", ("event_id", "device_id", "reason", "payload", "received_at"),
+                     [(r.event_id, r.device_id, r.reason, r.payload, now) for r in refusals],
+                     "ON CONFLICT (event_id) DO NOTHING")
         return results
 
     def _claim(self, arrivals: Sequence[Arrival], now: float) -> set[str]:
         """Insert the visits not recorded before; the ``event_id`` of each one inserted."""
-        new: set[str] = set()
         seen: set[str] = set()
         rows = []
         for c, replayed, site in arrivals:
@@ -315,28 +336,21 @@ class Ledger:
                 seen.add(c.event_id)
                 rows.append((c.event_id, c.member_id, c.device_id, site, c.boot_id, c.seq,
                              c.captured_at, now, int(replayed), "credited"))
-        for chunk in _chunks(rows):
-            marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-            new.update(row[0] for row in self.store.execute(
-                "INSERT INTO visits (event_id, member_id, device_id, site, boot_id, seq, "
-                f"captured_at, received_at, replayed, outcome) VALUES {marks} "
-                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-                [value for row in chunk for value in row]).fetchall())
-        return new
+        return {row[0] for row in self.store.insert(
+            "visits", ("event_id", "member_id", "device_id", "site", "boot_id", "seq",
+                       "captured_at", "received_at", "replayed", "outcome"), rows,
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")}
 
     def _last_credited(self, books: _Books, arrivals: Sequence[Arrival],
                        new: set[str]) -> dict[tuple[str, str], float]:
         """When each member with a new visit was last credited at each site."""
         keys = {(books.holder(c.member_id).member_id, site)
                 for c, _, site in arrivals if c.event_id in new}
-        last: dict[tuple[str, str], float] = {}
-        for member_id, site in sorted(keys):
-            row = self.store.execute(
-                "SELECT last_credited_at FROM visit_limits WHERE member_id = ? AND site = ?",
-                (member_id, site)).fetchone()
-            if row:
-                last[(member_id, site)] = row[0]
-        return last
+        store = self.store
+        rows = store.execute(
+            f"SELECT member_id, site, last_credited_at FROM visit_limits WHERE "
+            f"{store.any_of('member_id')}", (store.listed(sorted({m for m, _ in keys})),))
+        return {(m, site): at for m, site, at in rows.fetchall() if (m, site) in keys}
 
     def expire_due(self) -> int:
         """Expire every balance left without a visit longer than the rules allow (run from
@@ -370,8 +384,10 @@ class Ledger:
 
         return self._transaction(look)
 
-    def create_member(self, member_id: str, name: str, staff: str) -> dict[str, Any]:
-        """Enrol a member before their first visit (a name for the kiosk's greeting)."""
+    def create_member(self, member_id: str, name: str, staff: str,
+                      referred_by: str | None = None) -> dict[str, Any]:
+        """Enrol a member before their first visit (a name for the kiosk's greeting), and
+        who referred them (who earns the referral bonus at their first visit)."""
         _check_member_id(member_id)
         if not 1 <= len(name) <= 40 or any(ch < " " for ch in name):
             raise LedgerError("name: expected 1-40 printable characters")
@@ -381,15 +397,58 @@ class Ledger:
             if self.store.execute("SELECT 1 FROM members WHERE member_id = ?",
                                   (member_id,)).fetchone():
                 raise LedgerError(f"{member_id} is already a member")
+            if referred_by is not None:
+                self._check_referral(member_id, referred_by)
             books.lock([member_id])
             member = books.members[member_id]
-            member.display_name = name
-            books.entry(member, "enrolment", 0, f"enrolled as {name}", staff=staff)
+            member.display_name, member.referred_by = name, referred_by
+            books.entry(member, "enrolment", 0, f"enrolled as {name}" + (
+                f", referred by {referred_by}" if referred_by else ""), staff=staff)
             books.retier(member, staff=staff)
             books.write()
             return member.view(self.rules)
 
         return self._transaction(enrol)
+
+    def refer(self, member_id: str, referred_by: str, staff: str) -> dict[str, Any]:
+        """Record who referred a member who has not had a credited visit yet (the bonus is
+        earned at that first visit, so a referral after it would earn nothing)."""
+        def note(now: float) -> dict[str, Any]:
+            books = _Books(self, now)
+            books.lock([member_id], create=False)
+            member = books.members.get(member_id)
+            if member is None:
+                raise NotAMember(f"{member_id} is not a member")
+            if member.referred_by:
+                raise LedgerError(f"{member_id} was already referred by {member.referred_by}")
+            if member.visits:
+                raise LedgerError(f"{member_id} has had a credited visit: a referral counts "
+                                  f"only before the first one")
+            self._check_referral(member_id, referred_by)
+            member.referred_by = referred_by
+            books.entry(member, "referred", 0, f"referred by {referred_by}", staff=staff)
+            books.write()
+            return member.view(self.rules)
+
+        return self._transaction(note)
+
+    def _check_referral(self, member_id: str, referred_by: str) -> None:
+        """Refuse a referrer who is not a member, the member themselves, or one whose own
+        chain of referrers leads back to the member (a cycle would let two cards pay
+        each other bonuses)."""
+        if referred_by == member_id:
+            raise LedgerError("referred_by: a member cannot refer themselves")
+        chain, at = [member_id], referred_by
+        while at is not None:
+            row = self.store.execute("SELECT referred_by FROM members WHERE member_id = ?",
+                                     (at,)).fetchone()
+            if row is None:
+                raise LedgerError(f"referred_by: {at} is not a member")
+            if at in chain:  # only ever member_id: cycles never get in
+                chain.append(at)
+                raise LedgerError(f"referred_by: a cycle: {' <- '.join(chain)}")
+            chain.append(at)
+            at = row[0]
 
     def adjust(self, member_id: str, points: int, reason: str, staff: str) -> dict[str, Any]:
         """A staff correction of ``points`` (negative to take away), with its reason."""
@@ -459,7 +518,7 @@ class Ledger:
     def entries(self, member_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """A member's ledger, newest first."""
         keys = ("entry_id", "at", "kind", "points", "balance_after", "qualifying", "reason",
-                "event_id", "device_id", "staff")
+                "event_id", "device_id", "staff", "rules")
         rows = self._transaction(lambda _now: self.store.execute(
             f"SELECT {', '.join(keys)} FROM entries WHERE member_id = ? "
             "ORDER BY entry_id DESC LIMIT ?", (member_id, limit)).fetchall())
@@ -521,9 +580,6 @@ class Ledger:
                     log.warning("transaction tried again (%s)", type(exc).__name__)
         raise AssertionError("unreachable")
 
-
-def _chunks(rows: Sequence[T]) -> Iterable[Sequence[T]]:
-    return (rows[i:i + CHUNK] for i in range(0, len(rows), CHUNK))
 
 
 def _check_member_id(member_id: str) -> None:

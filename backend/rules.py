@@ -1,12 +1,12 @@
 """The loyalty programme's rules, from a TOML file: what a visit earns and what it unlocks.
 
 A shop's programme changes more often than its code, so points per visit, the welcome
-bonus, tiers and their qualification period, the rewards catalogue, badges, expiry and
-the visit limit live in a rules file. It is checked as strictly as the kiosk's config:
-an unknown key, a wrong type or an impossible value stops the backend at start with
-one line naming the file, the key and what was expected. Without a file the backend
-runs :data:`DEFAULT_RULES` (the demo's programme: 10 points a visit, Bronze / Silver 100
-/ Gold 300, a free coffee every 50 points, no visit limit).
+and referral bonuses, tiers and their qualification period, the rewards catalogue,
+badges, expiry and the visit limit live in a rules file. It is checked as strictly as
+the kiosk's config: an unknown key, a wrong type or an impossible value stops the
+backend at start with one line naming the file, the key and what was expected. Without a
+file the backend runs :data:`DEFAULT_RULES` (the demo's programme: 10 points a visit,
+Bronze / Silver 100 / Gold 300, a free coffee every 50 points, no visit limit).
 
 Everything here is pure: the ledger decides *when* (it holds the member's history);
 these rules decide *what*.
@@ -14,10 +14,14 @@ these rules decide *what*.
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from backend.errors import BackendError
 from kiosk.mqtt.protocol import MAX_LABEL, MAX_POINTS, MemberStatus
@@ -61,13 +65,46 @@ class Badge:
         return ""
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class SitePoints:
+    """What a visit at ``site`` earns (unless an hours rule matches)."""
+
+    site: str
+    per_visit: int
+
+
+@dataclass(frozen=True)
+class HoursPoints:
+    """What a visit earns from ``start`` to ``end`` (minutes after local midnight, ``end``
+    excluded) on ``days`` (0 Monday ... 6 Sunday)."""
+
+    start: int
+    end: int
+    per_visit: int
+    days: tuple[int, ...] = tuple(range(7))
+
+    def matches(self, day: int, minute: int) -> bool:
+        return day in self.days and self.start <= minute < self.end
+
+
 @dataclass(frozen=True)
 class Rules:
     """One programme. Tiers are sorted by threshold, the first at 0 points."""
 
     points_per_visit: int = 10
+    sites: tuple[SitePoints, ...] = ()
+    hours: tuple[HoursPoints, ...] = ()
+    """Hours rules never overlap on a day (the file is refused), so at most one matches."""
+    timezone: str = ""
+    """The zone the hours are read in ("": the backend's local zone)."""
     welcome_bonus: int = 0
     """Points on a member's first credited visit, besides the visit's own."""
+    referral_bonus: int = 0
+    """Points for the member who referred another, at the referred member's first
+    credited visit (once; 0: no referral programme)."""
     expire_after_days: float = 0
     """A balance expires after this many days without a credited visit (0: never)."""
     visit_limit_minutes: float = 0
@@ -81,6 +118,22 @@ class Rules:
     badges: tuple[Badge, ...] = (Badge("First visit", at_visit=1),
                                  Badge("{visits} visits", every_visits=10))
     source: str = field(default="built-in rules", compare=False)
+    version: str = field(default="built-in", compare=False)
+    """What every ledger entry records of the rules it was made under: the first 12 hex
+    digits of the file's SHA-256 (the same file, the same version, on every instance)."""
+
+    def points_for(self, site: str, at: float) -> int:
+        """What a visit at ``site`` scanned at ``at`` (the check-in's own time, so a backlog
+        delivered later earns what the visit earned) is worth: the hours rule matching its
+        local day and time, else its site's rule, else :attr:`points_per_visit`."""
+        if self.hours:
+            local = datetime.fromtimestamp(at, ZoneInfo(self.timezone) if self.timezone
+                                           else None)
+            minute = local.hour * 60 + local.minute
+            for rule in self.hours:
+                if rule.matches(local.weekday(), minute):
+                    return rule.per_visit
+        return next((s.per_visit for s in self.sites if s.site == site), self.points_per_visit)
 
     def tier_for(self, qualifying: int) -> str:
         """The tier ``qualifying`` points reach."""
@@ -88,7 +141,12 @@ class Rules:
 
     def rank(self, tier: str) -> int:
         """The tier's place (0 the lowest; -1 for a tier these rules no longer have)."""
-        return next((i for i, t in enumerate(self.tiers) if t.name == tier), -1)
+        return self._ranks.get(tier, -1)
+
+    @cached_property
+    def _ranks(self) -> dict[str, int]:
+        """Asked two or three times a visit: a lookup, not a walk of the tiers."""
+        return {t.name: i for i, t in enumerate(self.tiers)}
 
     def reward(self, name: str) -> Reward | None:
         """The catalogue reward called ``name``."""
@@ -121,8 +179,13 @@ class Rules:
     def describe(self) -> dict[str, Any]:
         """The rules in force as plain data (the admin API shows them)."""
         return {
-            "source": self.source, "points_per_visit": self.points_per_visit,
-            "welcome_bonus": self.welcome_bonus, "expire_after_days": self.expire_after_days,
+            "source": self.source, "version": self.version,
+            "points_per_visit": self.points_per_visit, "timezone": self.timezone,
+            "sites": [{"site": s.site, "per_visit": s.per_visit} for s in self.sites],
+            "hours": [{"from": _clock(h.start), "to": _clock(h.end), "per_visit": h.per_visit,
+                       "days": [DAYS[d] for d in h.days]} for h in self.hours],
+            "welcome_bonus": self.welcome_bonus, "referral_bonus": self.referral_bonus,
+            "expire_after_days": self.expire_after_days,
             "visit_limit_minutes": self.visit_limit_minutes,
             "qualification_days": self.qualification_days,
             "tiers": [{"name": t.name, "points": t.points} for t in self.tiers],
@@ -142,15 +205,17 @@ def load_rules(path: Path | str | None) -> Rules:
         return DEFAULT_RULES
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
+        data = tomllib.loads(raw.decode("utf-8"))
     except OSError as exc:
         raise RulesError(f"{path}: cannot read the rules file ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RulesError(f"{path}: not valid TOML ({exc})") from None
     try:
-        return parse_rules(data, str(path))
+        rules = parse_rules(data, str(path))
     except RulesError as exc:
         raise RulesError(f"{path}: {exc}") from None
+    return replace(rules, version=hashlib.sha256(raw).hexdigest()[:12])
 
 
 def parse_rules(data: dict[str, Any], source: str = "rules") -> Rules:
@@ -158,10 +223,15 @@ def parse_rules(data: dict[str, Any], source: str = "rules") -> Rules:
     top = _Table(data, "")
     points = top.table("points")
     visits = top.table("visits")
+    referral = top.table("referral")
     tiers = top.table("tiers")
     rules = Rules(
         points_per_visit=points.integer("per_visit", 10),
+        sites=tuple(_site(t) for t in points.array("site")),
+        hours=tuple(_hours(t) for t in points.array("hours")),
+        timezone=_zone(points),
         welcome_bonus=points.integer("welcome_bonus", 0),
+        referral_bonus=referral.integer("bonus", 0),
         expire_after_days=points.number("expire_after_days", 0),
         visit_limit_minutes=visits.number("limit_minutes", 0),
         qualification_days=tiers.number("qualification_days", 365, low=1),
@@ -170,11 +240,70 @@ def parse_rules(data: dict[str, Any], source: str = "rules") -> Rules:
         badges=tuple(_badge(b) for b in top.array("badges")),
         source=source,
     )
-    for table in (top, points, visits, tiers):
+    for table in (top, points, visits, referral, tiers):
         table.done()
     _check_tiers(rules.tiers)
+    _check_hours(rules.hours)
+    _unique("points.site", [s.site for s in rules.sites])
     _unique("rewards", [r.name for r in rules.rewards])
     return rules
+
+
+def _site(table: _Table) -> SitePoints:
+    site = SitePoints(table.label("site"), table.integer("per_visit"))
+    table.done()
+    return site
+
+
+def _hours(table: _Table) -> HoursPoints:
+    start = _minutes(table, "from", 23 * 60 + 59)
+    end = _minutes(table, "to", 24 * 60)
+    if end <= start:
+        raise RulesError(f"{table.where}.to: expected a time after from ({_clock(start)}), at "
+                         f'most "24:00" (split a range over midnight in two)')
+    days = table.strings("days", DAYS, f"a list of {', '.join(DAYS)}")
+    hours = HoursPoints(start, end, table.integer("per_visit"),
+                        tuple(sorted(DAYS.index(d) for d in days)) if days else tuple(range(7)))
+    table.done()
+    return hours
+
+
+def _minutes(table: _Table, key: str, most: int) -> int:
+    """``"HH:MM"`` as minutes after midnight, at most ``most``."""
+    value = table.text(key)
+    hours, _, minutes = value.partition(":")
+    if not (len(hours) == len(minutes) == 2 and hours.isdigit() and minutes.isdigit()
+            and int(minutes) < 60 and int(hours) * 60 + int(minutes) <= most):
+        raise RulesError(f'{table.where}.{key}: expected a time "HH:MM" from "00:00" to '
+                         f'"{_clock(most)}"')
+    return int(hours) * 60 + int(minutes)
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _zone(points: _Table) -> str:
+    name = points.text("timezone", "")
+    if name:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise RulesError(f"points.timezone: unknown time zone {name!r} (an IANA name "
+                             f"such as 'Europe/Paris'; leave it out for the backend's "
+                             f"local zone)") from None
+    return name
+
+
+def _check_hours(hours: tuple[HoursPoints, ...]) -> None:
+    """Two hours rules may not both match a moment: no rule has to win over another."""
+    for i, rule in enumerate(hours):
+        for j, other in enumerate(hours[:i]):
+            common = [d for d in rule.days if d in other.days]
+            if common and rule.start < other.end and other.start < rule.end:
+                raise RulesError(f"points.hours[{i}]: overlaps points.hours[{j}] on "
+                                 f"{DAYS[common[0]]} ({_clock(other.start)}-"
+                                 f"{_clock(other.end)}): which would win?")
 
 
 def _tier(table: _Table) -> Tier:
@@ -262,6 +391,24 @@ class _Table:
                 low <= value <= 100 * 365 * 24 * 60):
             raise RulesError(f"{self._key(key)}: expected a number of at least {low}")
         return float(value)
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self._get(key)
+        if value is None and default is not None:
+            return default
+        if not isinstance(value, str):
+            raise RulesError(f"{self._key(key)}: expected a string")
+        return value
+
+    def strings(self, key: str, allowed: tuple[str, ...], expected: str) -> list[str]:
+        """A non-empty list of distinct ``allowed`` strings ([] when the key is absent)."""
+        value = self._get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not value or len(set(map(str, value))) < len(
+                value) or any(v not in allowed for v in value):
+            raise RulesError(f"{self._key(key)}: expected {expected}")
+        return value
 
     def label(self, key: str) -> str:
         value = self._get(key)

@@ -15,6 +15,11 @@ and queues. A visit over the rules' visit limit is recorded (``limited``), credi
 nothing and is acknowledged ``duplicate`` — "recorded, nothing changes", the word a
 kiosk already acts on — so a kiosk deletes it and shows the unchanged balance.
 
+The rules file is re-read (SIGHUP, or the admin API) by the same worker, between two
+batches: a transaction reads the rules once, so every check-in is credited under exactly
+one version, which its ledger entries name; an invalid file leaves the rules in force,
+and :meth:`LoyaltyBackend.health` shows why until a reload succeeds.
+
 Several instances share the load when given a ``share_group``: each subscribes through
 the broker's shared subscription (``$share/<group>/…``, MQTT 5 and mosquitto 2.0 for
 3.1.1 clients too), so each check-in goes to one of them; they share one PostgreSQL
@@ -30,12 +35,14 @@ import queue
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from backend.ledger import Ledger, Outcome, Refusal
+from backend.rules import RulesError, load_rules
 from kiosk.mqtt import protocol
 from kiosk.mqtt.client import Persistent, connect_now, make_client
 from kiosk.mqtt.settings import MqttSettings
@@ -52,15 +59,34 @@ EXPIRY_SWEEP_S = 3600.0
 """How often dormant balances are expired (when the rules expire points at all)."""
 
 
+@dataclass
+class _Reload:
+    """A request to re-read the rules file, handled by the worker between two batches;
+    ``done`` is set once it is (with ``error`` empty, or the file's one-line error)."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str = ""
+
+
 @dataclass(frozen=True)
-class _Arrived:
-    """A check-in as it came off the broker, decoded (``checkin``) or refused (``refusal``)."""
+class _Visit:
+    """A check-in as it came off the broker, decoded: to be credited."""
 
     reply_topic: str
-    checkin: protocol.CheckIn | None
+    checkin: protocol.CheckIn
     replayed: bool
-    refusal: Refusal | None
-    site: str = ""
+    site: str
+
+
+@dataclass(frozen=True)
+class _Refused:
+    """A check-in as it came off the broker that can never be credited: to be recorded."""
+
+    reply_topic: str
+    refusal: Refusal
+
+
+_Arrived = _Visit | _Refused
 
 
 class LoyaltyBackend:
@@ -73,12 +99,16 @@ class LoyaltyBackend:
 
     def __init__(self, host: str, port: int, ledger: Ledger, prefix: str = "loyalty",
                  client_id: str = "loyalty-backend", *, share_group: str = "",
-                 ca_file: str = "", cert_file: str = "", key_file: str = "") -> None:
+                 ca_file: str = "", cert_file: str = "", key_file: str = "",
+                 rules_file: Path | None = None) -> None:
         """``share_group`` makes this one of several instances sharing the check-ins (each
         with its own ``client_id``); ``ca_file`` turns TLS on (the broker's certificate and
         host name are checked); ``cert_file`` and ``key_file`` are this backend's client
-        certificate."""
+        certificate; ``rules_file`` is what :meth:`reload_rules` re-reads."""
         self.ledger = ledger
+        self.rules_file = rules_file
+        self.reload_error = ""
+        """The last reload's one-line error ("" once a reload succeeds)."""
         self.broker = MqttSettings(host=host, port=port, topic_prefix=prefix,
                                    tls=bool(ca_file), ca_file=ca_file, cert_file=cert_file,
                                    key_file=key_file, reconnect_min_s=1.0, reconnect_max_s=5.0)
@@ -91,7 +121,7 @@ class LoyaltyBackend:
         self.rejected = 0
         """Check-ins refused for good (recorded and answered ``refused``) or unreadable."""
         self.connected = threading.Event()
-        self._arrived: queue.SimpleQueue[_Arrived | None] = queue.SimpleQueue()
+        self._arrived: queue.SimpleQueue[_Arrived | _Reload | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._credit_batches, name="backend-ledger",
                                         daemon=True)
         # The session is persistent, and taken up even on the first connect: check-ins
@@ -131,7 +161,24 @@ class LoyaltyBackend:
         return {"instance": self._client_id, "connected": self.connected.is_set(),
                 "share_group": self.share_group, "received": self.received,
                 "duplicates": self.duplicates, "limited": self.limited,
-                "rejected": self.rejected}
+                "rejected": self.rejected,
+                "rules": {"version": self.ledger.rules.version, "source": self.ledger.rules.source,
+                          "reload_error": self.reload_error}}
+
+    def request_reload(self) -> _Reload:
+        """Ask the worker to re-read the rules file between two batches (safe from a signal
+        handler: it only queues the request)."""
+        request = _Reload()
+        self._arrived.put(request)
+        return request
+
+    def reload_rules(self, timeout: float = 30.0) -> str:
+        """Re-read the rules file and wait until the worker has put it in force: "" when it
+        has, else the one-line reason the rules in force stay (an invalid file...)."""
+        request = self.request_reload()
+        if not request.done.wait(timeout):
+            return f"the worker did not take the reload within {timeout:g} s; it is queued"
+        return request.error
 
     def stop(self) -> None:
         """Disconnect, then finish the batch in hand and stop both threads (what was not
@@ -175,13 +222,12 @@ class LoyaltyBackend:
             if checkin.device_id != sender:
                 raise protocol.ProtocolError(
                     f"device_id {checkin.device_id!r} is not the kiosk {sender!r} that sent it")
-            return _Arrived(reply_topic, checkin, replayed, None, site)
+            return _Visit(reply_topic, checkin, replayed, site)
         except protocol.ProtocolError as exc:
             event_id = protocol.event_id_of(payload)
             if event_id is None:
                 raise
-            return _Arrived(reply_topic, None, False,
-                            Refusal(event_id, sender, str(exc), payload))
+            return _Refused(reply_topic, Refusal(event_id, sender, str(exc), payload))
 
     def _credit_batches(self) -> None:
         """The worker: credit what has arrived in one transaction, then answer each."""
@@ -197,7 +243,11 @@ class LoyaltyBackend:
                 continue
             if first is None:
                 break
-            batch = [first]
+            if isinstance(first, _Reload):
+                self._reload(first)
+                continue
+            batch: list[_Arrived] = [first]
+            reload = None
             while len(batch) < BATCH:
                 try:
                     more = self._arrived.get_nowait()
@@ -206,11 +256,36 @@ class LoyaltyBackend:
                 if more is None:
                     self._arrived.put(None)  # stop after this batch
                     break
+                if isinstance(more, _Reload):
+                    reload = more  # after this batch, before the next one
+                    break
                 batch.append(more)
             try:
                 self._credit(batch)
             except Exception:  # not acknowledged: the kiosks send these again
                 log.exception("failed to credit %d check-ins; they will come again", len(batch))
+            if reload is not None:
+                self._reload(reload)
+
+    def _reload(self, request: _Reload) -> None:
+        """Re-read the rules file (on the worker, between batches: every check-in is
+        credited under exactly one version); an invalid file leaves the rules in force."""
+        in_force = self.ledger.rules
+        try:
+            if self.rules_file is None:
+                raise RulesError("no rules file to re-read: the backend runs its built-in "
+                                 "rules (start it with --rules FILE)")
+            rules = load_rules(self.rules_file)
+        except RulesError as exc:
+            request.error = self.reload_error = str(exc)
+            log.error("rules not reloaded, version %s stays in force: %s", in_force.version,
+                      exc)
+        else:
+            self.ledger.use_rules(rules)
+            self.reload_error = ""
+            log.info("rules reloaded from %s: version %s (was %s)", rules.source,
+                     rules.version, in_force.version)
+        request.done.set()
 
     def _expire(self) -> None:
         try:
@@ -224,14 +299,14 @@ class LoyaltyBackend:
     def _credit(self, batch: list[_Arrived]) -> None:
         """Record the batch in one transaction, then answer each check-in; one log line per
         batch (a line per visit, at DEBUG, would cost more than crediting it)."""
-        visits = [(a.checkin, a.replayed, a.site) for a in batch if a.checkin is not None]
-        refusals = [a.refusal for a in batch if a.refusal is not None]
+        visits = [(a.checkin, a.replayed, a.site) for a in batch if isinstance(a, _Visit)]
+        refusals = [a.refusal for a in batch if isinstance(a, _Refused)]
         results = iter(self.ledger.record_outcomes(visits, refusals))  # committed: answer
         outcomes: Counter[Outcome] = Counter()
         detail = log.isEnabledFor(logging.DEBUG)
         answers: dict[str, list[bytes]] = {}
         for arrived in batch:
-            if arrived.refusal is not None:
+            if isinstance(arrived, _Refused):
                 refusal = arrived.refusal
                 self.rejected += 1
                 log.warning("refused check-in %s from %s: %s", refusal.event_id,
@@ -239,7 +314,7 @@ class LoyaltyBackend:
                 body = protocol.encode_refusal(refusal.event_id,
                                                protocol.member_of(refusal.payload),
                                                refusal.reason)
-            elif arrived.checkin is not None:
+            else:
                 checkin = arrived.checkin
                 recorded = next(results)
                 outcomes[recorded.outcome] += 1
@@ -251,8 +326,6 @@ class LoyaltyBackend:
                     checkin.event_id, checkin.member_id, recorded.status,
                     protocol.Ack.CREDITED if recorded.outcome is Outcome.CREDITED
                     else protocol.Ack.DUPLICATE)
-            else:
-                continue
             answers.setdefault(arrived.reply_topic, []).append(body)
         for topic, bodies in answers.items():  # one message per kiosk and batch, mostly
             for message in protocol.encode_replies(bodies):

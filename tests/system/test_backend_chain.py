@@ -94,10 +94,15 @@ def test_a_chain_checks_members_in_and_staff_correct_them(chain, kiosk, capsys, 
         ("redemption", -50, "dana"), ("adjustment", 20, "dana")]
     assert entries[1]["reason"] == "machine broke"
     assert entries[-1]["device_id"] == kiosk.app.device_id and entries[-1]["event_id"]
-    made = admin(capsys, chain, "enrol", "LOY-BOB0002", "Bob")
-    assert made["display_name"] == "Bob"
+    made = admin(capsys, chain, "enrol", "LOY-BOB0002", "Bob", "--referred-by", "LOY-ALICE01")
+    assert (made["display_name"], made["referred_by"]) == ("Bob", "LOY-ALICE01")
+    assert admin_client.main(["--url", chain.urls[1], "refer", "LOY-ALICE01",
+                              "LOY-BOB0002"]) == 1
+    assert capsys.readouterr().err == ("loyalty-admin: 409: LOY-ALICE01 has had a credited "
+                                       "visit: a referral counts only before the first one\n")
     rules = admin(capsys, chain, "rules")
     assert rules["visit_limit_minutes"] == 60 and rules["source"].endswith("backend-rules.toml")
+    assert rules["referral_bonus"] == 50
 
 
 def test_the_admin_api_refuses_without_a_token_or_a_reason(chain, capsys, monkeypatch):

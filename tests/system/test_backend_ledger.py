@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
 from backend.ledger import Ledger, LedgerError, Outcome, Refusal
-from backend.rules import DAY_S, DEFAULT_RULES, Reward, Rules, Tier
+from backend.rules import DAY_S, DEFAULT_RULES, Reward, Rules, Tier, load_rules, parse_rules
+from backend.store import SCHEMA_VERSION
 from kiosk.counter.checkin import CheckIn
 
 RULES = Rules(points_per_visit=10, welcome_bonus=25, expire_after_days=30,
@@ -195,6 +197,93 @@ def test_a_demo_ledger_of_schema_1_is_carried_forward(tmp_path):
         assert book.credit(CheckIn("e-old", "k1", "b", 1, 1.0, "LOY-ALICE01", "camera"),
                            True)[1] is False  # still deduplicated
         assert book.entries("LOY-ALICE01")[0]["kind"] == "opening"
-        assert book.store.version() == 2
+        assert book.store.version() == SCHEMA_VERSION
+    finally:
+        book.close()
+
+
+def test_entries_name_the_rules_version_they_were_made_under(ledger, clock, tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text("[points]\nper_visit = 7\n")
+    seven = load_rules(path)
+    at(ledger, visit())
+    ledger.use_rules(seven)  # from the next transaction on
+    at(ledger, visit("LOY-BOB0002"))
+    ledger.adjust("LOY-BOB0002", 3, "goodwill", staff="dana")
+    alice, bob = ledger.entries("LOY-ALICE01"), ledger.entries("LOY-BOB0002")
+    assert {e["rules"] for e in alice} == {"built-in"}
+    assert len(seven.version) == 12 and {e["rules"] for e in bob} == {seven.version}
+    assert [e["points"] for e in bob if e["kind"] == "visit"] == [7]
+
+
+def test_a_referrer_earns_the_bonus_once_at_the_referred_members_first_visit(ledger_where,
+                                                                            clock):
+    book = Ledger(ledger_where, replace(RULES, referral_bonus=40), clock=clock)
+    try:
+        at(book, visit("LOY-ALICE01"))  # 35
+        bob = book.create_member("LOY-BOB0002", "Bob", staff="dana",
+                                 referred_by="LOY-ALICE01")
+        assert bob["referred_by"] == "LOY-ALICE01" and book.balance("LOY-ALICE01") == 35
+        first = visit("LOY-BOB0002")
+        twice = [(first, False, "shop"), (first, True, "shop")]
+        assert [r.outcome for r in book.record_outcomes(twice, [])] == [
+            Outcome.CREDITED, Outcome.DUPLICATE]
+        assert book.balance("LOY-ALICE01") == 75 and book.balance("LOY-BOB0002") == 35
+        bonus = book.entries("LOY-ALICE01")[0]
+        assert (bonus["kind"], bonus["points"], bonus["event_id"], bonus["rules"]) == (
+            "referral", 40, first.event_id, "built-in")
+        assert "LOY-BOB0002" in bonus["reason"]
+        clock.days(1)
+        assert at(book, visit("LOY-BOB0002")) is Outcome.CREDITED
+        assert book.balance("LOY-ALICE01") == 75  # once, whatever Bob does next
+        kinds = [e["kind"] for e in book.entries("LOY-ALICE01")]
+        assert kinds.count("referral") == 1
+        assert _sum_of_entries(book, "LOY-ALICE01") == 75
+    finally:
+        book.close()
+
+
+def test_a_referral_names_another_member_and_never_goes_in_a_circle(ledger):
+    with pytest.raises(LedgerError, match=r"^referred_by: LOY-NOBODY1 is not a member$"):
+        ledger.create_member("LOY-BOB0002", "Bob", staff="dana", referred_by="LOY-NOBODY1")
+    with pytest.raises(LedgerError, match=r"^referred_by: a member cannot refer themselves$"):
+        ledger.create_member("LOY-BOB0002", "Bob", staff="dana", referred_by="LOY-BOB0002")
+    assert ledger.member("LOY-BOB0002") is None  # refused: nothing was enrolled
+    ledger.create_member("LOY-ANN0001", "Ann", staff="dana")
+    ledger.create_member("LOY-BOB0002", "Bob", staff="dana", referred_by="LOY-ANN0001")
+    ledger.create_member("LOY-CAT0003", "Cat", staff="dana", referred_by="LOY-BOB0002")
+    with pytest.raises(LedgerError, match=r"^referred_by: a cycle: LOY-ANN0001 <- LOY-CAT0003 "
+                                          r"<- LOY-BOB0002 <- LOY-ANN0001$"):
+        ledger.refer("LOY-ANN0001", "LOY-CAT0003", staff="dana")
+    with pytest.raises(LedgerError, match="already referred by LOY-ANN0001"):
+        ledger.refer("LOY-BOB0002", "LOY-CAT0003", staff="dana")
+    at(ledger, visit("LOY-DAN0004"))
+    with pytest.raises(LedgerError, match="LOY-DAN0004 has had a credited visit"):
+        ledger.refer("LOY-DAN0004", "LOY-ANN0001", staff="dana")
+    late = ledger.refer("LOY-ANN0001", "LOY-DAN0004", staff="dana")
+    assert late["referred_by"] == "LOY-DAN0004"
+    entry = ledger.entries("LOY-ANN0001")[0]
+    assert (entry["kind"], entry["staff"], entry["reason"]) == (
+        "referred", "dana", "referred by LOY-DAN0004")
+
+
+def test_a_visit_earns_what_its_site_and_hour_gave_even_delivered_later(ledger_where, clock):
+    hours = parse_rules({"points": {
+        "per_visit": 10, "timezone": "Europe/Paris",
+        "site": [{"site": "shop-12", "per_visit": 15}],
+        "hours": [{"from": "07:00", "to": "10:00", "per_visit": 20}]},
+        "rewards": [{"name": "Free coffee", "cost": 50}]})
+    book = Ledger(ledger_where, hours, clock=clock)
+    try:
+        morning = 1799046000.0  # 2027-01-04 08:00 in Paris
+        clock.now = morning + 6 * 3600  # delivered at 14:00, from a kiosk's backlog
+        early = CheckIn("e-early", "k1", "boot", 1, morning, "LOY-ALICE01", "camera")
+        status = book.record_outcomes([(early, False, "shop-1")], [])[0].status
+        assert (status.points_earned, status.balance) == (20, 20)
+        now = CheckIn("e-now", "k1", "boot", 2, clock.now, "LOY-BOB0002", "camera")
+        status = book.record_outcomes([(now, False, "shop-12")], [])[0].status
+        assert (status.points_earned, status.next_reward, status.points_to_next) == (
+            15, "Free coffee", 35)
+        assert [e["points"] for e in book.entries("LOY-BOB0002") if e["kind"] == "visit"] == [15]
     finally:
         book.close()
