@@ -5,36 +5,21 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kiosk.mqtt.settings import MqttSettings
 from kiosk.staff.keyring import Keyring
 from kiosk.staff.kioskctl import OK, REFUSED
-from kiosk.testing.broker import Mosquitto
-from kiosk.testing.fleet import SimulatedFleet, device_name
+from kiosk.testing.fleet import device_name
 from kiosk.testing.harness import wait_for
-from tests.system.test_kioskctl import Staff
 
 COUNT = 30
 
 
 @pytest.fixture
-def staff(tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture) -> Staff:
-    made = Staff(tmp_path, mosquitto, capsys)
-    assert made("keys", "gen", "alice")[0] == OK
-    return made
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, mosquitto: Mosquitto, staff: Staff) -> Iterator[SimulatedFleet]:
-    trusted = (Keyring(staff.keys).list()[0].public,)
-    with SimulatedFleet(MqttSettings(host=mosquitto.host, port=mosquitto.port),
-                        tmp_path / "fleet", COUNT, trusted, sites=3, per_connection=10,
-                        flaky=[device_name(1)], rollback_after_s=2.0) as simulated:
-        yield simulated
+def fleet_shape() -> dict[str, Any]:
+    return {"count": COUNT, "sites": 3, "per_connection": 10, "flaky": [device_name(1)]}
 
 
 def test_staff_see_and_configure_a_simulated_fleet(staff, fleet, tmp_path):

@@ -3,19 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from kiosk.mqtt.settings import MqttSettings
-from kiosk.staff.keyring import Keyring
 from kiosk.staff.kioskctl import OK, REFUSED
 from kiosk.staff.rollout import rank
-from kiosk.testing.broker import Mosquitto
-from kiosk.testing.fleet import SimulatedFleet, device_name
+from kiosk.testing.fleet import device_name
 from kiosk.testing.harness import wait_for
-from tests.system.test_kioskctl import Staff
 
 COUNT, SITES = 40, 4
 ROLLOUT = "names-1"
@@ -31,20 +27,9 @@ config, so they roll it back."""
 
 
 @pytest.fixture
-def staff(tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture) -> Staff:
-    made = Staff(tmp_path, mosquitto, capsys)
-    assert made("keys", "gen", "alice")[0] == OK
-    return made
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, mosquitto: Mosquitto, staff: Staff) -> Iterator[SimulatedFleet]:
-    trusted = (Keyring(staff.keys).list()[0].public,)
-    with SimulatedFleet(MqttSettings(host=mosquitto.host, port=mosquitto.port),
-                        tmp_path / "fleet", COUNT, trusted, sites=SITES, per_connection=15,
-                        flaky=[device_name(i) for i in CANARIES],
-                        rollback_after_s=2.0) as simulated:
-        yield simulated
+def fleet_shape() -> dict[str, Any]:
+    return {"count": COUNT, "sites": SITES, "per_connection": 15,
+            "flaky": [device_name(i) for i in CANARIES]}
 
 
 def _change(tmp_path: Path, text: str) -> str:
