@@ -108,11 +108,15 @@ def _parser() -> argparse.ArgumentParser:
     _add_targets(verb)
     verb.set_defaults(run=_config_apply)
 
-    rollout = _Verbs(verbs.add_parser("rollout", help="staged config rollouts").add_subparsers(
-        dest="rollout_verb", required=True), anywhere)
-    verb = rollout.add_parser("start", help="roll a TOML change out in phases")
-    verb.add_argument("file")
+    rollout = _Verbs(verbs.add_parser("rollout", help="staged rollouts of a config or a command")
+                     .add_subparsers(dest="rollout_verb", required=True), anywhere)
+    verb = rollout.add_parser("start", help="roll a TOML change (or --command) out in phases")
+    verb.add_argument("file", nargs="?", help="the TOML change (not with --command)")
     _add_targets(verb)
+    verb.add_argument("--command", metavar="NAME", help="roll out this signed command instead "
+                                                        "(update: a software update)")
+    verb.add_argument("--args", default="{}", metavar="JSON",
+                      help="the command's arguments as a JSON object (default {})")
     verb.add_argument("--canary", type=int, default=1, help="kiosks in the first phase "
                                                             "(default 1)")
     verb.add_argument("--phases", default="10,50,100",
@@ -285,7 +289,7 @@ def _rollouts(client: StaffClient, settings: StaffSettings, sign: bool) -> Itera
 
 
 def _rollout_start(args: argparse.Namespace, settings: StaffSettings) -> int:
-    table = _toml(args.file)
+    table, command = _rollout_order(args)
     selector: dict[str, Any] = ({"all": True} if args.all else {"site": args.site} if args.site
                                 else {"devices": args.devices})
     if not (args.all or args.site or args.devices):
@@ -297,8 +301,25 @@ def _rollout_start(args: argparse.Namespace, settings: StaffSettings) -> int:
             from None
     rule = Rule(args.max_bad, args.min_seen, args.answer_s)
     with _connected(settings) as client, _rollouts(client, settings, True) as rollouts:
-        record = rollouts.start(table, selector, args.canary, percents, rule, args.id)
+        record = rollouts.start(table, selector, args.canary, percents, rule, args.id, command)
         return _rollout_report(args, rollouts, record)
+
+
+def _rollout_order(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The config change, or the command (``{"name", "args"}``), a rollout sends."""
+    if not args.command:
+        if not args.file:
+            raise ConfigError("rollout start: name a TOML change, or --command NAME")
+        return _toml(args.file), None
+    if args.file:  # with --command, the first positional word is a kiosk, not a file
+        args.devices = [args.file, *args.devices]
+    try:
+        arguments = json.loads(args.args)
+    except ValueError as exc:
+        raise ConfigError(f"--args: not JSON: {exc}") from None
+    if not isinstance(arguments, dict):
+        raise ConfigError("--args: expected a JSON object, e.g. '{\"level\": 80}'")
+    return {}, {"name": args.command, "args": arguments}
 
 
 def _rollout_status(args: argparse.Namespace, settings: StaffSettings) -> int:

@@ -67,8 +67,9 @@ def wall(tmp_path: Path, certs: Path) -> Iterator[Mosquitto]:
 
 
 @pytest.fixture
-def staff(tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture) -> Staff:
-    """kioskctl on the test broker, with one signing key, ``alice``."""
+def kioskctl(tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture) -> Staff:
+    """kioskctl on the test broker, with one signing key, ``alice`` (not the plugin's
+    ``staff``, a bare staff connection)."""
     made = Staff(tmp_path, mosquitto, capsys)
     assert made("keys", "gen", "alice")[0] == OK
     return made
@@ -81,10 +82,10 @@ def fleet_shape() -> dict[str, Any]:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, mosquitto: Mosquitto, staff: Staff,
-          fleet_shape: dict[str, Any]) -> Iterator[SimulatedFleet]:
-    """A simulated fleet (:class:`SimulatedFleet`) trusting ``staff``'s key."""
-    trusted = (Keyring(staff.keys).list()[0].public,)
+def sim_fleet(tmp_path: Path, mosquitto: Mosquitto, kioskctl: Staff,
+              fleet_shape: dict[str, Any]) -> Iterator[SimulatedFleet]:
+    """A simulated fleet (:class:`SimulatedFleet`) trusting ``kioskctl``'s key."""
+    trusted = (Keyring(kioskctl.keys).list()[0].public,)
     with SimulatedFleet(MqttSettings(host=mosquitto.host, port=mosquitto.port),
                         tmp_path / "fleet", trusted=trusted, rollback_after_s=2.0,
                         **fleet_shape) as simulated:
