@@ -25,6 +25,19 @@ from kiosk.mqtt.client import connect_now, make_client
 from kiosk.mqtt.settings import MqttSettings
 
 
+def kiosks_of(latest: Mapping[str, bytes], prefix: str) -> dict[tuple[str, str],
+                                                                 dict[str, bytes]]:
+    """Every kiosk in ``latest`` (topic -> newest payload), ``(site, device_id)`` ->
+    ``{leaf: payload}``."""
+    found: dict[tuple[str, str], dict[str, bytes]] = {}
+    for topic, payload in latest.items():
+        where, leaf = protocol.kiosk_of(topic), protocol.leaf_of(topic)
+        if where is None or leaf is None or not topic.startswith(f"{prefix}/") or not payload:
+            continue
+        found.setdefault(where, {})[leaf] = payload
+    return found
+
+
 class StaffClientError(KioskError):
     """The broker could not be reached or refused us."""
 
@@ -32,10 +45,17 @@ class StaffClientError(KioskError):
 class StaffClient:
     """One connection to the broker; thread-safe reads of what has arrived."""
 
-    def __init__(self, broker: MqttSettings) -> None:
+    def __init__(self, broker: MqttSettings, view: list[str] | None = None) -> None:
         """``broker``: the same settings as a kiosk's ``[mqtt]`` (kioskctl reads them from its
-        own config file)."""
+        own config file). ``view``: what to subscribe to (default: everything staff follow,
+        :func:`protocol.staff_view`); the fleet service's presence and this client's answers
+        from it are always heard."""
         self.broker = broker
+        self.client_id = f"kioskctl-{uuid.uuid4().hex[:10]}"
+        prefix = broker.topic_prefix
+        self._view = [*(protocol.staff_view(prefix) if view is None else view),
+                      protocol.service_topic(prefix, protocol.SERVICE_STATUS),
+                      protocol.service_topic(prefix, protocol.ANSWER, self.client_id)]
         self._lock = threading.Condition()
         self.latest: dict[str, bytes] = {}
         """The newest payload per topic (retained ones included)."""
@@ -50,7 +70,7 @@ class StaffClient:
         self.on_message: Callable[[str, bytes], None] | None = None
         self._connected = threading.Event()
         """Set once subscribed (or refused): results cannot be missed after that."""
-        self._client = make_client(broker, f"kioskctl-{uuid.uuid4().hex[:10]}",
+        self._client = make_client(broker, self.client_id,
                                    on_connect=self._on_connect, on_message=self._on_message,
                                    on_subscribe=lambda *_args: self._connected.set())
         self._refused = ""
@@ -162,15 +182,8 @@ class StaffClient:
 
     def kiosks(self) -> dict[tuple[str, str], dict[str, bytes]]:
         """Every kiosk heard of, ``(site, device_id)`` -> ``{leaf: payload}``."""
-        found: dict[tuple[str, str], dict[str, bytes]] = {}
-        prefix = f"{self.broker.topic_prefix}/"
         with self._lock:
-            for topic, payload in self.latest.items():
-                where, leaf = protocol.kiosk_of(topic), protocol.leaf_of(topic)
-                if where is None or leaf is None or not topic.startswith(prefix) or not payload:
-                    continue
-                found.setdefault(where, {})[leaf] = payload
-        return found
+            return kiosks_of(self.latest, self.broker.topic_prefix)
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any,
                     reason_code: Any, _properties: Any) -> None:
@@ -178,8 +191,7 @@ class StaffClient:
             self._refused = str(reason_code)
             self._connected.set()
         else:
-            topics = protocol.staff_view(self.broker.topic_prefix)
-            client.subscribe([(topic, 1) for topic in topics])
+            client.subscribe([(topic, 1) for topic in self._view])
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any,
                     message: mqtt.MQTTMessage) -> None:
@@ -195,6 +207,6 @@ class StaffClient:
                     body = protocol.decode_result(payload)
                     self.results.append((message.topic, body))
                     self._last_result[body["cmd_id"]] = body
+            if self.on_message is not None:  # before waiters wake: they may wait on it
+                self.on_message(message.topic, payload)
             self._lock.notify_all()
-        if self.on_message is not None:
-            self.on_message(message.topic, payload)
