@@ -75,6 +75,7 @@ __all__ = [
     "event_id_of",
     "every_kiosk",
     "fleet_service_view",
+    "is_command",
     "is_command_result",
     "kiosk_of",
     "leaf_of",
@@ -302,6 +303,12 @@ def is_command_result(topic: str) -> bool:
     """True for ``<prefix>/<site>/<device_id>/cmd/<name>/result``: a kiosk's answer to a command."""
     parts = topic.split("/")
     return len(parts) == 6 and parts[3] == _CMD and parts[5] == _RESULT
+
+
+def is_command(topic: str) -> bool:
+    """True for a staff command on a kiosk's, a site's or the fleet's ``cmd/<name>``."""
+    parts = topic.split("/")
+    return len(parts) == 5 and parts[3] == _CMD
 
 
 def checkins_of_all_kiosks(prefix: str) -> str:

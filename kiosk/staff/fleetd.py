@@ -159,7 +159,7 @@ class FleetService:
         """One message: an order goes to the audit log, a result or config report to the
         outcomes, and everything a kiosk or a rollout keeps to the current state."""
         leaf = protocol.leaf_of(topic) or ""
-        if leaf == protocol.Leaf.CONFIG_DESIRED or _is_order(topic):
+        if leaf == protocol.Leaf.CONFIG_DESIRED or protocol.is_command(topic):
             if payload:
                 self.store.add_order(payload, audit.order_of(topic, payload, self._verifier,
                                                              self._names, now))
@@ -222,12 +222,6 @@ class FleetService:
 
     def _answer_results(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"results": self.store.results(str(args.get("rollout", "")))}
-
-
-def _is_order(topic: str) -> bool:
-    """A staff command on a kiosk's, a site's or the fleet's ``cmd/<name>`` (not a result)."""
-    parts = topic.split("/")
-    return len(parts) == 5 and parts[3] == "cmd"
 
 
 def main(argv: list[str] | None = None) -> int:
