@@ -148,6 +148,10 @@ def test_without_the_service_kioskctl_reads_retained_messages_and_says_what_it_l
     change = tmp_path / "name.toml"
     change.write_text('[ui]\nstore_name = "Corner Shop"\n')
     assert kioskctl("config", "apply", str(change), device_name(2))[0] == OK
+    code, kiosks = kioskctl.json("list")  # versions from the small config/version alone
+    assert {k["device_id"]: k["config_version"] for k in kiosks
+            if k["device_id"] in (device_name(1), device_name(2))} == {
+        device_name(1): 0, device_name(2): 1}
     code, _, err = kioskctl("audit")
     assert code == OK and "only the desired config each kiosk keeps retained" in err
     orders = _audit(kioskctl)
