@@ -81,6 +81,7 @@ __all__ = [
     "leaf_of",
     "mark_replayed",
     "member_of",
+    "one_kiosk_view",
     "redact",
     "reply_topic_for",
     "rollout_topic",
@@ -252,6 +253,11 @@ def staff_view(prefix: str) -> list[str]:
     command results."""
     return [*(every_kiosk(prefix, leaf) for leaf in STAFF_VIEW),
             Topics(prefix, ANY, ANY).command_result(ANY), rollout_topic(prefix)]
+
+
+def one_kiosk_view(prefix: str, device_id: str) -> list[str]:
+    """Everything under one kiosk's root, at whatever site it is (``kioskctl show``)."""
+    return [f"{Topics(prefix, ANY, device_id).root}/#"]
 
 
 def summary_view(prefix: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""``kioskctl``: staff manage kiosks over MQTT — list, show, configure, command, watch, enroll.
+"""``kioskctl``: staff manage kiosks over MQTT — list, configure, roll out, command, audit.
 
 Exit codes scripts can rely on:
 
@@ -408,8 +408,8 @@ def _show(args: argparse.Namespace, settings: StaffSettings) -> int:
     else:
         if not protocol.TOPIC_WORD.match(args.device):
             raise UnknownKiosk(f"no kiosk heard of named {view.printable(args.device)}")
-        one = f"{settings.mqtt.topic_prefix}/{protocol.ANY}/{args.device}/#"
-        with _connected(settings, [one]) as client:  # this kiosk's messages only
+        with _connected(settings, protocol.one_kiosk_view(settings.mqtt.topic_prefix,
+                                                          args.device)) as client:
             (kiosk,) = fleet.choose(fleet.survey(client), [args.device])
             shown = fleet.details(client, kiosk)
     _emit(args, shown, view.summary(shown))
