@@ -11,8 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from kiosk.mqtt.protocol import (
+    ANSWER,
     ANY,
+    ASK,
     HASS_PREFIX,
+    SERVICE_STATUS,
+    STAFF_VIEW,
     Leaf,
     Topics,
     command_topic,
@@ -20,6 +24,7 @@ from kiosk.mqtt.protocol import (
     hass_config_topic,
     hass_status_topic,
     rollout_topic,
+    service_topic,
 )
 
 USERNAME = "%u"
@@ -31,7 +36,8 @@ HASS_READS = (Leaf.STATUS, Leaf.STATE, Leaf.HEALTH)
 
 
 def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str],
-             home_assistants: Iterable[str] = (), discovery_prefix: str = HASS_PREFIX) -> str:
+             home_assistants: Iterable[str] = (), discovery_prefix: str = HASS_PREFIX,
+             fleet_services: Iterable[str] = ()) -> str:
     """The mosquitto ACL file: kiosk patterns, then one ``user`` block per staff/backend CN.
 
     mosquitto checks a client's ``user`` lines first (``deny`` before the rest),
@@ -49,7 +55,7 @@ def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str],
         "# replies, desired config and commands, plus group commands of a site or the fleet.",
         *(f"pattern write {topic}" for topic in (
             own.status, own.state, own.checkin, own.health, own.config_reported,
-            own.command_result(ANY), own.enroll)),
+            own.config_version, own.command_result(ANY), own.enroll)),
         *(f"pattern read {topic}" for topic in (own.reply, own.config_desired, own.command(ANY))),
         "# Group commands (no %u: mosquitto warns at start that the pattern has none).",
         f"pattern read {command_topic(prefix, ANY)}",
@@ -64,7 +70,18 @@ def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str],
         lines += ["", "# Staff: read everything; write desired config, commands and rollouts.",
                   f"user {identity}", _deny_own_root(prefix, identity),
                   f"topic read {SUBTREE}", f"topic write {every.config_desired}",
-                  f"topic write {every.command(ANY)}", f"topic write {rollout_topic(prefix)}"]
+                  f"topic write {every.command(ANY)}", f"topic write {rollout_topic(prefix)}",
+                  f"topic write {service_topic(prefix, ASK)}"]
+    for identity in sorted(fleet_services):
+        lines += ["", "# Fleet service: read what kiosks say (results too), every staff order and",
+                  "# rollout, and staff's questions; answer them and say it is online.",
+                  f"user {identity}", _deny_own_root(prefix, identity),
+                  *(f"topic read {every_kiosk(prefix, leaf)}" for leaf in STAFF_VIEW),
+                  f"topic read {every.command(ANY)}", f"topic read {every.command_result(ANY)}",
+                  f"topic read {rollout_topic(prefix)}",
+                  f"topic read {service_topic(prefix, ASK)}",
+                  f"topic write {service_topic(prefix, ANSWER, ANY)}",
+                  f"topic write {service_topic(prefix, SERVICE_STATUS)}"]
     for identity in sorted(backends):
         lines += ["", "# Loyalty backend: read every check-in, answer on the kiosk's reply topic.",
                   f"user {identity}", _deny_own_root(prefix, identity),

@@ -63,6 +63,7 @@ __all__ = [
     "decode_waiting",
     "device_of",
     "encode_checkin",
+    "encode_config_version",
     "encode_enroll_request",
     "encode_health",
     "encode_refusal",
@@ -73,15 +74,20 @@ __all__ = [
     "encode_state",
     "event_id_of",
     "every_kiosk",
+    "fleet_service_view",
+    "is_command",
     "is_command_result",
     "kiosk_of",
     "leaf_of",
     "mark_replayed",
     "member_of",
+    "one_kiosk_view",
     "redact",
     "reply_topic_for",
     "rollout_topic",
+    "service_topic",
     "staff_view",
+    "summary_view",
 ]
 """What the other end of the protocol needs, the reference backend included: it reaches the
 kiosk's check-in and member standing (and :func:`redact`, so its logs hide member ids the same
@@ -110,6 +116,7 @@ class Leaf(StrEnum):
     HEALTH = "tele/health"
     CONFIG_DESIRED = "config/desired"
     CONFIG_REPORTED = "config/reported"
+    CONFIG_VERSION = "config/version"
     ENROLL = "enroll"
 
 
@@ -189,6 +196,12 @@ class Topics:
         return f"{self.root}/{Leaf.CONFIG_REPORTED}"
 
     @property
+    def config_version(self) -> str:
+        """Only the config in force's version and digest (retained): what a fleet summary
+        needs, without the whole reported config (a few KiB per kiosk)."""
+        return f"{self.root}/{Leaf.CONFIG_VERSION}"
+
+    @property
     def enroll(self) -> str:
         """An unprovisioned kiosk's enrollment request (retained until it is enrolled)."""
         return f"{self.root}/{Leaf.ENROLL}"
@@ -228,9 +241,11 @@ def every_kiosk(prefix: str, leaf: str) -> str:
     return f"{Topics(prefix, ANY, ANY).root}/{leaf}"
 
 
-STAFF_VIEW = (Leaf.STATUS, Leaf.STATE, Leaf.CONFIG_REPORTED, Leaf.CONFIG_DESIRED, Leaf.ENROLL,
-              Leaf.HEALTH)
+STAFF_VIEW = (Leaf.STATUS, Leaf.STATE, Leaf.CONFIG_REPORTED, Leaf.CONFIG_VERSION,
+              Leaf.CONFIG_DESIRED, Leaf.ENROLL, Leaf.HEALTH)
 """The leaves of every kiosk a staff tool follows, beside command results."""
+SUMMARY_VIEW = (Leaf.STATUS, Leaf.STATE, Leaf.CONFIG_VERSION, Leaf.ENROLL, Leaf.HEALTH)
+"""The leaves a fleet summary or list needs: all small (no reported or desired config)."""
 
 
 def staff_view(prefix: str) -> list[str]:
@@ -240,8 +255,29 @@ def staff_view(prefix: str) -> list[str]:
             Topics(prefix, ANY, ANY).command_result(ANY), rollout_topic(prefix)]
 
 
+def one_kiosk_view(prefix: str, device_id: str) -> list[str]:
+    """Everything under one kiosk's root, at whatever site it is (``kioskctl show``)."""
+    return [f"{Topics(prefix, ANY, device_id).root}/#"]
+
+
+def summary_view(prefix: str) -> list[str]:
+    """What a fleet summary subscribes to when no fleet service answers it."""
+    return [every_kiosk(prefix, leaf) for leaf in SUMMARY_VIEW]
+
+
+def fleet_service_view(prefix: str) -> list[str]:
+    """What the fleet service hears: every kiosk's retained messages and results, every
+    staff order (a kiosk's, a site's and the fleet's commands, desired configs), every
+    rollout record, and the questions staff ask it."""
+    every = Topics(prefix, ANY, ANY)
+    return [*(every_kiosk(prefix, leaf) for leaf in STAFF_VIEW), every.command(ANY),
+            every.command_result(ANY), rollout_topic(prefix), service_topic(prefix, ASK)]
+
+
 FLEET = "_fleet"
 """The site level of staff's own records: ``<prefix>/_fleet/rollout/<id>``."""
+ASK, ANSWER, SERVICE_STATUS = "ask", "answer", "status"
+"""The fleet service's topics: questions to it, its answers, its retained presence."""
 
 
 def rollout_topic(prefix: str, rollout_id: str = ANY) -> str:
@@ -249,10 +285,16 @@ def rollout_topic(prefix: str, rollout_id: str = ANY) -> str:
     return f"{prefix}/{FLEET}/rollout/{rollout_id}"
 
 
+def service_topic(prefix: str, part: str, client: str = "") -> str:
+    """``<prefix>/_fleet/service/<part>``: ``ask`` (staff's questions), ``status`` (retained
+    ``online``/``offline``, also its last will), ``answer/<client>`` (each asker's answers)."""
+    return f"{prefix}/{FLEET}/service/{part}" + (f"/{client}" if client else "")
+
+
 def kiosk_of(topic: str) -> tuple[str, str] | None:
     """``(site, device_id)`` of a topic under a kiosk's root, else None."""
     parts = topic.split("/")
-    if len(parts) < 4 or ALL in parts[1:3]:
+    if len(parts) < 4 or ALL in parts[1:3] or parts[1] == FLEET:  # staff's own records
         return None
     return parts[1], parts[2]
 
@@ -267,6 +309,12 @@ def is_command_result(topic: str) -> bool:
     """True for ``<prefix>/<site>/<device_id>/cmd/<name>/result``: a kiosk's answer to a command."""
     parts = topic.split("/")
     return len(parts) == 6 and parts[3] == _CMD and parts[5] == _RESULT
+
+
+def is_command(topic: str) -> bool:
+    """True for a staff command on a kiosk's, a site's or the fleet's ``cmd/<name>``."""
+    parts = topic.split("/")
+    return len(parts) == 5 and parts[3] == _CMD
 
 
 def checkins_of_all_kiosks(prefix: str) -> str:
@@ -517,6 +565,11 @@ def decode_reported(payload: bytes | bytearray) -> dict[str, Any]:
 def encode_enroll_request(device_id: str, site: str, firmware: str) -> bytes:
     """An unprovisioned kiosk asking to be enrolled (the pairing code is only on its screen)."""
     return _dump({"v": VERSION, "device_id": device_id, "site": site, "firmware": firmware})
+
+
+def encode_config_version(version: int, digest: str) -> bytes:
+    """The config in force's version and a digest of it (retained on ``config/version``)."""
+    return _dump({"v": VERSION, "version": version, "digest": digest})
 
 
 def decode_enroll_request(payload: bytes | bytearray) -> dict[str, Any]:

@@ -17,6 +17,8 @@ removed, and what was last refused and why.
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -215,11 +217,15 @@ class Shadow:
         self.report()  # queued until the link is back: says what is in force, and why
 
     def report(self) -> None:
-        """Publish (retained) the config in force and the last refusal."""
-        payload = protocol.encode_reported(self.version, self._cmd_id,
-                                           overlay.redacted(self.config),
+        """Publish (retained) the config in force and the last refusal; and, small, its version
+        and digest (a fleet summary reads only those, so equal configs show as equal)."""
+        config = overlay.redacted(self.config)
+        payload = protocol.encode_reported(self.version, self._cmd_id, config,
                                            self._last_refusal or overlay.rejection(self._folder))
         self._publish(self._topics.config_reported, payload, True)
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+        self._publish(self._topics.config_version,
+                      protocol.encode_config_version(self.version, digest), True)
         self.reported = True
 
     @property

@@ -1,3 +1,5 @@
-"""What staff run on their laptops: ``kioskctl``, its MQTT client, keys, fleet, certificates."""
+"""What staff run: ``kioskctl``, its MQTT client, keys, rollouts, fleet views, certificates,
+and the always-on fleet service (``kiosk-fleet``: fleet state, audit log)."""
 
-__all__ = ["certs", "client", "enroll", "fleet", "issuer", "keyring", "kioskctl", "settings"]
+__all__ = ["asking", "audit", "certs", "client", "enroll", "fleet", "fleetd", "fleetdb",
+           "issuer", "keyring", "kinds", "kioskctl", "rollout", "settings", "summary", "view"]

@@ -20,6 +20,7 @@ from kiosk.mqtt.acl import acl_text
 from kiosk.trust.pki import (
     BACKEND,
     DEFAULT_DAYS,
+    FLEET_SERVICE,
     HOME_ASSISTANT,
     STAFF,
     CertError,
@@ -37,7 +38,7 @@ BROKER_NAMES = ("localhost", "127.0.0.1")
 
 def make_certs(directory: Path, *, kiosks: Iterable[str] = (), staff: Iterable[str] = (),
                backends: Iterable[str] = (), home_assistants: Iterable[str] = (),
-               broker_names: Iterable[str] = (),
+               fleet_services: Iterable[str] = (), broker_names: Iterable[str] = (),
                prefix: str = "loyalty", days: int = DEFAULT_DAYS) -> list[str]:
     """Create (or add to) a certificate directory; returns the files written.
 
@@ -61,7 +62,8 @@ def make_certs(directory: Path, *, kiosks: Iterable[str] = (), staff: Iterable[s
     identities = ([kiosk_identity(device) for device in kiosks]
                   + [role_identity(STAFF, name) for name in staff]
                   + [role_identity(BACKEND, name) for name in backends]
-                  + [role_identity(HOME_ASSISTANT, name) for name in home_assistants])
+                  + [role_identity(HOME_ASSISTANT, name) for name in home_assistants]
+                  + [role_identity(FLEET_SERVICE, name) for name in fleet_services])
     for identity in identities:
         write_pair(directory, file_stem(identity), issue(ca, identity, days=days))
         written.append(f"{file_stem(identity)}.crt")
@@ -69,7 +71,8 @@ def make_certs(directory: Path, *, kiosks: Iterable[str] = (), staff: Iterable[s
     (directory / f"{prefix}.acl").write_text(acl_text(
         prefix, [cn for cn in clients if cn.startswith(STAFF)],
         [cn for cn in clients if cn.startswith(BACKEND)],
-        [cn for cn in clients if cn.startswith(HOME_ASSISTANT)]))
+        [cn for cn in clients if cn.startswith(HOME_ASSISTANT)],
+        fleet_services=[cn for cn in clients if cn.startswith(FLEET_SERVICE)]))
     written.append(f"{prefix}.acl")
     return written
 
@@ -99,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home-assistant", action="append", default=[], metavar="NAME",
                         help="a Home Assistant certificate (CN hass:NAME): reads kiosks' "
                         "discovery, status, state and health")
+    parser.add_argument("--fleet-service", action="append", default=[], metavar="NAME",
+                        help="a fleet service certificate (CN fleet:NAME): reads kiosks' "
+                        "messages and staff orders, answers staff's questions")
     parser.add_argument("--broker-name", action="append", default=[], metavar="HOST",
                         help="host name or IP address clients use for the broker; repeat for "
                         f"more (default on first run: {', '.join(BROKER_NAMES)})")
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         written = make_certs(args.directory, kiosks=args.kiosk, staff=args.staff,
                              backends=args.backend, home_assistants=args.home_assistant,
+                             fleet_services=args.fleet_service,
                              broker_names=args.broker_name,
                              prefix=args.prefix, days=args.days)
     except (CertError, OSError) as exc:

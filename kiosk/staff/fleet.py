@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,8 @@ class Kiosk:
         return target_for(self.site, self.device_id)
 
 
-KIOSK_SAYS = {Leaf.STATUS, Leaf.STATE, Leaf.CONFIG_REPORTED, Leaf.HEALTH, Leaf.ENROLL}
+KIOSK_SAYS = {Leaf.STATUS, Leaf.STATE, Leaf.CONFIG_REPORTED, Leaf.CONFIG_VERSION, Leaf.HEALTH,
+              Leaf.ENROLL}
 """What only a kiosk publishes: having heard one of them, staff know the kiosk exists."""
 
 
@@ -58,10 +59,16 @@ UNCHANGED = "unchanged:"
 
 def survey(client: StaffClient) -> list[Kiosk]:
     """Every kiosk the broker has retained messages of, by site and id."""
+    return survey_of(client.kiosks())
+
+
+def survey_of(kiosks: Mapping[tuple[str, str], Mapping[str, bytes]]) -> list[Kiosk]:
+    """Every kiosk of ``kiosks`` (:func:`kiosks_of`) staff have heard from, by site and id."""
     found = []
-    for (site, device_id), leaves in sorted(client.kiosks().items()):
+    for (site, device_id), leaves in sorted(kiosks.items()):
         state = json_of(leaves.get(Leaf.STATE))
-        reported = json_of(leaves.get(Leaf.CONFIG_REPORTED))
+        version = json_of(leaves.get(Leaf.CONFIG_VERSION)) or json_of(
+            leaves.get(Leaf.CONFIG_REPORTED))
         health = json_of(leaves.get(Leaf.HEALTH))
         if not (KIOSK_SAYS & set(leaves)):
             continue  # only results or a desired config: not a kiosk we have heard from
@@ -69,7 +76,7 @@ def survey(client: StaffClient) -> list[Kiosk]:
             site=site, device_id=device_id,
             status=leaves.get(Leaf.STATUS, b"?").decode("ascii", "replace"),
             firmware=str(state.get("firmware", "")), state=str(state.get("state", "")),
-            config_version=_int(reported.get("version")),
+            config_version=_int(version.get("version")),
             outbox_depth=_int(health.get("outbox_depth")),
             awaiting_backend=_int(health.get("awaiting_backend")),
             awaiting_oldest_s=_number(health.get("awaiting_oldest_s")),
@@ -81,7 +88,11 @@ def survey(client: StaffClient) -> list[Kiosk]:
 
 def details(client: StaffClient, kiosk: Kiosk) -> dict[str, Any]:
     """Everything retained about one kiosk, decoded."""
-    leaves = client.kiosks().get((kiosk.site, kiosk.device_id), {})
+    return details_of(kiosk, client.kiosks().get((kiosk.site, kiosk.device_id), {}))
+
+
+def details_of(kiosk: Kiosk, leaves: Mapping[str, bytes]) -> dict[str, Any]:
+    """Everything retained about one kiosk (its ``leaves``), decoded."""
     shown: dict[str, Any] = {"site": kiosk.site, "device_id": kiosk.device_id,
                              "status": kiosk.status}
     for leaf in (Leaf.STATE, Leaf.CONFIG_REPORTED, Leaf.HEALTH, Leaf.ENROLL):

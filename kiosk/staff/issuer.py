@@ -51,9 +51,9 @@ class Issuer:
         return order, seal(order, self.signer)
 
     def command(self, target: str, name: str, args: dict[str, Any] | None = None,
-                ttl_s: float = COMMAND_TTL_S) -> tuple[Order, bytes]:
+                ttl_s: float = COMMAND_TTL_S, cmd_id: str | None = None) -> tuple[Order, bytes]:
         """A signed command for a kiosk, a site (``<site>/_all``) or the fleet."""
-        return self.order("cmd", name, target, args or {}, ttl_s)
+        return self.order("cmd", name, target, args or {}, ttl_s, cmd_id)
 
     def config(self, target: str, version: int, table: dict[str, Any],
                ttl_s: float = CONFIG_TTL_S, cmd_id: str | None = None) -> tuple[Order, bytes]:

@@ -1,4 +1,4 @@
-"""``kioskctl``: staff manage kiosks over MQTT — list, show, configure, command, watch, enroll.
+"""``kioskctl``: staff manage kiosks over MQTT — list, configure, roll out, command, audit.
 
 Exit codes scripts can rely on:
 
@@ -22,19 +22,20 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from kiosk import KioskError, __version__
 from kiosk.config import ConfigError
 from kiosk.mqtt import protocol
-from kiosk.staff import fleet, view
+from kiosk.staff import asking, audit, fleet, view
 from kiosk.staff.client import StaffClient
 from kiosk.staff.fleet import UnknownKiosk
 from kiosk.staff.keyring import Keyring
 from kiosk.staff.rollout import ABORTED, NOT_SENT, RULE, Record, Rollouts, Rule
 from kiosk.staff.settings import StaffSettings, load_settings, settings_path
-from kiosk.staff.summary import summarise
+from kiosk.staff.summary import Site, summarise
 
 OK, FAILED, USAGE, REFUSED, NO_ANSWER, UNKNOWN = 0, 1, 2, 3, 4, 5
 
@@ -97,6 +98,12 @@ def _parser() -> argparse.ArgumentParser:
     verb = verbs.add_parser("show", help="everything retained about one kiosk")
     verb.add_argument("device")
     verb.set_defaults(run=_show)
+    verb = verbs.add_parser("audit", help="who ordered what, and what each kiosk said "
+                                          "(from the fleet service)")
+    verb.add_argument("--kiosk", metavar="DEVICE", help="only orders that reached this kiosk")
+    verb.add_argument("--since", metavar="WHEN", help="30m, 2h, 7d ago, or a date "
+                                                      "(2026-12-01T10:00)")
+    verb.set_defaults(run=_audit)
 
     config = _Verbs(verbs.add_parser("config", help="desired / reported config").add_subparsers(
         dest="config_verb", required=True), anywhere)
@@ -108,11 +115,15 @@ def _parser() -> argparse.ArgumentParser:
     _add_targets(verb)
     verb.set_defaults(run=_config_apply)
 
-    rollout = _Verbs(verbs.add_parser("rollout", help="staged config rollouts").add_subparsers(
-        dest="rollout_verb", required=True), anywhere)
-    verb = rollout.add_parser("start", help="roll a TOML change out in phases")
-    verb.add_argument("file")
+    rollout = _Verbs(verbs.add_parser("rollout", help="staged rollouts of a config or a command")
+                     .add_subparsers(dest="rollout_verb", required=True), anywhere)
+    verb = rollout.add_parser("start", help="roll a TOML change (or --command) out in phases")
+    verb.add_argument("file", nargs="?", help="the TOML change (not with --command)")
     _add_targets(verb)
+    verb.add_argument("--command", metavar="NAME", help="roll out this signed command instead "
+                                                        "(update: a software update)")
+    verb.add_argument("--args", default="{}", metavar="JSON",
+                      help="the command's arguments as a JSON object (default {})")
     verb.add_argument("--canary", type=int, default=1, help="kiosks in the first phase "
                                                             "(default 1)")
     verb.add_argument("--phases", default="10,50,100",
@@ -211,10 +222,13 @@ def _settings(args: argparse.Namespace) -> StaffSettings:
 
 
 @contextmanager
-def _connected(settings: StaffSettings) -> Iterator[StaffClient]:
-    client = StaffClient(settings.mqtt).connect()
+def _connected(settings: StaffSettings, view: list[str] | None = None,
+               settle: bool = True) -> Iterator[StaffClient]:
+    """A staff connection hearing ``view`` (default: everything staff follow), once the
+    retained messages have arrived (``settle``)."""
+    client = StaffClient(settings.mqtt, view).connect()
     try:
-        if not client.settle():
+        if settle and not client.settle():
             print("kioskctl: retained messages still arriving after 60 s: what follows may "
                   "miss part of the fleet", file=sys.stderr)
         yield client
@@ -243,9 +257,35 @@ def _progress(total: int) -> fleet.Progress:
 # --- verbs ----------------------------------------------------------------------
 
 
+def _from_service(settings: StaffSettings, name: str, arguments: dict[str, Any]) -> Any:
+    """The fleet service's answer to a question, or None when no service answers (then the
+    caller reads the kiosks' retained messages itself). Says on stderr which it was."""
+    with _connected(settings, view=[], settle=False) as client:
+        try:
+            answer = asking.ask(client, name, arguments)
+        except asking.NoService as exc:
+            print(f"kioskctl: {exc}: reading the kiosks' retained messages", file=sys.stderr)
+            return None
+    print("kioskctl: from the fleet service", file=sys.stderr)
+    return answer
+
+
+def _survey(settings: StaffSettings) -> list[fleet.Kiosk]:
+    """Every kiosk, from the fleet service, else from the small retained messages a list or
+    summary needs (not the reported configs): saying what it has not heard from."""
+    answer = _from_service(settings, "list", {})
+    if answer is not None:
+        return [fleet.Kiosk(**kiosk) for kiosk in answer["kiosks"]]
+    kiosks = _survey_retained(settings)
+    unheard = [k.device_id for k in kiosks if not k.state and k.config_version is None]
+    if unheard:
+        print(f"kioskctl: {len(unheard)} kiosk(s) have said nothing but their status: "
+              f"{view.printable(', '.join(unheard), 200)}", file=sys.stderr)
+    return kiosks
+
+
 def _list(args: argparse.Namespace, settings: StaffSettings) -> int:
-    with _connected(settings) as client:
-        kiosks = fleet.survey(client)
+    kiosks = _survey(settings)
     rows = [["DEVICE", "SITE", "STATUS", "STATE", "FIRMWARE", "CONFIG", "OUTBOX", "AWAIT",
              "SEEN"]]
     for kiosk in kiosks:
@@ -258,8 +298,9 @@ def _list(args: argparse.Namespace, settings: StaffSettings) -> int:
 
 
 def _summary(args: argparse.Namespace, settings: StaffSettings) -> int:
-    with _connected(settings) as client:
-        sites = summarise(fleet.survey(client))
+    answer = _from_service(settings, "summary", {})
+    sites = ([Site(**site) for site in answer["sites"]] if answer is not None
+             else summarise(_survey_retained(settings)))
     rows = [["SITE", "KIOSKS", "ONLINE", "OFFLINE", "DEGRADED", "UNHEARD", "DRIFT",
              "OLDEST WAIT", "FIRMWARE"]]
     for site in sites:
@@ -271,6 +312,11 @@ def _summary(args: argparse.Namespace, settings: StaffSettings) -> int:
     return OK
 
 
+def _survey_retained(settings: StaffSettings) -> list[fleet.Kiosk]:
+    with _connected(settings, protocol.summary_view(settings.mqtt.topic_prefix)) as client:
+        return fleet.survey(client)
+
+
 @contextmanager
 def _rollouts(client: StaffClient, settings: StaffSettings, sign: bool) -> Iterator[Rollouts]:
     """Rollouts over ``client``, signing with the staff key when ``sign`` (its count kept)."""
@@ -278,14 +324,14 @@ def _rollouts(client: StaffClient, settings: StaffSettings, sign: bool) -> Itera
     issuer, key_name = keyring.issuer(settings.keys.sign_with) if sign else (None, "")
     by = key_name or settings.keys.sign_with or "staff"
     try:
-        yield Rollouts(client, issuer, by, _progress(0))
+        yield Rollouts(client, issuer, by, _progress(0), asking.ServiceResults(client))
     finally:
         if issuer is not None:
             keyring.save_seq(key_name, issuer)
 
 
 def _rollout_start(args: argparse.Namespace, settings: StaffSettings) -> int:
-    table = _toml(args.file)
+    table, command = _rollout_order(args)
     selector: dict[str, Any] = ({"all": True} if args.all else {"site": args.site} if args.site
                                 else {"devices": args.devices})
     if not (args.all or args.site or args.devices):
@@ -297,8 +343,25 @@ def _rollout_start(args: argparse.Namespace, settings: StaffSettings) -> int:
             from None
     rule = Rule(args.max_bad, args.min_seen, args.answer_s)
     with _connected(settings) as client, _rollouts(client, settings, True) as rollouts:
-        record = rollouts.start(table, selector, args.canary, percents, rule, args.id)
+        record = rollouts.start(table, selector, args.canary, percents, rule, args.id, command)
         return _rollout_report(args, rollouts, record)
+
+
+def _rollout_order(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The config change, or the command (``{"name", "args"}``), a rollout sends."""
+    if not args.command:
+        if not args.file:
+            raise ConfigError("rollout start: name a TOML change, or --command NAME")
+        return _toml(args.file), None
+    if args.file:  # with --command, the first positional word is a kiosk, not a file
+        args.devices = [args.file, *args.devices]
+    try:
+        arguments = json.loads(args.args)
+    except ValueError as exc:
+        raise ConfigError(f"--args: not JSON: {exc}") from None
+    if not isinstance(arguments, dict):
+        raise ConfigError("--args: expected a JSON object, e.g. '{\"level\": 80}'")
+    return {}, {"name": args.command, "args": arguments}
 
 
 def _rollout_status(args: argparse.Namespace, settings: StaffSettings) -> int:
@@ -337,11 +400,58 @@ def _rollout_report(args: argparse.Namespace, rollouts: Rollouts, record: Record
 
 
 def _show(args: argparse.Namespace, settings: StaffSettings) -> int:
-    with _connected(settings) as client:
-        (kiosk,) = fleet.choose(fleet.survey(client), [args.device])
-        shown = fleet.details(client, kiosk)
+    answer = _from_service(settings, "show", {"device": args.device})
+    if answer is not None:
+        shown = answer["kiosk"]
+        if shown is None:
+            raise UnknownKiosk(f"no kiosk heard of named {args.device}")
+    else:
+        if not protocol.TOPIC_WORD.match(args.device):
+            raise UnknownKiosk(f"no kiosk heard of named {view.printable(args.device)}")
+        with _connected(settings, protocol.one_kiosk_view(settings.mqtt.topic_prefix,
+                                                          args.device)) as client:
+            (kiosk,) = fleet.choose(fleet.survey(client), [args.device])
+            shown = fleet.details(client, kiosk)
     _emit(args, shown, view.summary(shown))
     return OK
+
+
+def _audit(args: argparse.Namespace, settings: StaffSettings) -> int:
+    since = _since(args.since) if args.since else 0.0
+    question = {"device": args.kiosk or "", "since": since}
+    answer = _from_service(settings, "audit", question)
+    if answer is not None:
+        orders = answer["orders"]
+    else:
+        print("kioskctl: without the fleet service only the desired config each kiosk keeps "
+              "retained is known (no commands, no earlier orders)", file=sys.stderr)
+        keys = Keyring(Path(settings.keys.dir)).list()
+        with _connected(settings) as client:
+            orders = audit.retained_orders(client.latest, settings.mqtt.topic_prefix, keys,
+                                           args.kiosk or "", since)
+    rows = [["WHEN", "BY", "ORDER", "TARGET", "OUTCOME"]]
+    for order in orders:
+        said = Counter(o["outcome"] for o in order["outcomes"])
+        rows.append([time.strftime("%m-%d %H:%M:%S", time.localtime(order["heard_at"])),
+                     order["signer"] or order["key_id"] if order["verified"] else "UNVERIFIED",
+                     f"{order['kind']} {order['name']}".strip(), order["target"] or "-",
+                     (order["outcomes"][-1]["outcome"] + ": " + order["outcomes"][-1]["reason"]
+                      if args.kiosk and order["outcomes"] else
+                      ", ".join(f"{n} {word}" for word, n in sorted(said.items())) or "-")])
+    _emit(args, orders, view.table(rows))
+    return OK
+
+
+def _since(text: str) -> float:
+    """``--since``: ``90s``, ``30m``, ``2h``, ``7d`` ago, or a date ``2026-12-01[T10:00]``."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+            return time.time() - float(text[:-1]) * units[text[-1]]
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ConfigError(f"--since {text!r}: expected e.g. 30m, 2h, 7d or 2026-12-01T10:00") \
+            from None
 
 
 def _config_get(args: argparse.Namespace, settings: StaffSettings) -> int:

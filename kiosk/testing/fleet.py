@@ -25,14 +25,24 @@ tooling) can be tried on 1,000 kiosks on a laptop::
 Virtual kiosks in ``flaky`` cannot "connect" with a new config, so they roll it back
 after ``staff.rollback_after_s``, as a real kiosk would. All kiosks are handled on one
 thread (the desk's rule: one owner of state); paho's threads only queue messages.
+
+Software updates are simulated as the fleet contract describes the real kiosk's side:
+a signed ``update`` command (checked by the kiosk's real guard) whose ``manifest`` names a
+``version`` is accepted (result ``{"accepted": version}``), the retained ``state`` then
+reports ``release.trying``, and after ``update_trial_s`` either ``release.running`` (the
+new version is healthy) or, for kiosks in ``failing_updates``, ``release.last_failure``
+(it was switched back). A downgrade not asked for (``"downgrade": true``) is refused. The
+release manifest's own signature is not checked here: that is the real kiosk's work.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import queue
+import re
 import signal
 import sqlite3
 import threading
@@ -50,6 +60,7 @@ from kiosk.config import Config, KioskSection, StaffSection
 from kiosk.counter.events import Cue, StaffMessage
 from kiosk.mqtt import protocol
 from kiosk.mqtt.client import connect_now, make_client
+from kiosk.mqtt.envelope import Rejected, unseal
 from kiosk.mqtt.settings import MqttSettings
 from kiosk.provisioning import overlay
 from kiosk.provisioning.desk import StaffDesk
@@ -59,6 +70,8 @@ from kiosk.store.db import SCHEMA
 log = logging.getLogger(__name__)
 
 FIRMWARE = f"{__version__}-sim"
+UPDATE = "update"
+"""The command that installs a release (the fleet contract's update order)."""
 
 
 def device_name(index: int) -> str:
@@ -111,6 +124,12 @@ class VirtualKiosk:
     restarts: int = 0
     waiting: list[StaffMessage] = field(default_factory=list)
     """Orders that arrived while offline: the broker's session would keep them."""
+    fails_updates: bool = False
+    update_trial_s: float = 1.0
+    release: dict[str, Any] = field(default_factory=lambda: {
+        "running": FIRMWARE, "trying": None, "last_failure": None})
+    """What it runs, tries and last failed to run, as its retained ``state`` reports it."""
+    trial_ends: float = 0.0
 
     def __post_init__(self) -> None:
         self.conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
@@ -128,9 +147,15 @@ class VirtualKiosk:
     def come_up(self) -> None:
         """Connected (again): say so, as the daemon's link does, and report the config."""
         self.link.publish(self.topics.status, protocol.ONLINE, True)
-        self.link.publish(self.topics.state, protocol.encode_state("ready", "", FIRMWARE), True)
+        self.report_state()
         if not (self.flaky and self.desk.shadow.config != _good(self.base)):
             self.desk.link_up()
+
+    def report_state(self) -> None:
+        """The retained lifecycle state, with the release it runs (the fleet contract)."""
+        body = json.loads(protocol.encode_state("ready", "", self.release["running"]))
+        self.link.publish(self.topics.state, json.dumps({**body, "release": self.release},
+                                                        separators=(",", ":")).encode(), True)
 
     def report_health(self) -> None:
         """One health report (QoS 0 on a real kiosk; here at QoS 1 with the rest)."""
@@ -142,14 +167,49 @@ class VirtualKiosk:
         if not self.online:
             self.waiting.append(message)
             return
-        self.desk.handle(message)
+        if not self._update(message):
+            self.desk.handle(message)
         self._restart_if_asked()
 
+    def _update(self, message: StaffMessage) -> bool:
+        """An ``update`` order the guard admits: tried as the contract says. False for every
+        other message, and for an update the guard refuses (the desk answers those)."""
+        if message.retained or self.topics.staff_order(message.topic) != ("cmd", UPDATE):
+            return False
+        try:
+            order = self.desk.guard.admit(unseal(message.payload), "cmd", UPDATE)
+        except Rejected:
+            return False
+        manifest = order.args.get("manifest")
+        version = manifest.get("version") if isinstance(manifest, dict) else None
+        if not isinstance(version, str) or not version:
+            error = "the manifest names no version"
+        elif _numbers(version) < _numbers(self.release["running"]) and not order.args.get(
+                "downgrade"):
+            error = f"{version} is older than {self.release['running']}: a downgrade not asked for"
+        else:
+            error = ""
+        self.link.publish(self.topics.command_result(UPDATE), protocol.encode_result(
+            order.cmd_id, not error, error, None if error else {"accepted": version}), False)
+        if not error:
+            self.release = {**self.release, "trying": version}
+            self.trial_ends = time.monotonic() + self.update_trial_s
+            self.report_state()
+        return True
+
     def tick(self, now: float) -> None:
-        """Time passes: a trial config that never connected is rolled back."""
+        """Time passes: a trial config that never connected is rolled back, a release on trial
+        is kept (or, failing, switched back)."""
         if self.online:
             self.desk.tick(now)
             self._restart_if_asked()
+            trying = self.release["trying"]
+            if trying and now >= self.trial_ends:
+                self.release = ({**self.release, "trying": None, "last_failure": {
+                    "version": trying, "reason": "simulated: not healthy on the new release"}}
+                    if self.fails_updates else {**self.release, "running": trying,
+                                                "trying": None})
+                self.report_state()
 
     def _restart_if_asked(self) -> None:
         if self.restart_requested is None:
@@ -158,6 +218,11 @@ class VirtualKiosk:
         self.restarts += 1
         self.desk = self._new_desk()
         self.come_up()
+
+
+def _numbers(version: str) -> tuple[int, ...]:
+    """``1.10.2-sim`` -> ``(1, 10, 2)``: enough to tell a downgrade in the simulation."""
+    return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
 def _good(base: Config) -> Config:
@@ -206,7 +271,8 @@ class SimulatedFleet:
     def __init__(self, broker: MqttSettings, state_root: Path, count: int,
                  trusted: tuple[str, ...], *, sites: int = 10, per_connection: int = 500,
                  flaky: Iterable[str] = (), rollback_after_s: float = 5.0,
-                 health_every_s: float = 0.0) -> None:
+                 health_every_s: float = 0.0, failing_updates: Iterable[str] = (),
+                 update_trial_s: float = 1.0) -> None:
         self.broker = broker
         self._inbox: queue.Queue[tuple[str, bytes, bool]] = queue.Queue()
         self._calls: queue.Queue[tuple[Any, queue.Queue[Any]]] = queue.Queue()
@@ -216,7 +282,7 @@ class SimulatedFleet:
         self._by_topic: dict[str, VirtualKiosk] = {}
         self._groups: dict[str, list[VirtualKiosk]] = {}
         self._links: list[tuple[_Link, list[str]]] = []
-        flaky = set(flaky)
+        flaky, failing = set(flaky), set(failing_updates)
         link: _Link | None = None
         for index in range(count):
             if index % per_connection == 0:
@@ -230,7 +296,9 @@ class SimulatedFleet:
                           staff=StaffSection(trusted_keys=trusted, clock_synced_file="",
                                              rollback_after_s=rollback_after_s))
             topics = protocol.Topics(broker.topic_prefix, site, device_id)
-            kiosk = VirtualKiosk(base, topics, link, flaky=device_id in flaky)
+            kiosk = VirtualKiosk(base, topics, link, flaky=device_id in flaky,
+                                 fails_updates=device_id in failing,
+                                 update_trial_s=update_trial_s)
             self.kiosks[device_id] = kiosk
             self._by_topic[topics.config_desired] = kiosk
             self._links[-1][1].extend([topics.config_desired, topics.command("+")])
@@ -300,6 +368,10 @@ class SimulatedFleet:
     def versions(self) -> dict[str, int]:
         """The config version in force on every kiosk."""
         return self.call(lambda: {name: k.desk.shadow.version for name, k in self.kiosks.items()})
+
+    def release(self, device_id: str) -> dict[str, Any]:
+        """What one kiosk runs, tries and last failed to run (its ``state.release``)."""
+        return dict(self.call(lambda: self.kiosks[device_id].release))
 
     def _run(self) -> None:
         next_tick = next_health = time.monotonic()

@@ -36,6 +36,8 @@ from kiosk.trust.keys import write_private_key
 STAFF, BACKEND = "staff:", "backend:"
 HOME_ASSISTANT = "hass:"
 """Home Assistant's role: it reads what kiosks tell about themselves, and nothing else."""
+FLEET_SERVICE = "fleet:"
+"""The fleet service's role: it reads what kiosks say and what staff order, and answers."""
 DEVICE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 """As ``kiosk.device_id`` in the config: one topic level, no wildcard, no ``:``."""
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,48}$")
@@ -63,7 +65,7 @@ def kiosk_identity(device_id: str) -> str:
 
 
 def role_identity(role: str, name: str) -> str:
-    """``staff:<name>``, ``backend:<name>`` or ``hass:<name>``."""
+    """``staff:<name>``, ``backend:<name>``, ``hass:<name>`` or ``fleet:<name>``."""
     if not NAME.match(name):
         raise CertError(f"{role}{name!r}: expected 1-48 letters, digits, '_', '-' or '.'")
     return f"{role}{name}"

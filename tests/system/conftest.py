@@ -5,14 +5,20 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from kiosk.mqtt.settings import MqttSettings
 from kiosk.staff.certs import make_certs
+from kiosk.staff.keyring import Keyring
+from kiosk.staff.kioskctl import OK
 from kiosk.testing.broker import Mosquitto
+from kiosk.testing.fleet import SimulatedFleet
 from kiosk.trust import pki
+from tests.system.test_kioskctl import Staff
 from tests.system.wall import SHIPPED, A, B, shipped_broker
 
 
@@ -58,3 +64,29 @@ def wall(tmp_path: Path, certs: Path) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def kioskctl(tmp_path: Path, mosquitto: Mosquitto, capsys: pytest.CaptureFixture) -> Staff:
+    """kioskctl on the test broker, with one signing key, ``alice`` (not the plugin's
+    ``staff``, a bare staff connection)."""
+    made = Staff(tmp_path, mosquitto, capsys)
+    assert made("keys", "gen", "alice")[0] == OK
+    return made
+
+
+@pytest.fixture
+def fleet_shape() -> dict[str, Any]:
+    """How many simulated kiosks, on how many sites, which flaky: a test module overrides it."""
+    return {"count": 30, "sites": 3, "per_connection": 10}
+
+
+@pytest.fixture
+def sim_fleet(tmp_path: Path, mosquitto: Mosquitto, kioskctl: Staff,
+              fleet_shape: dict[str, Any]) -> Iterator[SimulatedFleet]:
+    """A simulated fleet (:class:`SimulatedFleet`) trusting ``kioskctl``'s key."""
+    trusted = (Keyring(kioskctl.keys).list()[0].public,)
+    with SimulatedFleet(MqttSettings(host=mosquitto.host, port=mosquitto.port),
+                        tmp_path / "fleet", trusted=trusted, rollback_after_s=2.0,
+                        **fleet_shape) as simulated:
+        yield simulated

@@ -19,12 +19,15 @@ from tests import ROOT, UNIT
 MAX_EXPOSURE = 2.0
 
 
-def test_the_unit_is_hardened_to_an_exposure_of_at_most_2():
+@pytest.mark.parametrize("unit", [UNIT, UNIT.with_name("kiosk-fleet.service")],
+                         ids=["kiosk", "kiosk-fleet"])
+def test_the_unit_is_hardened_to_an_exposure_of_at_most_2(unit):
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is missing: tools/dev.sh setup installs it (package systemd)"
-    result = subprocess.run([analyze, "security", "--offline=yes", str(UNIT)],
+    result = subprocess.run([analyze, "security", "--offline=yes", str(unit)],
                             capture_output=True, text=True, timeout=60)
-    score = re.search(r"Overall exposure level for kiosk\.service: (\d+\.\d+)", result.stdout)
+    score = re.search(rf"Overall exposure level for {re.escape(unit.name)}: (\d+\.\d+)",
+                      result.stdout)
     assert score, result.stdout + result.stderr
     assert float(score.group(1)) <= MAX_EXPOSURE, result.stdout
 

@@ -16,7 +16,8 @@ A, B = "kiosk-a", "kiosk-b"
 
 
 def test_the_shipped_acl_is_what_make_certs_writes_for_its_example_identities(tmp_path):
-    certs.make_certs(tmp_path, staff=["admin"], backends=["loyalty"], home_assistants=["home"])
+    certs.make_certs(tmp_path, staff=["admin"], backends=["loyalty"], home_assistants=["home"],
+                     fleet_services=["main"])
     assert (tmp_path / "loyalty.acl").read_text() == (SHIPPED / "loyalty.acl").read_text()
 
 

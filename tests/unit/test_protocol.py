@@ -81,7 +81,8 @@ def test_the_document_names_exactly_the_kiosks_topics(spec):
     topics = protocol.Topics("{prefix}", "{site}", "{device_id}")
     assert set(spec["channels"]) == {topics.status, topics.state, topics.checkin, topics.reply,
                                      topics.health, topics.config_desired,
-                                     topics.config_reported, topics.command("{name}"),
+                                     topics.config_reported, topics.config_version,
+                                     topics.command("{name}"),
                                      topics.command_result("{name}"), topics.enroll}
 
 
@@ -91,6 +92,7 @@ def test_the_document_names_exactly_the_kiosks_topics(spec):
                                     MemberStatus("A", 1, "B", 2, 0.5, "Free coffee"),
                                     CREDITED)),
     ("Refusal", protocol.encode_refusal(CHECKIN.event_id, "", "member_id: too long")),
+    ("ConfigVersion", protocol.encode_config_version(3, "0123456789abcdef")),
     ("ReplyBatch", protocol.encode_replies([
         protocol.encode_refusal("e1", "", "x"), protocol.encode_refusal("e2", "", "y")])[0]),
     ("State", protocol.encode_state("degraded", "display: gone", "0.1.0")),

@@ -15,8 +15,17 @@ KIOSK = Topics("loyalty", "shop", "kiosk-1")
 def test_staff_hear_every_kiosks_retained_messages_health_results_and_rollouts():
     assert protocol.staff_view("loyalty") == [
         "loyalty/+/+/status", "loyalty/+/+/state", "loyalty/+/+/config/reported",
-        "loyalty/+/+/config/desired", "loyalty/+/+/enroll", "loyalty/+/+/tele/health",
-        "loyalty/+/+/cmd/+/result", "loyalty/_fleet/rollout/+"]
+        "loyalty/+/+/config/version", "loyalty/+/+/config/desired", "loyalty/+/+/enroll",
+        "loyalty/+/+/tele/health", "loyalty/+/+/cmd/+/result", "loyalty/_fleet/rollout/+"]
+
+
+def test_a_summary_hears_only_small_retained_messages_and_the_service_hears_orders_too():
+    assert protocol.summary_view("loyalty") == [
+        "loyalty/+/+/status", "loyalty/+/+/state", "loyalty/+/+/config/version",
+        "loyalty/+/+/enroll", "loyalty/+/+/tele/health"]
+    heard = protocol.fleet_service_view("loyalty")
+    assert {"loyalty/+/+/cmd/+", "loyalty/+/+/config/desired", "loyalty/+/+/cmd/+/result",
+            "loyalty/_fleet/service/ask"} <= set(heard)
 
 
 @pytest.mark.parametrize(("topic", "leaf"), [

@@ -1,7 +1,7 @@
 """Staff's fan-out at fleet size: a config to 1,000 and 10,000 simulated kiosks, and the
 fleet summary, each against the raw broker doing the same fan-out in the same run.
 
-    .venv/bin/python tools/bench/fleet.py [--sizes 1000,10000] [--skip-phased]
+    .venv/bin/python tools/bench/fleet.py [--sizes 1000,10000] [--skip-phased] [--summary-only]
 
 The kiosks are :class:`kiosk.testing.fleet.SimulatedFleet` virtual kiosks (the kiosk's
 own guard, sequence book, shadow and report; state folders in ``/dev/shm``), 500 to an
@@ -12,9 +12,13 @@ MQTT connection, on a private mosquitto without persistence. Measured:
   version; against **raw**: one retained QoS 1 message per kiosk topic to the same
   subscriptions, each answered by a retained QoS 1 message, until all answers are back;
 - **config, phased**: the same through a rollout (canary 10, then 10 %, 50 %, 100 %);
-- **summary**: a fresh staff connection until ``kioskctl summary``'s table is computed
-  (retained messages of every kiosk received and settled, read, summarised); against
-  **raw**: a fresh connection receiving the same retained messages, undecoded.
+- **summary**, three ways, each as ``kioskctl summary`` does it: from the **fleet service**
+  (``kiosk-fleet``, run here in a thread with its database in ``/dev/shm``: a fresh
+  connection, one question, the answer), from the **retained messages a summary needs**
+  (no fleet service: status, state, ``config/version``, health, enroll — not the reported
+  configs) and, for comparison, from **every retained message** staff follow (what
+  ``kioskctl`` read for a summary before). Each against **raw**: a fresh connection
+  receiving the same retained messages, undecoded (for the service: the small view's).
 
 Targets: 1,000 kiosks reported in <= 10 s all at once; summary of 10,000 in <= 2 s.
 """
@@ -22,10 +26,12 @@ Targets: 1,000 kiosks reported in <= 10 s all at once; summary of 10,000 in <= 2
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -33,10 +39,13 @@ import paho.mqtt.client as mqtt
 from kiosk.mqtt import protocol
 from kiosk.mqtt.client import connect_now, make_client
 from kiosk.mqtt.settings import MqttSettings
+from kiosk.staff import asking
 from kiosk.staff import fleet as staff_fleet
 from kiosk.staff.client import StaffClient
+from kiosk.staff.fleetd import FleetService, FleetSettings, ServiceSection
 from kiosk.staff.issuer import Issuer
 from kiosk.staff.rollout import Rollouts, Rule
+from kiosk.staff.settings import KeysSection
 from kiosk.staff.summary import summarise
 from kiosk.testing.broker import Mosquitto
 from kiosk.testing.fleet import SimulatedFleet
@@ -87,8 +96,8 @@ def raw_fan_out(broker: MqttSettings, count: int) -> float:
     return elapsed
 
 
-def raw_retained(broker: MqttSettings, expected: int) -> float:
-    """A fresh connection receiving every kiosk's retained messages, undecoded."""
+def raw_retained(broker: MqttSettings, expected: int, view: list[str]) -> float:
+    """A fresh connection receiving ``expected`` retained messages of ``view``, undecoded."""
     received = [0]
     done = threading.Event()
 
@@ -100,7 +109,7 @@ def raw_retained(broker: MqttSettings, expected: int) -> float:
     started = time.perf_counter()
     client = make_client(broker, f"raw-view-{time.monotonic_ns()}", on_message=count)
     connect_now(client)
-    client.subscribe([(topic, 1) for topic in protocol.staff_view(broker.topic_prefix)])
+    client.subscribe([(topic, 1) for topic in view])
     done.wait(120)
     elapsed = time.perf_counter() - started
     client.disconnect()
@@ -108,16 +117,59 @@ def raw_retained(broker: MqttSettings, expected: int) -> float:
     return elapsed
 
 
-def summary_time(broker: MqttSettings) -> tuple[float, int, int]:
-    """A fresh staff connection until the summary is computed; (seconds, kiosks, messages)."""
+def summary_time(broker: MqttSettings, view: list[str] | None) -> tuple[float, int, int]:
+    """A fresh staff connection hearing ``view`` until the summary is computed; (seconds,
+    kiosks, messages)."""
     started = time.perf_counter()
-    client = StaffClient(broker).connect()
+    client = StaffClient(broker, view).connect()
     client.settle()
     sites = summarise(staff_fleet.survey(client))
     elapsed = time.perf_counter() - started
     messages = client.received
     client.close()
     return elapsed, sites[-1].kiosks, messages
+
+
+def service_summary_time(broker: MqttSettings) -> tuple[float, int]:
+    """A fresh connection asking the fleet service for the summary; (seconds, kiosks)."""
+    started = time.perf_counter()
+    client = StaffClient(broker, []).connect()
+    answer = asking.ask(client, "summary")
+    elapsed = time.perf_counter() - started
+    client.close()
+    return elapsed, answer["sites"][-1]["kiosks"]
+
+
+class ServiceThread:
+    """The fleet service in a thread of this process, with its own database."""
+
+    def __init__(self, broker: MqttSettings, folder: Path) -> None:
+        settings = FleetSettings(mqtt=broker, keys=KeysSection(dir=str(folder / "keys")),
+                                 service=ServiceSection(db=str(folder / "fleet.db")))
+        self.service = FleetService(settings)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.service.run, args=(self._stop,),
+                                        daemon=True)
+
+    def __enter__(self) -> FleetService:
+        self._thread.start()
+        return self.service
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def wait_heard(service: FleetService, count: int, timeout: float = 300.0) -> None:
+    """Until the service has heard a config version from every kiosk."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        heard = sum(1 for topic in list(service.latest)
+                    if topic.endswith(protocol.Leaf.CONFIG_VERSION))
+        if heard >= count:
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the fleet service never heard the whole fleet")
 
 
 def apply_all(broker: MqttSettings, issuer: Issuer, count: int, version: int) -> float:
@@ -154,6 +206,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--skip-phased", action="store_true")
+    parser.add_argument("--summary-only", action="store_true", help="no config fan-out rows")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="fleet-bench-", dir="/dev/shm"))
     broker_proc = Mosquitto(root / "broker", persistence=False, max_queued=1_000_000)
@@ -161,29 +214,44 @@ def main() -> None:
     broker = MqttSettings(host=broker_proc.host, port=broker_proc.port)
     signer = Signer.generate()
     issuer = Issuer(signer)
-    rows: list[tuple[int, str, float, float | None]] = []
+    print_header()
     try:
         for count in (int(size) for size in args.sizes.split(",")):
-            raw = raw_fan_out(broker, count)
+            raw = 0.0 if args.summary_only else raw_fan_out(broker, count)
+            sized = replace(broker, topic_prefix=f"fleet{count}")  # no other size's kiosks
             started = time.perf_counter()
-            with SimulatedFleet(broker, root / f"fleet-{count}", count,
+            with SimulatedFleet(sized, root / f"fleet-{count}", count,
                                 (public_key_text(signer.public),),
                                 sites=max(1, count // 50),
                                 per_connection=PER_CONNECTION) as simulated:
-                rows.append((count, "fleet start (all reported)", time.perf_counter() - started,
-                             None))
-                wait_reported(broker, count)
-                summary, heard, messages = summary_time(broker)
+                print_row(count, "fleet start (all reported)", time.perf_counter() - started,
+                          None)
+                wait_reported(sized, count)
+                small_view = protocol.summary_view(sized.topic_prefix)
+                summary, heard, small = summary_time(sized, small_view)
                 assert heard == count, f"summary heard {heard} of {count}"
-                rows.append((count, f"summary ({messages} retained msgs)", summary,
-                             raw_retained(broker, messages)))
-                rows.append((count, "config to all at once", apply_all(broker, issuer, count, 1),
-                             raw))
-                if not args.skip_phased:
-                    rows.append((count, "config phased (10, 10/50/100 %)",
-                                 phased(broker, issuer, count, 2), raw))
-                assert set(simulated.versions().values()) == {1 if args.skip_phased else 2}
-        print_rows(rows)
+                print_row(count, f"summary, retained (small view): {small} msgs", summary,
+                          raw_retained(sized, small, small_view))
+                summary, heard, messages = summary_time(sized, None)
+                assert heard == count, f"summary heard {heard} of {count}"
+                print_row(count, f"summary, retained (every msg): {messages} msgs", summary,
+                          raw_retained(sized, messages, protocol.staff_view(sized.topic_prefix)))
+                with ServiceThread(sized, root / f"service-{count}") as service:
+                    wait_heard(service, count)
+                    asked, heard = service_summary_time(sized)
+                    assert heard == count, f"the service summarised {heard} of {count}"
+                    print_row(count, "summary, fleet service", asked,
+                              raw_retained(sized, small, small_view))
+                if not args.summary_only:
+                    print_row(count, "config to all at once",
+                              apply_all(sized, issuer, count, 1), raw)
+                if not (args.skip_phased or args.summary_only):
+                    print_row(count, "config phased (10, 10/50/100 %)",
+                              phased(sized, issuer, count, 2), raw)
+                if not args.summary_only:
+                    assert set(simulated.versions().values()) == {1 if args.skip_phased
+                                                                   else 2}
+        print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         broker_proc.stop()
         shutil.rmtree(root, ignore_errors=True)
@@ -204,11 +272,14 @@ def wait_reported(broker: MqttSettings, count: int, timeout: float = 300.0) -> N
         client.close()
 
 
-def print_rows(rows: list[tuple[int, str, float, float | None]]) -> None:
-    print(f"{'kiosks':>7}  {'what':<36} {'ours s':>8} {'raw s':>8} {'ratio':>7}")
-    for count, what, ours, raw in rows:
-        ratio = f"{ours / raw:6.1f}x" if raw else ""
-        print(f"{count:>7}  {what:<36} {ours:8.2f} {raw or 0:8.2f} {ratio:>7}", flush=True)
+def print_header() -> None:
+    print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'kiosks':>7}  {'what':<44} {'ours s':>8} {'raw s':>8} {'ratio':>7}")
+
+
+def print_row(count: int, what: str, ours: float, raw: float | None) -> None:
+    ratio = f"{ours / raw:6.1f}x" if raw else ""
+    print(f"{count:>7}  {what:<44} {ours:8.2f} {raw or 0:8.2f} {ratio:>7}", flush=True)
 
 
 if __name__ == "__main__":

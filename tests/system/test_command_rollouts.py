@@ -1,0 +1,93 @@
+"""Staged rollouts of a signed command, and of a software update (the ``update`` command),
+with the real kioskctl against a simulated fleet on a real mosquitto."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from kiosk.staff.kioskctl import OK, REFUSED
+from kiosk.staff.rollout import rank
+from kiosk.testing.fleet import FIRMWARE, device_name
+from kiosk.testing.harness import wait_for
+
+COUNT, SITES = 20, 2
+ROLLOUT = "update-1"
+TARGET = "2.0.0"
+UPDATE = json.dumps({"manifest": {"version": TARGET}, "downgrade": False})
+
+
+def _site(index: int) -> str:
+    return f"site-{index % SITES:02d}"
+
+
+CANARY = device_name(min(range(COUNT), key=lambda i: rank(ROLLOUT, _site(i), device_name(i))))
+"""The first kiosk of rollout ``update-1``'s order: its new release never becomes healthy."""
+
+
+@pytest.fixture
+def fleet_shape() -> dict[str, Any]:
+    return {"count": COUNT, "sites": SITES, "per_connection": 10, "failing_updates": [CANARY]}
+
+
+def test_a_command_rolls_out_in_phases_and_waits_for_an_offline_kiosk(kioskctl, sim_fleet):
+    away = device_name(COUNT - 1)
+    sim_fleet.take_offline([away])
+    code, record = kioskctl.json("rollout", "start", "--command", "restart", "--all",
+                              "--canary", "2", "--phases", "50,100", "--answer-s", "10")
+    assert code == OK and record["state"] == "done" and record["kind"] == "command"
+    assert len(record["sent_at"]) == 3
+    outcomes = {device: o["outcome"] for device, o in record["outcomes"].items()}
+    assert outcomes.pop(away) == "pending"
+    assert set(outcomes.values()) == {"applied"}
+    assert {k.restarts for name, k in sim_fleet.kiosks.items() if name != away} == {1}
+    sim_fleet.bring_online([away])  # its session kept the order: it runs it now
+    wait_for(lambda: sim_fleet.kiosks[away].restarts == 1, 20, "the returning kiosk's restart")
+
+
+def test_a_command_the_canary_refuses_stops_the_rollout(kioskctl, sim_fleet):
+    code, out, _ = kioskctl("rollout", "start", "--command", "set-brightness", "--args",
+                         '{"level": 80}', "--all", "--canary", "1", "--answer-s", "10")
+    assert code == REFUSED, out
+    assert "1 refused" in out and f"{COUNT - 1} not sent" in out
+    code, record = kioskctl.json("rollout", "status")
+    assert code == OK and record[0]["state"] == "aborted"
+
+
+def test_arguments_that_are_not_a_json_object_are_a_clear_error(kioskctl, sim_fleet):
+    code, _, err = kioskctl("rollout", "start", "--command", "ping", "--args", "[1]", "--all")
+    assert code == 1 and "--args" in err and "JSON object" in err
+
+
+def test_an_update_rolls_back_on_the_canary_stops_and_resumes_to_the_rest(kioskctl, sim_fleet):
+    code, out, _ = kioskctl("rollout", "start", "--command", "update", "--args", UPDATE, "--all",
+                         "--id", ROLLOUT, "--canary", "1", "--phases", "50,100",
+                         "--max-bad", "0", "--answer-s", "10")
+    assert code == REFUSED, out
+    assert "1 rolled back" in out and f"{COUNT - 1} not sent" in out
+    code, record = kioskctl.json("rollout", "status", ROLLOUT)
+    assert record["kind"] == "update" and record["outcomes"][CANARY]["outcome"] == "rolled back"
+    assert sim_fleet.release(CANARY)["running"] == FIRMWARE
+
+    code, record = kioskctl.json("rollout", "resume", ROLLOUT)
+    assert code == OK and record["state"] == "done"
+    applied = [d for d, o in record["outcomes"].items() if o["outcome"] == "applied"]
+    assert len(applied) == COUNT - 1
+    assert {sim_fleet.release(device)["running"] for device in applied} == {TARGET}
+
+
+def test_an_update_refused_by_the_kiosk_is_refused_with_its_reason(kioskctl, sim_fleet):
+    older = json.dumps({"manifest": {"version": "0.0.1"}, "downgrade": False})
+    code, record = kioskctl.json("rollout", "start", "--command", "update", "--args", older,
+                              device_name(3), "--answer-s", "10")
+    assert code == REFUSED and record["state"] == "aborted"
+    assert record["outcomes"][device_name(3)]["outcome"] == "refused"
+    assert "downgrade" in record["outcomes"][device_name(3)]["reason"]
+
+
+def test_an_update_needs_a_manifest_that_names_its_version(kioskctl, sim_fleet):
+    code, _, err = kioskctl("rollout", "start", "--command", "update", "--args",
+                         '{"manifest": {}}', "--all")
+    assert code == 1 and "manifest" in err and "version" in err
