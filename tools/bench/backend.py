@@ -36,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -131,6 +132,10 @@ class Kiosks:
             client.disconnect()
 
 
+def _says_subscribed(log: Path) -> bool:
+    return "subscribed:" in log.read_text()
+
+
 def cpu_s(pids: list[int]) -> float:
     """User + system CPU seconds of ``pids`` (those still alive)."""
     total = 0
@@ -195,8 +200,7 @@ def backend(broker: Mosquitto, where: str, instances: int, n: int, kiosks: int,
                  "--client-id", f"{group}-{i}"],
                 stdout=out, stderr=subprocess.STDOUT))
     for log in logs:
-        wait_for(lambda log=log: "subscribed:" in log.read_text(), timeout=60,
-                 what=f"{log.name} subscribed")
+        wait_for(partial(_says_subscribed, log), timeout=60, what=f"{log.name} subscribed")
     senders = Kiosks(broker, kiosks)
     pg = postgres_pids(server) if server else []
     cpu_before, pg_before = cpu_s([p.pid for p in procs]), cpu_s(pg)
