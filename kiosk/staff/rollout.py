@@ -272,12 +272,12 @@ class Rollouts:
                 record.note("done", self._by)
                 break
             batch = kiosks[:ends[record.phase]]
-            earlier = ends[record.phase - 1] if record.phase else 0
+            fresh = record.sent  # commands to kiosks from here on are sent by this call
             self._send(record, batch, record.id)
             record.sent_at.append(round(time.time(), 3))
             self.save(record)
-            self._wait(record, batch)
-            bad = self._judge(record, batch, earlier)
+            self._wait(record, batch, 0 if record.kind == CONFIG else fresh)
+            bad = self._judge(record, batch, fresh)
             latest = self.get(record.id)  # paused or aborted meanwhile, from anywhere?
             if latest.state != RUNNING:
                 return latest
@@ -394,9 +394,11 @@ class Rollouts:
         record.sent = max(record.sent, len(kiosks))
         self._progress(len(messages), len(messages))
 
-    def _wait(self, record: Record, batch: list[fleet.Kiosk]) -> None:
-        """Until every online kiosk of ``batch`` has answered, or ``answer_s`` has passed."""
-        index = {kiosk.device_id: (place, kiosk) for place, kiosk in enumerate(batch)}
+    def _wait(self, record: Record, batch: list[fleet.Kiosk], start: int) -> None:
+        """Until every online kiosk of ``batch`` from ``start`` on has answered, or
+        ``answer_s`` has passed."""
+        index = {batch[place].device_id: (place, batch[place])
+                 for place in range(start, len(batch))}
         answers: dict[str, str | tuple[str, ...]] = {}
         for device_id, (_place, kiosk) in index.items():
             topics = protocol.Topics(self._prefix, kiosk.site, device_id)
@@ -406,15 +408,16 @@ class Rollouts:
             record, index[device_id][1], index[device_id][0], None, time.time())[0] not in (
             WAITING,), record.rule.answer_s)
 
-    def _judge(self, record: Record, batch: list[fleet.Kiosk], earlier: int) -> str:
-        """Why the rule stops the rollout now, or ''. The kiosks of earlier phases count with
-        what they finally said; a command's kiosks there that this machine never heard (a
-        rollout resumed elsewhere) are not held against it a second time."""
+    def _judge(self, record: Record, batch: list[fleet.Kiosk], fresh: int) -> str:
+        """Why the rule stops the rollout now, or ''. A command's kiosks before ``fresh`` were
+        sent their order before this call (an earlier phase, or this phase before a pause,
+        perhaps from another staff machine that heard their results): they count with what
+        they finally said, and are not held against the rollout for being unheard here."""
         now = time.time()
         counts: Counter[str] = Counter()
         for index in range(record.judged_from, len(batch)):
             name = self._outcome(record, batch[index], index, record.sent_at[-1], now)[0]
-            if record.kind == CONFIG or index >= earlier or name in FINAL:
+            if record.kind == CONFIG or index >= fresh or name in FINAL:
                 counts[name] += 1
         seen = sum(counts[name] for name in (*FINAL, NO_ANSWER))
         bad = sum(counts[name] for name in BAD)

@@ -37,10 +37,11 @@ def intruder(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
 
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """CA, broker, two kiosks, staff and backend; the shipped ACL beside them."""
+    """CA, broker, two kiosks, staff, backend, Home Assistant and the fleet service; the
+    shipped ACL beside them."""
     directory = tmp_path_factory.mktemp("certs")
     make_certs(directory, kiosks=[A, B], staff=["admin"], backends=["loyalty"],
-               home_assistants=["home"])
+               home_assistants=["home"], fleet_services=["main"])
     shutil.copy(SHIPPED / "loyalty.acl", directory / "loyalty.acl")
     # The same CA, but a broker certificate for a name the clients do not use.
     wrong = directory / "wrong-name"

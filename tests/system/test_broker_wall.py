@@ -31,7 +31,16 @@ from kiosk.testing.broker import Mosquitto, find_mosquitto
 from kiosk.testing.harness import RunningKiosk, wait_for
 from kiosk.trust import pki
 from tests import ROOT, hass_schema
-from tests.system.wall import BACKEND, SITE, STAFF, A, B, shipped_broker, tls_kiosk_config
+from tests.system.wall import (
+    BACKEND,
+    FLEET,
+    SITE,
+    STAFF,
+    A,
+    B,
+    shipped_broker,
+    tls_kiosk_config,
+)
 
 pytestmark = pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
 
@@ -236,6 +245,24 @@ def test_staff_command_and_configure_but_cannot_act_as_a_kiosk_or_the_backend(pe
     # Not even under a root named after itself (the patterns would give that to any CN).
     assert not staff.may_publish(f"loyalty/{SITE}/{STAFF}/evt/checkin", _checkin(STAFF))
     assert not peers(A).up().may_publish(f"{_root(B)}/config/desired", b"{}")
+
+
+def test_the_fleet_service_hears_staff_orders_and_answers_staff_but_orders_nothing(peers):
+    service = peers(FLEET).up().subscribe(f"{_root(B)}/cmd/+", f"{_root(B)}/config/desired",
+                                          "loyalty/_fleet/service/ask")
+    staff = peers(STAFF).up()
+    for topic in (f"{_root(B)}/cmd/identify", f"{_root(B)}/config/desired",
+                  "loyalty/_fleet/service/ask"):
+        assert staff.may_publish(topic, b"{}"), topic
+    wait_for(lambda: len(service.topics()) == 3, 5, "the orders and the question")
+    assert service.may_publish("loyalty/_fleet/service/answer/kioskctl-1", b"{}")
+    assert service.may_publish("loyalty/_fleet/service/status", b"online", retain=True)
+    for topic in (f"{_root(B)}/cmd/identify", f"{_root(B)}/config/desired", f"{_root(B)}/status",
+                  "loyalty/_fleet/rollout/r1", "loyalty/_fleet/service/ask"):
+        assert not service.may_publish(topic, b"{}"), topic
+    assert not staff.may_publish("loyalty/_fleet/service/answer/kioskctl-1", b"{}")
+    assert not staff.may_publish("loyalty/_fleet/service/status", b"offline")
+    assert not peers(A).up().may_publish("loyalty/_fleet/service/ask", b"{}")
 
 
 @pytest.fixture

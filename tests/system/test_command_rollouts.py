@@ -4,12 +4,17 @@ with the real kioskctl against a simulated fleet on a real mosquitto."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
 
+from kiosk.mqtt import protocol
+from kiosk.staff.keyring import Keyring
+from kiosk.staff.kinds import order_id
 from kiosk.staff.kioskctl import OK, REFUSED
-from kiosk.staff.rollout import rank
+from kiosk.staff.rollout import Record, Rule, rank
 from kiosk.testing.fleet import FIRMWARE, device_name
 from kiosk.testing.harness import wait_for
 
@@ -91,3 +96,35 @@ def test_an_update_needs_a_manifest_that_names_its_version(kioskctl, sim_fleet):
     code, _, err = kioskctl("rollout", "start", "--command", "update", "--args",
                          '{"manifest": {}}', "--all")
     assert code == 1 and "manifest" in err and "version" in err
+
+
+def test_a_command_rollout_paused_elsewhere_resumes_without_judging_what_it_did_not_hear(
+        kioskctl, sim_fleet, intruder):
+    """Another staff machine sent the canary its order and paused; the results went to that
+    machine. Resumed here, the canary is not counted as silent: the rollout goes on."""
+    keyring = Keyring(kioskctl.keys)
+    issuer, _name = keyring.issuer("alice")
+    rollout_id, now = "paused-1", round(time.time(), 3)
+    order = sorted(range(COUNT), key=lambda i: rank(rollout_id, _site(i), device_name(i)))
+    canary = [(device_name(i), _site(i)) for i in order[:2]]
+    heard: list[str] = []  # the other machine's ears: the results go there, and only there
+    intruder.on_message = lambda _c, _u, message: heard.append(message.topic)
+    subscribed = threading.Event()
+    intruder.on_subscribe = lambda *_args: subscribed.set()
+    intruder.subscribe(protocol.Topics("loyalty", "+", "+").command_result("restart"), 1)
+    assert subscribed.wait(10)
+    for device, site in canary:
+        _order, payload = issuer.command(f"{site}/{device}", "restart", cmd_id=order_id(
+            rollout_id, site, device))
+        intruder.publish(protocol.Topics("loyalty", site, device).command("restart"), payload,
+                         qos=1).wait_for_publish(5)
+    keyring.save_seq("alice", issuer)
+    wait_for(lambda: len(heard) == 2, 20, "the canary's results, heard elsewhere")
+    record = Record(rollout_id, {}, {"all": True}, 2, [100.0], Rule(0.0, 1, 5.0), "bob", now,
+                    state="paused", sent_at=[now], kind="command", sent=2,
+                    command={"name": "restart", "args": {}})
+    intruder.publish(protocol.rollout_topic("loyalty", rollout_id), record.to_json(), qos=1,
+                     retain=True).wait_for_publish(5)
+    code, resumed = kioskctl.json("rollout", "resume", rollout_id)
+    assert code == OK and resumed["state"] == "done", resumed["reason"]
+    assert {k.restarts for k in sim_fleet.kiosks.values()} == {1}

@@ -17,7 +17,7 @@ from tests import ROOT
 SHIPPED = ROOT / "config" / "mosquitto"
 SITE = "test-shop"
 A, B = "kiosk-a", "kiosk-b"
-STAFF, BACKEND = "staff:admin", "backend:loyalty"
+STAFF, BACKEND, FLEET = "staff:admin", "backend:loyalty", "fleet:main"
 
 
 def shipped_broker(workdir: Path, files: Path) -> Mosquitto:
