@@ -117,13 +117,18 @@ def _parser() -> argparse.ArgumentParser:
 
     rollout = _Verbs(verbs.add_parser("rollout", help="staged rollouts of a config or a command")
                      .add_subparsers(dest="rollout_verb", required=True), anywhere)
-    verb = rollout.add_parser("start", help="roll a TOML change (or --command) out in phases")
-    verb.add_argument("file", nargs="?", help="the TOML change (not with --command)")
+    verb = rollout.add_parser("start", help="roll a TOML change, a command or a software "
+                                            "update out in phases")
+    verb.add_argument("file", nargs="?", help="the TOML change (not with --command/--update)")
     _add_targets(verb)
-    verb.add_argument("--command", metavar="NAME", help="roll out this signed command instead "
-                                                        "(update: a software update)")
+    order = verb.add_mutually_exclusive_group()
+    order.add_argument("--command", metavar="NAME", help="roll out this signed command instead")
+    order.add_argument("--update", metavar="MANIFEST", help="roll out the software release "
+                                                            "this signed manifest.json names")
     verb.add_argument("--args", default="{}", metavar="JSON",
                       help="the command's arguments as a JSON object (default {})")
+    verb.add_argument("--downgrade", action="store_true",
+                      help="with --update: install it even where a newer release runs")
     verb.add_argument("--canary", type=int, default=1, help="kiosks in the first phase "
                                                             "(default 1)")
     verb.add_argument("--phases", default="10,50,100",
@@ -348,13 +353,19 @@ def _rollout_start(args: argparse.Namespace, settings: StaffSettings) -> int:
 
 
 def _rollout_order(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The config change, or the command (``{"name", "args"}``), a rollout sends."""
-    if not args.command:
+    """The config change, or the command (``{"name", "args"}``), a rollout sends; an update
+    is the command ``update`` with the release's signed manifest as its argument."""
+    if not (args.command or args.update):
         if not args.file:
-            raise ConfigError("rollout start: name a TOML change, or --command NAME")
+            raise ConfigError("rollout start: name a TOML change, --command NAME or "
+                              "--update MANIFEST")
         return _toml(args.file), None
-    if args.file:  # with --command, the first positional word is a kiosk, not a file
+    if args.file:  # with an order, the first positional word is a kiosk, not a file
         args.devices = [args.file, *args.devices]
+    if args.update:
+        manifest = _json_file(args.update, "--update")
+        return {}, {"name": "update", "args": {"manifest": manifest,
+                                               "downgrade": args.downgrade}}
     try:
         arguments = json.loads(args.args)
     except ValueError as exc:
@@ -362,6 +373,18 @@ def _rollout_order(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
     if not isinstance(arguments, dict):
         raise ConfigError("--args: expected a JSON object, e.g. '{\"level\": 80}'")
     return {}, {"name": args.command, "args": arguments}
+
+
+def _json_file(path: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{option} {path}: not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option} {path}: expected a JSON object")
+    return value
 
 
 def _rollout_status(args: argparse.Namespace, settings: StaffSettings) -> int:

@@ -66,8 +66,11 @@ def test_arguments_that_are_not_a_json_object_are_a_clear_error(kioskctl, sim_fl
     assert code == 1 and "--args" in err and "JSON object" in err
 
 
-def test_an_update_rolls_back_on_the_canary_stops_and_resumes_to_the_rest(kioskctl, sim_fleet):
-    code, out, _ = kioskctl("rollout", "start", "--command", "update", "--args", UPDATE, "--all",
+def test_an_update_rolls_back_on_the_canary_stops_and_resumes_to_the_rest(
+        kioskctl, sim_fleet, tmp_path):
+    manifest = tmp_path / "manifest.json"  # what `kioskctl release sign` writes
+    manifest.write_text(json.dumps(json.loads(UPDATE)["manifest"]))
+    code, out, _ = kioskctl("rollout", "start", "--update", str(manifest), "--all",
                          "--id", ROLLOUT, "--canary", "1", "--phases", "50,100",
                          "--max-bad", "0", "--answer-s", "10")
     assert code == REFUSED, out
@@ -92,10 +95,15 @@ def test_an_update_refused_by_the_kiosk_is_refused_with_its_reason(kioskctl, sim
     assert "downgrade" in record["outcomes"][device_name(3)]["reason"]
 
 
-def test_an_update_needs_a_manifest_that_names_its_version(kioskctl, sim_fleet):
+def test_an_update_needs_a_manifest_that_names_its_version(kioskctl, sim_fleet, tmp_path):
     code, _, err = kioskctl("rollout", "start", "--command", "update", "--args",
                          '{"manifest": {}}', "--all")
     assert code == 1 and "manifest" in err and "version" in err
+    code, _, err = kioskctl("rollout", "start", "--update", str(tmp_path / "none.json"), "--all")
+    assert code == 1 and "none.json" in err and "No such file" in err
+    (tmp_path / "list.json").write_text("[]")
+    code, _, err = kioskctl("rollout", "start", "--update", str(tmp_path / "list.json"), "--all")
+    assert code == 1 and "expected a JSON object" in err
 
 
 def test_a_command_rollout_paused_elsewhere_resumes_without_judging_what_it_did_not_hear(
