@@ -188,6 +188,8 @@ def _release_verbs(release: _Verbs) -> None:
     verb.add_argument("--no-deps", action="store_true",
                       help="the kiosk's wheel alone: only for kiosks whose dependencies are "
                            "already those of this release")
+    verb.add_argument("--no-build-isolation", action="store_true",
+                      help="build with this environment's setuptools (offline)")
     verb.set_defaults(run=_release_build)
     verb = release.add_parser("sign", help="sign a built release's manifest")
     verb.add_argument("folder")
@@ -496,7 +498,8 @@ def _release_key(args: argparse.Namespace, _settings: StaffSettings) -> int:
 def _release_build(args: argparse.Namespace, _settings: StaffSettings) -> int:
     built = release.build(Path(args.checkout), Path(args.out),
                           args.machines or ["aarch64", "armv7l"],
-                          min_previous=args.min_previous, with_deps=not args.no_deps)
+                          min_previous=args.min_previous, with_deps=not args.no_deps,
+                          isolated=not args.no_build_isolation)
     _emit(args, built.body(), f"release {built.version} for {', '.join(built.machines)}: "
           f"{len(built.files)} files, {sum(f.size for f in built.files) // 1024} KiB in "
           f"{args.out}\nnext: kioskctl release sign {args.out} --key KEY --url URL")

@@ -66,15 +66,17 @@ def machine_of(wheel: str) -> str:
 
 
 def build(checkout: Path, out: Path, machines: list[str], *, python: str = PYTHON,
-          min_previous: str = "", with_deps: bool = True) -> Release:
+          min_previous: str = "", with_deps: bool = True, isolated: bool = True) -> Release:
     """Build the kiosk's wheel from ``checkout`` and fetch its dependencies for ``machines``
     into ``out``; write the unsigned manifest. ``with_deps=False``: the kiosk's wheel alone
-    (for a kiosk whose dependencies did not change; tests)."""
+    (for kiosks whose dependencies this release does not change; tests).
+    ``isolated=False``: build with this environment's setuptools (offline) instead of a
+    fresh one from PyPI."""
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
         raise ReleaseError(f"{out} is not empty")
-    _pip(["wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir", str(out),
-          str(checkout)], "build the kiosk's wheel")
+    _pip(["wheel", "--quiet", "--no-deps", *([] if isolated else ["--no-build-isolation"]),
+          "--wheel-dir", str(out), str(checkout)], "build the kiosk's wheel")
     kiosk = next((p.name for p in out.glob("loyalty_kiosk-*.whl")), None)
     if kiosk is None:
         raise ReleaseError("pip built no loyalty_kiosk wheel")
@@ -133,9 +135,7 @@ def sign_release(folder: Path, key: Path, url: str) -> Manifest:
             raise ReleaseError(f"{file.name}: missing or changed since the build")
     url = url if url.endswith("/") else url + "/"
     try:
-        signed = sign(parse_release({**release.body(), "url": url,
-                                     "machines": list(release.machines),
-                                     "files": [vars(f) for f in release.files]}), signer)
+        signed = sign(parse_release({**release.body(), "url": url}), signer)
     except ManifestError as exc:
         raise ReleaseError(str(exc)) from None
     (folder / MANIFEST).write_text(json.dumps(signed.to_json(), indent=1) + "\n")

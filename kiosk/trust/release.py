@@ -84,8 +84,9 @@ class Release:
         return [file for file in self.files if file.machine in ("any", machine)]
 
     def body(self) -> dict[str, Any]:
-        """The release as JSON-ready data."""
-        return asdict(self)
+        """The release as JSON data (lists, as :func:`parse_release` reads them)."""
+        return {**asdict(self), "machines": list(self.machines),
+                "files": [asdict(file) for file in self.files]}
 
 
 @dataclass(frozen=True)
