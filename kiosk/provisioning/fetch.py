@@ -92,9 +92,10 @@ def fetch_one(url: str, file: ReleaseFile, folder: Path) -> None:
                 out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
-    if have < file.size:
+        ended = response.length == 0  # the server sent all it said it would
+    if have < file.size and not ended:
         raise ConnectionError(f"connection closed after {have} of {file.size} bytes")
-    if have > file.size or digest.hexdigest() != file.sha256:
+    if have != file.size or digest.hexdigest() != file.sha256:
         part.unlink()
         raise FetchError(f"{file.name}: not the file the release signed (size or SHA-256 "
                          "differs); is the server serving another release?")

@@ -278,14 +278,19 @@ def _progress(total: int) -> fleet.Progress:
 def _list(args: argparse.Namespace, settings: StaffSettings) -> int:
     with _connected(settings) as client:
         kiosks = fleet.survey(client)
+        leaves = client.kiosks()
+    releases = [view.release_of(leaves.get((k.site, k.device_id), {}).get(protocol.Leaf.STATE))
+                for k in kiosks]
     rows = [["DEVICE", "SITE", "STATUS", "STATE", "FIRMWARE", "CONFIG", "OUTBOX", "AWAIT",
              "SEEN"]]
-    for kiosk in kiosks:
+    for kiosk, reported in zip(kiosks, releases, strict=True):
         rows.append([kiosk.device_id, kiosk.site,
                      "enroll?" if kiosk.waiting_to_enroll else kiosk.status, kiosk.state or "-",
-                     kiosk.firmware or "-", _dash(kiosk.config_version),
+                     view.release_text(reported) if reported else kiosk.firmware or "-",
+                     _dash(kiosk.config_version),
                      _dash(kiosk.outbox_depth), _awaiting(kiosk), view.ago(kiosk.last_seen)])
-    _emit(args, [asdict(kiosk) for kiosk in kiosks], view.table(rows))
+    _emit(args, [{**asdict(kiosk), "release": reported}
+                 for kiosk, reported in zip(kiosks, releases, strict=True)], view.table(rows))
     return OK
 
 

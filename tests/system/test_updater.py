@@ -27,7 +27,7 @@ from kiosk.trust.signing import Signer, public_key_text
 from tests.releases import SYSTEMCTL, toy_release
 
 HEALTH_S = 1.0
-START_S = 3.0
+START_S = 2.0
 
 
 @dataclass
@@ -144,7 +144,6 @@ def test_a_healthy_release_is_installed_beside_the_old_one_and_committed(kiosk):
     ("import-error", "never reached READY"),
     ("crash", "restarted while on trial"),
     ("unhealthy", "not connected to the broker"),
-    ("offline", "never connected to the broker"),
 ])
 def test_a_release_that_fails_on_trial_is_switched_back_by_itself(kiosk, behaviour, reason):
     kiosk.request("2.0", behaviour)
@@ -187,13 +186,6 @@ def test_the_updater_refuses_what_it_cannot_verify_or_may_not_install(kiosk, cha
     assert isinstance(failure, dict) and reason in failure["reason"], failure
     assert sorted(p.name for p in (kiosk.opt / "releases").iterdir()) == ["1.0"]
     assert not (kiosk.root / "run/restarts").exists()  # the kiosk was never touched
-
-
-def test_a_downgrade_is_installed_only_when_ordered(kiosk):
-    kiosk.request("0.5", downgrade=True)
-    assert kiosk.updater().returncode == 0
-    assert (kiosk.link("current"), kiosk.link("committed")) == ("0.5", "0.5")
-    assert kiosk.runs() == "0.5"
 
 
 STEPS = ["accepted", "verified", "copied", "installed", "trying", "switched", "restarted",
