@@ -22,6 +22,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from kiosk import KioskError
@@ -75,8 +76,14 @@ def build(checkout: Path, out: Path, machines: list[str], *, python: str = PYTHO
     out.mkdir(parents=True, exist_ok=True)
     if any(out.iterdir()):
         raise ReleaseError(f"{out} is not empty")
-    _pip(["wheel", "--quiet", "--no-deps", *([] if isolated else ["--no-build-isolation"]),
-          "--wheel-dir", str(out), str(checkout)], "build the kiosk's wheel")
+    with tempfile.TemporaryDirectory() as temp:
+        # From a clean copy: setuptools reuses a build/ folder in the tree, and a file
+        # deleted since the last build would still ship.
+        source = Path(temp) / "src"
+        shutil.copytree(checkout, source, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", "state"))
+        _pip(["wheel", "--quiet", "--no-deps", *([] if isolated else ["--no-build-isolation"]),
+              "--wheel-dir", str(out.absolute()), str(source)], "build the kiosk's wheel")
     kiosk = next((p.name for p in out.glob("loyalty_kiosk-*.whl")), None)
     if kiosk is None:
         raise ReleaseError("pip built no loyalty_kiosk wheel")

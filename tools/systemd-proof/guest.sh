@@ -8,7 +8,7 @@ set -uo pipefail
 export LANG=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 CHECKOUT=/root/loyalty-kiosk
 CONFIG=/etc/kiosk/kiosk.toml
-VENV=/opt/kiosk/.venv
+VENV=/opt/kiosk/current
 STAGE=/var/lib/proof-stage
 failed=0
 
