@@ -186,8 +186,8 @@ def _release_verbs(release: _Verbs) -> None:
     verb.add_argument("--min-previous", default="", help="oldest version it may replace "
                                                          "(default: its own version)")
     verb.add_argument("--no-deps", action="store_true",
-                      help="the kiosk's wheel alone: only for kiosks whose dependencies are "
-                           "already those of this release")
+                      help="the kiosk's wheel alone: tries the build and the signature; "
+                           "kiosks cannot install it (they install offline from the release)")
     verb.add_argument("--no-build-isolation", action="store_true",
                       help="build with this environment's setuptools (offline)")
     verb.set_defaults(run=_release_build)

@@ -70,7 +70,8 @@ def build(checkout: Path, out: Path, machines: list[str], *, python: str = PYTHO
           min_previous: str = "", with_deps: bool = True, isolated: bool = True) -> Release:
     """Build the kiosk's wheel from ``checkout`` and fetch its dependencies for ``machines``
     into ``out``; write the unsigned manifest. ``with_deps=False``: the kiosk's wheel alone
-    (for kiosks whose dependencies this release does not change; tests).
+    (tries the build offline; the updater, which installs from the release's own wheels,
+    cannot install it).
     ``isolated=False``: build with this environment's setuptools (offline) instead of a
     fresh one from PyPI."""
     out.mkdir(parents=True, exist_ok=True)
