@@ -309,6 +309,10 @@ def _run(argv: list[str], what: str) -> None:
 
 
 def _restart_kiosk() -> None:
+    # A release that failed to start 5 times in 5 minutes hit kiosk.service's start limit:
+    # systemd refuses to start it again until the failure is reset.
+    subprocess.run(["systemctl", "reset-failed", "kiosk.service"], capture_output=True,
+                   timeout=120)
     result = subprocess.run(["systemctl", "restart", "--no-block", "kiosk.service"],
                             capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
