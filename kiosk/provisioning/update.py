@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -133,9 +134,12 @@ class Updates:
     def _fetch(self, release: Release, args: dict[str, Any], downgrade: bool) -> None:
         """On its own thread: fetch, then ask the updater. Touches nothing of the controller's;
         the result goes to ``_fetched``, which :meth:`tick` reads."""
+        folder = self._layout.files(release.version)
         try:
-            fetch_all(release.url, release.files_for(platform.machine()),
-                      self._layout.files(release.version))
+            for other in folder.parent.glob("*"):  # one release's files at most, not one each
+                if other != folder:
+                    shutil.rmtree(other, ignore_errors=True)
+            fetch_all(release.url, release.files_for(platform.machine()), folder)
             write_json(self._layout.request, {"manifest": args["manifest"],
                                               "downgrade": downgrade})
         except (FetchError, OSError) as exc:

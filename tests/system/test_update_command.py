@@ -93,14 +93,16 @@ def test_a_signed_release_is_fetched_and_the_updater_asked(kiosk, staff, issuer,
     assert release_state(staff, kiosk, lambda r: True) == {
         "running": __version__, "trying": None, "last_failure": None}
     manifest = publish(web, release_key, "9.0")
+    spool = Path(kiosk.config.kiosk.state_dir) / "update"
+    (spool / "files/8.0").mkdir(parents=True)  # an earlier release's files
     body = update(staff, kiosk, issuer, manifest)
     assert body["status"] == "ok" and body["data"] == {"accepted": "9.0"}, body
-    spool = Path(kiosk.config.kiosk.state_dir) / "update"
     assert staff.wait(lambda: (spool / "request.json").exists(), 15)
     request = json.loads((spool / "request.json").read_text())
     assert request == {"manifest": manifest.to_json(), "downgrade": False}
     for file in manifest.release.files:
         assert (spool / "files/9.0" / file.name).stat().st_size == file.size
+    assert not (spool / "files/8.0").exists()  # the state directory holds one release at most
     # A second order while one waits for the updater is refused.
     busy = update(staff, kiosk, issuer, publish(web, release_key, "9.1"))
     assert busy["status"] == "error" and "already" in busy["error"], busy
