@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 2.0
 """How often the heartbeat is written (the updater calls one older than 10 s stale)."""
-STATUS_S = 5.0
+STATUS_S = 2.0
 """How often the updater's report is read for changes."""
 
 
