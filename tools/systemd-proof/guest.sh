@@ -337,7 +337,7 @@ update_setup() {
 build_release() {
     local src="/root/src-$1"
     rm -rf "$src" "/root/rel-$1"
-    git clone -q "$CHECKOUT" "$src" || return 1
+    git -c advice.detachedHead=false clone -q "$CHECKOUT" "$src" || return 1
     sed -i "s/^version = \".*\"/version = \"$1\"/" "$src/pyproject.toml"
     sed -i "s/^__version__ = \".*\"/__version__ = \"$1\"/" "$src/kiosk/__init__.py"
     [ "${2:-}" != broken ] || echo 'import kiosk_no_such_module  # broken' >> "$src/kiosk/cli.py"
