@@ -379,6 +379,8 @@ v3_rolled_back() {
     wait_for 60 heartbeat_connected
     echo "switched back $(since "$asked") s after the order; the kiosk runs $(kiosk_release);" \
         "$(release_json)"
+    journalctl -b -q -o cat -u kiosk.service --since "@$(( $(date +%s) - 600 ))" \
+        | grep -m3 -E 'kiosk_no_such_module|Scheduled restart job|repeated too quickly'
     updater_log 3
     committed_is "$V2" && [ "$(kiosk_release)" = "$V2" ] && [ ! -e "/opt/kiosk/releases/$V3" ]
 }
