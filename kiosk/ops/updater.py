@@ -155,7 +155,12 @@ class Updater:
             self.layout.work.unlink(missing_ok=True)
             self._remove_incomplete()
             return read_status(self.layout.status_file)
-        return self._trial(release)
+        try:
+            return self._trial(release)
+        except Exception:  # a full disk, a hung systemctl: the kiosk must not stay on trial
+            log.exception("the trial of %s failed", release.version)
+            self.recover(restart=True)
+            raise
 
     def _order(self, request: object) -> tuple[Release, bool]:
         if not isinstance(request, dict):
@@ -303,7 +308,10 @@ def _copy_verified(source: Path, dest: Path, size: int, sha256: str) -> None:
 
 
 def _run(argv: list[str], what: str) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=1800)
+    except subprocess.TimeoutExpired:
+        raise UpdateRefused(f"could not {what}: still running after 30 minutes") from None
     if result.returncode != 0:
         raise UpdateRefused(f"could not {what}: {(result.stderr or result.stdout).strip()[-300:]}")
 

@@ -215,3 +215,16 @@ def test_a_kill_at_any_step_boots_into_a_working_release(kiosk, step):
             kiosk.request("2.0")
             assert kiosk.updater().returncode == 0
             assert kiosk.link("committed") == "2.0"
+
+
+def test_an_updater_that_fails_mid_trial_leaves_no_release_on_trial(kiosk):
+    # The link cannot be replaced (here: a folder where its temporary name goes; in the
+    # field: a full disk): the updater fails, and says so, but nothing stays on trial.
+    (kiosk.opt / ".current.new").mkdir()
+    kiosk.request("2.0")
+    result = kiosk.updater()
+    assert result.returncode == 1 and "the trial of 2.0 failed" in result.stderr
+    assert (kiosk.link("current"), kiosk.link("committed")) == ("1.0", "1.0")
+    status = kiosk.status()
+    assert status["trying"] is None and status["last_failure"]["version"] == "2.0"  # type: ignore[index]
+    assert not (kiosk.opt / "work.json").exists()
