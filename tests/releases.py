@@ -49,20 +49,30 @@ def main():
             if generation < 2:
                 subprocess.Popen([sys.argv[0], *sys.argv[1:]], start_new_session=True,
                                  env={{**os.environ, "TOY_GENERATION": str(generation + 1)}})
-            return 1
+            return 0  # restarted already: systemd has not given up on it
         beat(behaviour != "offline" and not (behaviour == "unhealthy" and age > 0.5))
         time.sleep(0.3)
 '''
 
 SYSTEMCTL = '''#!/bin/sh
-# The one systemctl call the updater makes: restart kiosk.service, as systemd would.
-[ "$1" = restart ] || exit 0
+# The systemctl calls the updater makes, on kiosk.service, as systemd answers them: restart
+# runs /opt/kiosk/current/bin/kiosk (ExecStart=); a kiosk that exits with an error marks
+# the unit failed at once (systemd would after its start limit, 5 failures); reset-failed
+# clears that.
 root="{root}"
+case "$1" in
+    is-failed) [ -e "$root/run/kiosk.failed" ]; exit ;;
+    reset-failed) rm -f "$root/run/kiosk.failed"; exit 0 ;;
+    restart) ;;
+    *) exit 0 ;;
+esac
 [ -f "$root/run/kiosk.pid" ] && kill "$(cat "$root/run/kiosk.pid")" 2>/dev/null
 rm -f "$root/run/kiosk.pid"
 echo restart >> "$root/run/restarts"
-TOY_HEALTH="$root/run/kiosk/release-health.json" TOY_PIDFILE="$root/run/kiosk.pid" \\
-    setsid "$root/opt/kiosk/current/bin/kiosk" run >/dev/null 2>&1 < /dev/null &
+export TOY_HEALTH="$root/run/kiosk/release-health.json" TOY_PIDFILE="$root/run/kiosk.pid"
+setsid sh -c '"$1" run; rc=$?; [ "$rc" -eq 0 ] || [ "$rc" -gt 128 ] || touch "$2"' \\
+    sh "$root/opt/kiosk/current/bin/kiosk" \\
+    "$root/run/kiosk.failed" >/dev/null 2>&1 < /dev/null &
 exit 0
 '''
 

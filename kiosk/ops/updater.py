@@ -262,6 +262,9 @@ class Updater:
                     why = (f"not healthy: {beat.state}" if beat.connected
                            else "not connected to the broker" if connected_once
                            else "never connected to the broker")
+            elif _kiosk_failed():
+                return ("kiosk.service failed: systemd stopped restarting it (it crashed at "
+                        "every start)")
             elif pid is not None:
                 good_since = None
                 why = f"stopped while on trial (no heartbeat for {STALE_S:g} s)"
@@ -325,6 +328,13 @@ def _restart_kiosk() -> None:
                             capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         log.error("systemctl restart kiosk.service: %s", result.stderr.strip())
+
+
+def _kiosk_failed() -> bool:
+    """True once systemd gave up on kiosk.service (its start limit: 5 failures in 5 min): a
+    release that cannot start is switched back then, not after ``start_s``."""
+    return subprocess.run(["systemctl", "is-failed", "--quiet", "kiosk.service"],
+                          capture_output=True, timeout=120).returncode == 0
 
 
 def _free_bytes(path: Path) -> int:

@@ -141,7 +141,8 @@ def test_a_healthy_release_is_installed_beside_the_old_one_and_committed(kiosk):
 
 
 @pytest.mark.parametrize("behaviour, reason", [
-    ("import-error", "never reached READY"),
+    ("import-error", "kiosk.service failed: systemd stopped restarting it"),
+    ("offline", "never connected to the broker"),
     ("crash", "restarted while on trial"),
     ("unhealthy", "not connected to the broker"),
 ])
