@@ -299,7 +299,7 @@ offline_install_does_not_abort() {
 # v1 is what tools/install.sh installed; v2 and v4 are this checkout with a higher version,
 # v3 the same but unable to import; the kiosk fetches them from a web server here and is
 # ordered to install them over MQTT (a mosquitto here), as staff would.
-V1=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$CHECKOUT/kiosk/__init__.py")
+V1=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$CHECKOUT/kiosk/__init__.py" 2>/dev/null)
 V2=99.0.1 V3=99.0.2 V4=99.0.3
 WWW=/srv/releases
 kioskctl() { "$VENV/bin/kioskctl" --config /root/kioskctl.toml "$@"; }
