@@ -192,6 +192,37 @@ class StaffSection:
 
 
 @dataclass(frozen=True)
+class UpdateSection:
+    """Software updates over the air (docs/updates.md): who may sign a release, and how long a
+    new one must stay healthy before it is kept. Local only: a remote config could otherwise
+    trust its own release key."""
+
+    release_keys: tuple[str, ...] = ()
+    """Release public keys (``kioskctl release key``); none: the kiosk refuses every update."""
+    health_s: float = 120.0
+    """A new release must be ready, connected and healthy this long to be committed."""
+    start_s: float = 180.0
+    """How long a new release has to start and connect before it is switched back."""
+    status_file: str = "/opt/kiosk/release.json"
+    """The updater's report (read only); beside it, /opt/kiosk/releases and the links."""
+    health_file: str = "/run/kiosk/release-health.json"
+    """The kiosk's heartbeat the updater commits on (a tmpfs: it is written every 2 s)."""
+
+    def __post_init__(self) -> None:
+        from kiosk.trust.signing import SignatureError, public_key_from_text
+
+        for text in self.release_keys:
+            try:
+                public_key_from_text(text)
+            except (SignatureError, ValueError):
+                raise ValueError(f"release_keys: {text[:50]!r} is not a public key") from None
+        if not 1 <= self.health_s <= 3600:
+            raise ValueError("health_s: expected 1 to 3600 s")
+        if not 1 <= self.start_s <= 3600:
+            raise ValueError("start_s: expected 1 to 3600 s")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration of one kiosk."""
 
@@ -202,6 +233,7 @@ class Config:
     outbox: OutboxSection = field(default_factory=OutboxSection)
     telemetry: TelemetrySection = field(default_factory=TelemetrySection)
     staff: StaffSection = field(default_factory=StaffSection)
+    update: UpdateSection = field(default_factory=UpdateSection)
     homeassistant: HomeAssistantSection = field(default_factory=HomeAssistantSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
     camera: CameraSpec = field(default_factory=CameraSpec)
@@ -223,7 +255,7 @@ class Config:
 
 
 STATE_FILES = ("kiosk.db", "kiosk.db-wal", "kiosk.db-shm", "kiosk.db-journal", "kiosk.lock",
-               "log-key", "config", "mqtt-session")
+               "log-key", "config", "mqtt-session", "update")
 """What the state directory itself holds (``kiosk.store``, ``kiosk.provisioning.overlay``)."""
 
 

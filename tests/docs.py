@@ -28,6 +28,7 @@ NEEDS = {
     "a broker and kiosks": "a broker with kiosks on it and a staff key they trust",
     "minutes of CPU": "benchmarks: minutes of a quiet machine",
     "a change to review": "rewrites files in the checkout after a deliberate change",
+    "the network": "PyPI or another server on the internet: the tests run offline",
 }
 
 _FENCE = re.compile(r"^```(\S*)\s*$")

@@ -53,7 +53,7 @@ mkdir -p "$ROOTFS$CHECKOUT"
 git -C "$SRC" archive --format=tar HEAD | tar -x -C "$ROOTFS$CHECKOUT"
 say "install as README says: sudo tools/install.sh"
 in_root sh -c "cd $CHECKOUT && sudo tools/install.sh"
-in_root /opt/kiosk/.venv/bin/kiosk check-config --config /etc/kiosk/kiosk.toml
+in_root /opt/kiosk/current/bin/kiosk check-config --config /etc/kiosk/kiosk.toml
 say "second run (must change nothing)"
 in_root sh -c "cd $CHECKOUT && sudo tools/install.sh" | grep 'change(s)'
 

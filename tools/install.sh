@@ -11,9 +11,12 @@
 #                       user, groups and the enabled unit; no apt-get, no service restart
 #   --pip-options "..." extra pip options, e.g. "--no-index --find-links /media/wheels"
 #
-# What lands where: /opt/kiosk/.venv (sees apt's picamera2, libcamera and lgpio through
-# --system-site-packages), /etc/kiosk/kiosk.toml (never overwritten), /var/lib/kiosk
-# (state, 0750 kiosk:kiosk), /etc/systemd/system/kiosk.service (enabled),
+# What lands where: /opt/kiosk/releases/<version> (a venv; sees apt's picamera2, libcamera
+# and lgpio through --system-site-packages) with /opt/kiosk/current and /opt/kiosk/committed
+# pointing at it (an old /opt/kiosk/.venv is removed), /etc/kiosk/kiosk.toml (never
+# overwritten), /var/lib/kiosk
+# (state, 0750 kiosk:kiosk), /etc/systemd/system/kiosk.service (enabled), kiosk-updater.path
+# (enabled), kiosk-updater.service, kiosk-release-check.service (enabled),
 # /etc/modules-load.d/kiosk.conf, /etc/udev/rules.d/60-kiosk-devices.rules (groups
 # gpio, i2c, spi on their nodes), /etc/udev/rules.d/99-kiosk-scanner.rules (example, never
 # overwritten). A second run with nothing new changes nothing and says so.
@@ -37,6 +40,9 @@ done
 USER_NAME=kiosk
 HW_GROUPS=(gpio video dialout i2c spi input)   # the unit's SupplementaryGroups=
 APT_NEEDED=(python3-venv libzbar0 ca-certificates)
+# Software updates (docs/updates.md): the path unit watches the kiosk's requests, the
+# check at boot switches back a release left on trial, the service installs.
+UPDATER_UNITS=(kiosk-updater.path kiosk-updater.service kiosk-release-check.service)
 # Raspberry Pi OS archive: camera stack, GPIO for Pi 5, SPI bus, RPi.GPIO on lgpio;
 # evdev for keyboard-wedge readers (pip would have to compile it). Skipped where absent.
 APT_PI=(python3-picamera2 python3-lgpio python3-spidev python3-rpi-lgpio python3-evdev)
@@ -151,21 +157,44 @@ account() {
 }
 
 program() {
-    local venv="$ROOT/opt/kiosk/.venv" extras=pi-io stamp
+    # One venv per release beside the others (docs/updates.md): kiosk.service runs
+    # /opt/kiosk/current, kiosk-updater switches it; this checkout's release becomes both
+    # the current and the committed one.
+    local version release venv extras=pi-io stamp
+    version="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$SRC/kiosk/__init__.py")"
+    release="/opt/kiosk/releases/$version" venv="$ROOT/opt/kiosk/releases/$version"
     directory /opt/kiosk 755 root:root
+    directory /opt/kiosk/releases 755 root:root
     [ -x "$venv/bin/python" ] \
-        || act "create /opt/kiosk/.venv" python3 -m venv --system-site-packages "$venv"
+        || act "create $release" python3 -m venv --system-site-packages "$venv"
     # picamera2 comes from Raspberry Pi OS's archive; where apt has none, pip cannot build it.
     python3 -c 'import picamera2' 2>/dev/null && extras=pi
     stamp="$venv/.installed-$( (cd "$SRC" && find pyproject.toml kiosk drivers -type f \
         -not -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16)"
     if [ ! -e "$stamp" ]; then
         # shellcheck disable=SC2086  # PIP_OPTIONS holds several options
-        act "install the kiosk ($extras) into /opt/kiosk/.venv" sh -c \
-            '"$1/bin/python" -m pip install -q $2 "$3[$4]" && rm -f "$1"/.installed-* && touch "$5"' \
-            sh "$venv" "$PIP_OPTIONS" "$SRC" "$extras" "$stamp"
+        act "install the kiosk ($extras) into $release" sh -c \
+            '"$1/bin/python" -m pip install -q $2 "$3[$4]" && rm -f "$1"/.installed-* \
+             && touch "$5" && echo "$6" > "$1/.complete"' \
+            sh "$venv" "$PIP_OPTIONS" "$SRC" "$extras" "$stamp" "$version"
     fi
+    local link
+    for link in current committed; do
+        [ "$(readlink "$ROOT/opt/kiosk/$link" 2>/dev/null)" = "releases/$version" ] \
+            || act "switch /opt/kiosk/$link to $version" switch_link "$link" "$version"
+    done
+    # The old layout (one venv at /opt/kiosk/.venv), once the release above is in place.
+    [ ! -e "$ROOT/opt/kiosk/.venv" ] \
+        || act "remove /opt/kiosk/.venv (replaced by $release)" rm -rf "$ROOT/opt/kiosk/.venv"
     file "$SRC/README.md" /opt/kiosk/README.md 644 root:root
+}
+# switch_link NAME VERSION: one rename, so a power cut leaves the old link or the new one;
+# the updater's report says which release runs.
+switch_link() {
+    ln -sfn "releases/$2" "$ROOT/opt/kiosk/.$1.new"
+    mv -T "$ROOT/opt/kiosk/.$1.new" "$ROOT/opt/kiosk/$1"
+    printf '{"running": "%s", "trying": null, "last_failure": null}\n' "$2" \
+        > "$ROOT/opt/kiosk/release.json"
 }
 
 configuration() {
@@ -182,19 +211,28 @@ configuration() {
     file "$SRC/systemd/99-kiosk-scanner.rules" /etc/udev/rules.d/99-kiosk-scanner.rules \
         644 root:root keep
     file "$SRC/systemd/kiosk.service" /etc/systemd/system/kiosk.service 644 root:root
+    local unit
+    for unit in "${UPDATER_UNITS[@]}"; do
+        file "$SRC/systemd/$unit" "/etc/systemd/system/$unit" 644 root:root
+    done
 }
 
 service() {
     local root_opt=()
     [ -n "$ROOT" ] && root_opt=(--root="$ROOT")
-    if [ "$(systemctl "${root_opt[@]}" is-enabled kiosk.service 2>/dev/null)" != enabled ]; then
-        act "enable kiosk.service" systemctl "${root_opt[@]}" --quiet enable kiosk.service
-    fi
+    local unit
+    for unit in kiosk.service kiosk-release-check.service kiosk-updater.path; do
+        if [ "$(systemctl "${root_opt[@]}" is-enabled "$unit" 2>/dev/null)" != enabled ]; then
+            act "enable $unit" systemctl "${root_opt[@]}" --quiet enable "$unit"
+        fi
+    done
     if live_system && [ "$changes" -gt 0 ]; then
         act "reload systemd" systemctl daemon-reload
         if systemctl --quiet is-active kiosk.service; then
             act "restart kiosk.service" systemctl restart kiosk.service
         fi
+        systemctl --quiet is-active kiosk-updater.path \
+            || act "start kiosk-updater.path" systemctl start kiosk-updater.path
     fi
 }
 
@@ -207,24 +245,36 @@ install_all() {
     service
     say "$changes change(s)$([ "$DRY" -eq 1 ] && echo ' to make')"
     if [ -z "$ROOT" ] && [ "$DRY" -eq 0 ] && ! systemctl --quiet is-active kiosk.service 2>/dev/null; then
-        say "next: edit /etc/kiosk/kiosk.toml, then: sudo /opt/kiosk/.venv/bin/kiosk doctor" \
+        say "next: edit /etc/kiosk/kiosk.toml, then: sudo /opt/kiosk/current/bin/kiosk doctor" \
             "&& sudo systemctl start kiosk"
     fi
 }
 
 uninstall_all() {
+    local unit
     if live_system && systemctl --quiet is-enabled kiosk.service 2>/dev/null; then
         act "stop and disable kiosk.service" systemctl disable --now kiosk.service
     elif [ -n "$ROOT" ] && [ -e "$ROOT/etc/systemd/system/kiosk.service" ]; then
         act "disable kiosk.service" systemctl --root="$ROOT" --quiet disable kiosk.service
     fi
+    for unit in "${UPDATER_UNITS[@]}"; do
+        if live_system && systemctl --quiet is-enabled "$unit" 2>/dev/null; then
+            act "stop and disable $unit" systemctl disable --now "$unit"
+        elif [ -n "$ROOT" ] && [ -e "$ROOT/etc/systemd/system/$unit" ]; then
+            act "disable $unit" systemctl --root="$ROOT" --quiet disable "$unit"
+        fi
+        remove "/etc/systemd/system/$unit"
+    done
     remove /etc/systemd/system/kiosk.service
     remove /etc/modules-load.d/kiosk.conf
     remove /etc/udev/rules.d/60-kiosk-devices.rules
     if cmp -s "$SRC/systemd/99-kiosk-scanner.rules" "$ROOT/etc/udev/rules.d/99-kiosk-scanner.rules"; then
         remove /etc/udev/rules.d/99-kiosk-scanner.rules  # an edited rule is the shop's own
     fi
-    remove /opt/kiosk/.venv
+    local path
+    for path in .venv releases current committed release.json work.json; do
+        remove "/opt/kiosk/$path"
+    done
     remove /opt/kiosk/README.md
     [ "$ROOT/opt/kiosk" = "$SRC" ] || rmdir "$ROOT/opt/kiosk" 2>/dev/null || true
     if [ "$PURGE" -eq 1 ]; then

@@ -46,7 +46,9 @@ from kiosk.ops.identity import default_device_id
 from kiosk.ops.metrics import MetricsFile
 from kiosk.provisioning import overlay
 from kiosk.provisioning.desk import StaffDesk
+from kiosk.provisioning.releases import Layout
 from kiosk.provisioning.shadow import Shadow, Took
+from kiosk.provisioning.update import Updates
 from kiosk.store.cache import MemberCache
 from kiosk.store.db import open_db, opened_on_full_disk
 from kiosk.store.outbox import Outbox
@@ -244,7 +246,10 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None,
                        cache, known, health, lambda: controller.online,
                        lambda: shadow.version)
     shadow = Shadow(base, start, topics, publish, parts.request_restart, Running(lambda: app))
-    staff = StaffDesk(parts, config, db, topics, publish, shadow)
+    updates = Updates(config, Layout.of(config), link.refresh_state, lambda: link.connected,
+                      lambda: link.lifecycle)
+    link.release = lambda: updates.state
+    staff = StaffDesk(parts, config, db, topics, publish, shadow, updates)
     for stand_in in (_out_of_service(delivery), parts.stand_in, staff.stand_in):
         stage.add(stand_in)  # in this order: a kiosk that cannot store visits says so first
     for problem in [*devices.problems, discovery_problem]:

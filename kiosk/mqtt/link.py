@@ -75,6 +75,9 @@ class Link:
         self._client = self._new_client(resume)
         self._loop_thread: threading.Thread | None = None
         self._state = ("ready", "")
+        self.release: Callable[[], dict[str, Any] | None] = lambda: None
+        """The ``release`` part of the state (``kiosk.provisioning.update``); must not block
+        or raise: it is read on paho's thread too."""
 
     def _new_client(self, resume: bool) -> mqtt.Client:
         # A persistent session: replies and staff orders sent while the kiosk was away
@@ -97,9 +100,19 @@ class Link:
         if self._client.is_connected():
             self._publish_state()
 
+    @property
+    def lifecycle(self) -> str:
+        """The lifecycle state reported: ``init``, ``ready``, ``degraded`` or ``offline``."""
+        return self._state[0]
+
+    def refresh_state(self) -> None:
+        """Publish the state again (the release part changed)."""
+        self.set_state(*self._state)
+
     def _publish_state(self) -> None:
         state, reason = self._state
-        self._client.publish(self.topics.state, protocol.encode_state(state, reason, __version__),
+        self._client.publish(self.topics.state,
+                             protocol.encode_state(state, reason, __version__, self.release()),
                              qos=1, retain=True)
 
     # --- lifecycle ------------------------------------------------------------

@@ -128,8 +128,8 @@ MAX_ANSWERS = 200
 """Answers in one batch at most (about 250 bytes each)."""
 CHECKIN_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
 """A real check-in is about 250 bytes of flat JSON."""
-STATE_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=1024)
-"""A retained state: a lifecycle word, the reason, the firmware version."""
+STATE_LIMITS = Limits(max_bytes=4096, max_depth=3, max_string=1024)
+"""A retained state: a lifecycle word, the reason, the firmware version, the release."""
 MAX_REASON = 1024
 """Characters in a state's reason or a refusal's reason."""
 MAX_ID = 64
@@ -510,10 +510,36 @@ def _answer(body: Fields) -> Answer:
 # --- state ------------------------------------------------------------------
 
 
-def encode_state(state: str, reason: str, firmware: str) -> bytes:
-    """Retained lifecycle state: ``init|ready|degraded|offline`` and why."""
-    body = {"v": VERSION, "state": state, "reason": reason, "firmware": firmware}
+def encode_state(state: str, reason: str, firmware: str,
+                 release: dict[str, Any] | None = None) -> bytes:
+    """Retained lifecycle state: ``init|ready|degraded|offline`` and why; ``release``: the
+    running release, the one on trial and the last that failed (docs/updates.md)."""
+    body: dict[str, Any] = {"v": VERSION, "state": state, "reason": reason, "firmware": firmware}
+    if release is not None:
+        body["release"] = release
     return _dump(body)
+
+
+def decode_release(payload: bytes | bytearray) -> dict[str, Any] | None:
+    """The ``release`` of a retained state, bounded (None: the kiosk reports none):
+    ``{"running": str, "trying": str | None, "last_failure": {"version", "reason"} | None}``."""
+    body = decode_object(payload, STATE_LIMITS)
+    release = body.body.get("release")
+    if release is None:
+        return None
+    if not isinstance(release, dict):
+        raise ProtocolError("field 'release' is not an object")
+    fields = Fields(release)
+    failure = release.get("last_failure")
+    if failure is not None:
+        if not isinstance(failure, dict):
+            raise ProtocolError("field 'release.last_failure' is not an object")
+        failure = {"version": Fields(failure).text("version", MAX_LABEL),
+                   "reason": Fields(failure).text("reason", MAX_REASON)}
+    trying = release.get("trying")
+    return {"running": fields.text("running", MAX_LABEL),
+            "trying": None if trying is None else fields.text("trying", MAX_LABEL),
+            "last_failure": failure}
 
 
 def decode_state(payload: bytes | bytearray) -> tuple[str, str]:

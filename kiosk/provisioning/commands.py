@@ -63,6 +63,10 @@ class Commands:
             "flush-cache": self._flush_cache, "restart": self._restart,
         }
 
+    def add(self, name: str, command: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Another command (``update``, from :mod:`kiosk.provisioning.update`)."""
+        self._table[name] = command
+
     @property
     def names(self) -> list[str]:
         """Every command this kiosk knows."""

@@ -22,6 +22,7 @@ from kiosk.provisioning.commands import CommandError, Commands, Parts
 from kiosk.provisioning.enrollment import UNPROVEN, Enrollment, shown
 from kiosk.provisioning.guard import REPLAYABLE, Guard, SequenceBook, clock_synced
 from kiosk.provisioning.shadow import Shadow
+from kiosk.provisioning.update import Updates
 from kiosk.trust.signing import Verifier
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ class StaffDesk:
     """Checks and carries out staff orders for one kiosk."""
 
     def __init__(self, parts: Parts, config: Config, conn: sqlite3.Connection,
-                 topics: protocol.Topics, publish: Publish, shadow: Shadow) -> None:
+                 topics: protocol.Topics, publish: Publish, shadow: Shadow,
+                 updates: Updates | None = None) -> None:
         self._topics = topics
         self._publish = publish
         self.shadow = shadow
@@ -50,6 +52,9 @@ class StaffDesk:
         self.enrollment = Enrollment(not config.staff.trusted_keys, topics, shadow, book, clock,
                                      publish)
         self.commands = Commands(parts, lambda: self.shadow.version)
+        self.updates = updates
+        if updates is not None:
+            self.commands.add("update", updates.command)
         self.carried_out = 0
         self.rejected = 0
         self.retained_dropped = 0
@@ -138,9 +143,12 @@ class StaffDesk:
         return None
 
     def tick(self, now: float) -> None:
-        """Time passes: end display tests, roll back a config that never connected."""
+        """Time passes: end display tests, roll back a config that never connected, write the
+        release heartbeat."""
         self.commands.tick(now)
         self.shadow.tick(now)
+        if self.updates is not None:
+            self.updates.tick(now)
 
 
 def _anyone_could(kind: str, refusal: Rejected) -> bool:

@@ -100,6 +100,9 @@ def _local_reason(section: str, key: str) -> str:
         return "turning TLS off remotely would send the broker password in clear"
     if section in _HARDWARE_SECTIONS:
         return _WIRED
+    if section == "update":
+        return ("software updates: a remote config could trust its own release key (the "
+                "release key's role is apart from the command keys) or move the updater's files")
     return "not reviewed for remote change: local until it is"
 
 

@@ -41,6 +41,8 @@ class Kiosk:
     last_seen: float | None
     """When its last health report was sent (its clock), or None."""
     waiting_to_enroll: bool
+    release: dict[str, Any] | None = None
+    """The software release its state reports (running, trying, last failure), or None."""
 
     @property
     def target(self) -> str:
@@ -82,8 +84,17 @@ def survey_of(kiosks: Mapping[tuple[str, str], Mapping[str, bytes]]) -> list[Kio
             awaiting_oldest_s=_number(health.get("awaiting_oldest_s")),
             last_seen=_number(health.get("sent_at")),
             waiting_to_enroll=bool(leaves.get(Leaf.ENROLL)),
+            release=release_of(leaves.get(Leaf.STATE)),
         ))
     return found
+
+
+def release_of(state: bytes | None) -> dict[str, Any] | None:
+    """The ``release`` a kiosk's retained state reports (None: none, or unreadable)."""
+    try:
+        return protocol.decode_release(state) if state else None
+    except protocol.ProtocolError:
+        return None
 
 
 def details(client: StaffClient, kiosk: Kiosk) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any
 from kiosk import KioskError, __version__
 from kiosk.config import ConfigError
 from kiosk.mqtt import protocol
-from kiosk.staff import asking, audit, fleet, view
+from kiosk.staff import asking, audit, fleet, release, view
 from kiosk.staff.client import StaffClient
 from kiosk.staff.fleet import UnknownKiosk
 from kiosk.staff.keyring import Keyring
@@ -178,12 +178,44 @@ def _parser() -> argparse.ArgumentParser:
     verb = keys.add_parser("list", help="the keys in the key folder")
     verb.set_defaults(run=_keys_list)
 
+    _release_verbs(_Verbs(verbs.add_parser(
+        "release", help="software releases: key, build, sign, publish (docs/updates.md)"
+    ).add_subparsers(dest="release_verb", required=True), anywhere))
+
     verb = verbs.add_parser("enroll", help="approve a kiosk showing a pairing code")
     verb.add_argument("device")
     verb.add_argument("code", help="the pairing code on the kiosk's screen")
     verb.add_argument("--apply", metavar="FILE", help="a first config to send with it (TOML)")
     verb.set_defaults(run=_enroll)
     return parser
+
+
+def _release_verbs(release: _Verbs) -> None:
+    verb = release.add_parser("key", help="make a release key (keep it apart from command keys)")
+    verb.add_argument("path", help="where to write the private key (its .pub beside it)")
+    verb.set_defaults(run=_release_key)
+    verb = release.add_parser("build", help="the kiosk's wheel and its dependencies' wheels")
+    verb.add_argument("--checkout", default=".", help="the source tree (default .)")
+    verb.add_argument("--out", required=True, help="an empty folder for the release")
+    verb.add_argument("--machine", action="append", dest="machines",
+                      help="target machine, repeatable (default: aarch64 and armv7l)")
+    verb.add_argument("--min-previous", default="", help="oldest version it may replace "
+                                                         "(default: its own version)")
+    verb.add_argument("--no-deps", action="store_true",
+                      help="the kiosk's wheel alone: tries the build and the signature; "
+                           "kiosks cannot install it (they install offline from the release)")
+    verb.add_argument("--no-build-isolation", action="store_true",
+                      help="build with this environment's setuptools (offline)")
+    verb.set_defaults(run=_release_build)
+    verb = release.add_parser("sign", help="sign a built release's manifest")
+    verb.add_argument("folder")
+    verb.add_argument("--key", required=True, help="the release key file")
+    verb.add_argument("--url", required=True, help="where kiosks will fetch the files from")
+    verb.set_defaults(run=_release_sign)
+    verb = release.add_parser("publish", help="copy a signed release to the served folder")
+    verb.add_argument("folder")
+    verb.add_argument("--to", required=True, help="the web server's folder of releases")
+    verb.set_defaults(run=_release_publish)
 
 
 class _Verbs:
@@ -296,7 +328,8 @@ def _list(args: argparse.Namespace, settings: StaffSettings) -> int:
     for kiosk in kiosks:
         rows.append([kiosk.device_id, kiosk.site,
                      "enroll?" if kiosk.waiting_to_enroll else kiosk.status, kiosk.state or "-",
-                     kiosk.firmware or "-", _dash(kiosk.config_version),
+                     view.release_text(kiosk.release) if kiosk.release else kiosk.firmware or "-",
+                     _dash(kiosk.config_version),
                      _dash(kiosk.outbox_depth), _awaiting(kiosk), view.ago(kiosk.last_seen)])
     _emit(args, [asdict(kiosk) for kiosk in kiosks], view.table(rows))
     return OK
@@ -586,6 +619,37 @@ def _keys_list(args: argparse.Namespace, settings: StaffSettings) -> int:
     rows = [["NAME", "KEY ID", "PRIVATE", "PUBLIC KEY"]]
     rows += [[k.name, k.key_id, "yes" if k.private else "no", k.public] for k in keys]
     _emit(args, [asdict(key) for key in keys], view.table(rows))
+    return OK
+
+
+def _release_key(args: argparse.Namespace, _settings: StaffSettings) -> int:
+    public = release.new_key(Path(args.path))
+    _emit(args, {"public": public}, f"release key {args.path}\npublic key (for a kiosk's "
+          f"update.release_keys, in its local config file):\n{public}")
+    return OK
+
+
+def _release_build(args: argparse.Namespace, _settings: StaffSettings) -> int:
+    built = release.build(Path(args.checkout), Path(args.out),
+                          args.machines or ["aarch64", "armv7l"],
+                          min_previous=args.min_previous, with_deps=not args.no_deps,
+                          isolated=not args.no_build_isolation)
+    _emit(args, built.body(), f"release {built.version} for {', '.join(built.machines)}: "
+          f"{len(built.files)} files, {sum(f.size for f in built.files) // 1024} KiB in "
+          f"{args.out}\nnext: kioskctl release sign {args.out} --key KEY --url URL")
+    return OK
+
+
+def _release_sign(args: argparse.Namespace, _settings: StaffSettings) -> int:
+    signed = release.sign_release(Path(args.folder), Path(args.key), args.url)
+    _emit(args, signed.to_json(), f"release {signed.release.version} signed by "
+          f"{signed.kid} for {signed.release.url}")
+    return OK
+
+
+def _release_publish(args: argparse.Namespace, _settings: StaffSettings) -> int:
+    target = release.publish(Path(args.folder), Path(args.to))
+    _emit(args, {"published": str(target)}, f"published {target}")
     return OK
 
 

@@ -91,6 +91,13 @@ def summary(shown: dict[str, Any]) -> str:
         reason = f" ({state['reason']})" if state.get("reason") else ""
         lines += [("state", f"{state.get('state', '?')}{reason}"),
                   ("firmware", state.get("firmware", "?"))]
+        release = state.get("release")
+        if isinstance(release, dict):
+            lines.append(("release", release_text(release)))
+            failure = release.get("last_failure")
+            if isinstance(failure, dict):
+                lines.append(("last failure", f"{failure.get('version', '?')}: "
+                                              f"{failure.get('reason', '')}"))
     reported = shown.get(Leaf.CONFIG_REPORTED)
     if isinstance(reported, dict):
         lines.append(("config", f"version {reported.get('version', '?')}"))
@@ -116,3 +123,15 @@ def summary(shown: dict[str, Any]) -> str:
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def release_text(release: dict[str, Any]) -> str:
+    """``0.2.0``, ``0.2.0, trying 0.3.0`` or ``0.2.0 (0.3.0 failed)``: what runs and what
+    is happening to it, in one column."""
+    text = str(release.get("running", "?"))
+    if release.get("trying"):
+        text += f", trying {release['trying']}"
+    failure = release.get("last_failure")
+    if isinstance(failure, dict):
+        text += f" ({failure.get('version', '?')} failed)"
+    return text

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from kiosk import __version__
+from kiosk.provisioning.releases import read_status
 from tests import ROOT, UNIT
 
 MAX_EXPOSURE = 2.0
@@ -30,6 +32,21 @@ def test_the_unit_is_hardened_to_an_exposure_of_at_most_2(unit):
                       result.stdout)
     assert score, result.stdout + result.stderr
     assert float(score.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+@pytest.mark.parametrize("unit", ["kiosk-updater.service", "kiosk-release-check.service"])
+def test_the_updater_units_are_hardened_to_an_exposure_of_at_most_1(unit):
+    # They run as root (the score counts that): no network, no devices, writes only to
+    # /opt/kiosk (and the kiosk's spool), one capability at most.
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes",
+                             str(ROOT / "systemd" / unit)],
+                            capture_output=True, text=True, timeout=60)
+    score = re.search(rf"Overall exposure level for {re.escape(unit)}: (\d+\.\d+)",
+                      result.stdout)
+    assert score, result.stdout + result.stderr
+    assert float(score.group(1)) <= 1.0, result.stdout
+    text = (ROOT / "systemd" / unit).read_text()
+    assert "PrivateNetwork=yes" in text and "ExecStart=/opt/kiosk/committed/bin/" in text
 
 
 def test_a_config_error_exits_2_and_systemd_does_not_restart_it(tmp_path, unit_settings):
@@ -172,7 +189,17 @@ def test_install_puts_every_file_in_place_and_a_second_run_changes_nothing(insta
                  'SUBSYSTEM=="i2c-dev", GROUP="i2c", MODE="0660"',
                  'SUBSYSTEM=="spidev", GROUP="spi", MODE="0660"'):
         assert rule in rules
-    venv = root / "opt/kiosk/.venv"
+    # The releases layout (docs/updates.md): this checkout's release is current and committed.
+    venv = root / "opt/kiosk/releases" / __version__
+    assert os.readlink(root / "opt/kiosk/current") == f"releases/{__version__}"
+    assert os.readlink(root / "opt/kiosk/committed") == f"releases/{__version__}"
+    assert read_status(root / "opt/kiosk/release.json").running == __version__
+    assert (venv / ".complete").exists()
+    assert "/opt/kiosk/current/bin/kiosk run" in unit_settings["ExecStart"][0]
+    for unit in ("kiosk-updater.path", "kiosk-release-check.service"):
+        assert (root / "etc/systemd/system/multi-user.target.wants" / unit).is_symlink(), unit
+    assert (root / "etc/systemd/system/kiosk-updater.service").read_bytes() == (
+        ROOT / "systemd/kiosk-updater.service").read_bytes()
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
     assert (venv / "bin" / "kiosk").is_file()
     # The kiosk itself is in the venv (its dependencies were left to pip's index and apt).
@@ -187,6 +214,19 @@ def test_install_puts_every_file_in_place_and_a_second_run_changes_nothing(insta
     assert _tree(root) == installed  # the shop's config is kept, nothing else moves
 
 
+def test_install_moves_the_old_single_venv_layout_to_the_releases_layout(installed, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(installed, root, symlinks=True)
+    for link in ("current", "committed", "release.json"):
+        (root / "opt/kiosk" / link).unlink()
+    (root / "opt/kiosk/releases" / __version__).rename(root / "opt/kiosk/.venv")
+    out = _install(root)
+    assert f"switch /opt/kiosk/current to {__version__}" in out
+    assert "remove /opt/kiosk/.venv" in out
+    assert not (root / "opt/kiosk/.venv").exists()
+    assert (root / "opt/kiosk/current/bin/kiosk").is_file()
+
+
 def test_uninstall_keeps_config_and_data_unless_asked(installed, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(installed, root, symlinks=True)
@@ -195,7 +235,8 @@ def test_uninstall_keeps_config_and_data_unless_asked(installed, tmp_path):
     for gone in ("etc/systemd/system/kiosk.service", "opt/kiosk",
                  "etc/systemd/system/multi-user.target.wants/kiosk.service",
                  "etc/modules-load.d/kiosk.conf", "etc/udev/rules.d/99-kiosk-scanner.rules",
-                 "etc/udev/rules.d/60-kiosk-devices.rules"):
+                 "etc/udev/rules.d/60-kiosk-devices.rules", "etc/systemd/system/kiosk-updater.path",
+                 "etc/systemd/system/multi-user.target.wants/kiosk-updater.path"):
         assert not (root / gone).exists() and not (root / gone).is_symlink(), gone
     assert (root / "var/lib/kiosk/kiosk.db").read_bytes() == b"visits"
     assert (root / "etc/kiosk/kiosk.toml").exists() and _account(root, "kiosk")

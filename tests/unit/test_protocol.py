@@ -95,7 +95,8 @@ def test_the_document_names_exactly_the_kiosks_topics(spec):
     ("ConfigVersion", protocol.encode_config_version(3, "0123456789abcdef")),
     ("ReplyBatch", protocol.encode_replies([
         protocol.encode_refusal("e1", "", "x"), protocol.encode_refusal("e2", "", "y")])[0]),
-    ("State", protocol.encode_state("degraded", "display: gone", "0.1.0")),
+    ("State", protocol.encode_state("degraded", "display: gone", "0.1.0", {
+        "running": "0.1.0", "trying": None, "last_failure": {"version": "0.2.0", "reason": "x"}})),
     ("Health", protocol.encode_health(protocol.Health(
         uptime_s=1.0, state="ready", problems=[], outbox_depth=0, outbox_oldest_s=0.0,
         unsent=0, unsent_oldest_s=0.0, awaiting_backend=0, awaiting_oldest_s=0.0,

@@ -8,7 +8,7 @@ set -uo pipefail
 export LANG=C.UTF-8 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 CHECKOUT=/root/loyalty-kiosk
 CONFIG=/etc/kiosk/kiosk.toml
-VENV=/opt/kiosk/.venv
+VENV=/opt/kiosk/current
 STAGE=/var/lib/proof-stage
 failed=0
 
@@ -295,6 +295,128 @@ offline_install_does_not_abort() {
     [ "$status" -eq 0 ] && grep -q 'could not install python3-spidev python3-evdev' <<< "$out"
 }
 
+# --- software updates (docs/updates.md) -----------------------------------------------
+# v1 is what tools/install.sh installed; v2 and v4 are this checkout with a higher version,
+# v3 the same but unable to import; the kiosk fetches them from a web server here and is
+# ordered to install them over MQTT (a mosquitto here), as staff would.
+V1=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$CHECKOUT/kiosk/__init__.py" 2>/dev/null)
+V2=99.0.1 V3=99.0.2 V4=99.0.3
+WWW=/srv/releases
+kioskctl() { "$VENV/bin/kioskctl" --config /root/kioskctl.toml "$@"; }
+linked() { readlink "/opt/kiosk/$1"; }
+# The release the kiosk's main process runs: its interpreter is that release's venv's.
+kiosk_release() { tr '\0' '\n' < "/proc/$(main_pid)/cmdline" | head -1 | cut -d/ -f5; }
+release_json() { tr -d '\n' < /opt/kiosk/release.json | tr -s ' '; }
+heartbeat_connected() { grep -q '"connected": true' /run/kiosk/release-health.json 2>/dev/null; }
+releases_layout() {
+    echo "current -> $(linked current), committed -> $(linked committed);" \
+        "the kiosk runs $(kiosk_release); $(release_json)"
+    [ "$(linked current)" = "releases/$V1" ] && [ "$(linked committed)" = "releases/$V1" ] \
+        && [ "$(kiosk_release)" = "$V1" ] \
+        && systemctl is-enabled --quiet kiosk-updater.path kiosk-release-check.service \
+        && systemctl is-active --quiet kiosk-updater.path
+}
+update_setup() {
+    apt-get install -y -qq --no-install-recommends mosquitto >/dev/null || return 1
+    systemctl is-active --quiet mosquitto || systemctl start mosquitto || return 1
+    printf '[mqtt]\nhost = "localhost"\n[keys]\ndir = "/root/kioskctl-keys"\n' \
+        > /root/kioskctl.toml
+    kioskctl keys gen proof >/dev/null && kioskctl release key /root/release.key >/dev/null \
+        || return 1
+    set_keys staff.trusted_keys="[\"$(cat /root/kioskctl-keys/proof.pub)\"]" \
+        update.release_keys="[\"$(cat /root/release.pub)\"]" update.health_s=30 \
+        update.start_s=120 || return 1
+    mkdir -p "$WWW"
+    systemd-run --quiet --unit proof-web python3 -m http.server 8080 --bind 127.0.0.1 \
+        --directory "$WWW" || return 1
+    systemctl restart kiosk.service
+    wait_for 180 heartbeat_connected || { cat /run/kiosk/release-health.json; return 1; }
+    echo "kiosk connected to mosquitto: $(cat /run/kiosk/release-health.json)"
+}
+# build_release VERSION [broken]: this checkout at VERSION, built, signed and published.
+build_release() {
+    local src="/root/src-$1"
+    rm -rf "$src" "/root/rel-$1"
+    git -c advice.detachedHead=false clone -q "$CHECKOUT" "$src" || return 1
+    sed -i "s/^version = \".*\"/version = \"$1\"/" "$src/pyproject.toml"
+    sed -i "s/^__version__ = \".*\"/__version__ = \"$1\"/" "$src/kiosk/__init__.py"
+    [ "${2:-}" != broken ] || echo 'import kiosk_no_such_module  # broken' >> "$src/kiosk/cli.py"
+    kioskctl release build --checkout "$src" --out "/root/rel-$1" --machine x86_64 \
+        --min-previous "$V1" | head -1 \
+        && kioskctl release sign "/root/rel-$1" --key /root/release.key \
+            --url "http://127.0.0.1:8080/$1/" \
+        && kioskctl release publish "/root/rel-$1" --to "$WWW"
+}
+build_releases() {
+    HOME=/root build_release "$V2" && HOME=/root build_release "$V3" broken \
+        && HOME=/root build_release "$V4"
+}
+order() { kioskctl cmd qemu-1 update "manifest=$(cat "$WWW/$1/manifest.json")"; }
+committed_is() {
+    [ "$(linked committed)" = "releases/$1" ] && [ "$(linked current)" = "releases/$1" ] \
+        && grep -q '"trying": null' /opt/kiosk/release.json
+}
+current_is() { [ "$(linked current)" = "releases/$1" ]; }
+failed_is() { grep -q "\"version\": \"$1\"" /opt/kiosk/release.json; }
+updater_log() { journalctl -b -q -o cat -u kiosk-updater.service | tail -"${1:-5}"; }
+v2_committed() {
+    local asked
+    asked=$(uptime_s)
+    order "$V2" || return 1
+    wait_for 1200 committed_is "$V2" || { release_json; updater_log 20; return 1; }
+    wait_for 180 is_active || return 1
+    echo "committed $(since "$asked") s after the order; the kiosk runs $(kiosk_release);" \
+        "$(release_json)"
+    updater_log 3
+    [ "$(kiosk_release)" = "$V2" ] && [ -d "/opt/kiosk/releases/$V1" ]  # the one before, kept
+}
+v3_rolled_back() {
+    local asked
+    asked=$(uptime_s)
+    order "$V3" || return 1
+    wait_for 1200 failed_is "$V3" || { release_json; updater_log 20; return 1; }
+    wait_for 180 is_active || return 1
+    wait_for 60 heartbeat_connected
+    echo "switched back $(since "$asked") s after the order; the kiosk runs $(kiosk_release);" \
+        "$(release_json)"
+    journalctl -b -q -o cat -u kiosk.service --since "@$(( $(date +%s) - 600 ))" \
+        | grep -m3 -E 'kiosk_no_such_module|Scheduled restart job|repeated too quickly'
+    updater_log 3
+    committed_is "$V2" && [ "$(kiosk_release)" = "$V2" ] && [ ! -e "/opt/kiosk/releases/$V3" ]
+}
+v4_on_trial() {
+    order "$V4" || return 1
+    wait_for 1200 current_is "$V4" || { updater_log 20; return 1; }
+    echo "current -> $(linked current), committed -> $(linked committed): on trial"
+    [ "$(linked committed)" = "releases/$V2" ]
+}
+boots_a_working_release() {
+    wait_for 300 is_active || return 1
+    wait_for 120 heartbeat_connected
+    echo "current -> $(linked current), committed -> $(linked committed);" \
+        "the kiosk runs $(kiosk_release); $(release_json)"
+    journalctl -b -q -o cat -u kiosk-release-check.service | tail -2
+    committed_is "$V2" && [ "$(kiosk_release)" = "$V2" ] \
+        && grep -q '"version": "'"$V4"'", "reason": "interrupted' <(release_json)
+}
+
+finish() {
+    echo "RESULT: $failed failed; $(uptime_s)s after the kernel started"
+    journalctl -b -q -o short-monotonic -u kiosk.service -u kiosk-updater.service \
+        -u kiosk-release-check.service > /dev/ttyS0
+    rm -f "$STAGE"
+    systemctl --no-block start poweroff.target
+}
+
+# Third boot: after the power cut (the guest reset with sysrq, nothing synced) mid-trial.
+third_boot() {
+    failed=$(cut -d' ' -f2 "$STAGE")
+    echo "third boot, after the power cut: $(uptime_s)s after the kernel started"
+    check "after a power cut mid-trial it boots the committed release" \
+        boots_a_working_release
+    finish
+}
+
 second_boot() {
     echo "second boot: $(uptime_s)s after the kernel started; $(/proof/board.sh 2>&1 | tail -1)"
     check "kiosk.service starts at boot" starts_at_boot
@@ -314,10 +436,27 @@ second_boot() {
     check "systemd-analyze security kiosk.service <= 2.0 (live)" exposure_score
     check "offline install: Pi packages apt cannot fetch do not abort it" \
         offline_install_does_not_abort
-    echo "RESULT: $failed failed; $(uptime_s)s after the kernel started"
-    journalctl -b -q -o short-monotonic -u kiosk.service > /dev/ttyS0
-    rm -f "$STAGE"
-    systemctl --no-block start poweroff.target
+    check "v1 in the releases layout, the updater's units enabled" releases_layout
+    check "update set-up: mosquitto, staff and release keys trusted, a release server" \
+        update_setup
+    check "releases v2, v3 (cannot import) and v4 built, signed, published" build_releases
+    check "update to v2: installed beside v1, switched, healthy for 30 s, committed" \
+        v2_committed
+    check "update to a broken v3: switched back to v2 by itself, with the reason" \
+        v3_rolled_back
+    local before=$failed
+    check "update to v4: switched, on trial" v4_on_trial
+    if [ "$failed" -eq "$before" ]; then
+        echo "3 $failed" > "$STAGE"
+        sync "$STAGE"
+        echo "cutting the power (sysrq reset, nothing else synced)"
+        echo b > /proc/sysrq-trigger
+    fi
+    finish
 }
 
-if [ "$(cat "$STAGE" 2>/dev/null)" = 2 ]; then second_boot; else first_boot; fi
+case "$(cut -d' ' -f1 "$STAGE" 2>/dev/null)" in
+    2) second_boot ;;
+    3) third_boot ;;
+    *) first_boot ;;
+esac
