@@ -14,7 +14,8 @@ an outcome (the contract between fleet rollouts and software updates).
     dropped holds nothing anyway). Outcome from the command's result: ``ok`` applied,
     ``error`` refused with the kiosk's reason.
 ``update``
-    the command ``update`` with ``{"manifest": {... "version": V ...}, "downgrade": bool}``.
+    the command ``update`` with ``{"manifest": <signed manifest of version V>, "downgrade":
+    bool}``.
     Outcome from the retained ``state.release``: applied when ``running == V`` and nothing
     is on trial, rolled back when ``last_failure.version == V``, waiting while
     ``trying == V``; refused when the command's result is an error.
@@ -32,6 +33,7 @@ from typing import Any
 
 from kiosk import KioskError
 from kiosk.staff import fleet
+from kiosk.trust.release import ManifestError, parse_manifest
 
 CONFIG, COMMAND, UPDATE = "config", "command", "update"
 APPLIED, UNCHANGED, REFUSED, ROLLED_BACK = "applied", "unchanged", "refused", "rolled back"
@@ -55,12 +57,14 @@ def kind_of(command: str) -> str:
 
 
 def update_target(args: dict[str, Any]) -> str:
-    """The version an ``update`` order installs (its manifest's ``version``)."""
-    manifest = args.get("manifest")
-    version = manifest.get("version") if isinstance(manifest, dict) else None
-    if not isinstance(version, str) or not version:
-        raise KindError('an update needs {"manifest": {... "version": "<version>" ...}}')
-    return version
+    """The version an ``update`` order installs: its signed release manifest's (checked for
+    shape here, so a rollout never starts with an order every kiosk would refuse; the
+    signature is each kiosk's to check)."""
+    try:
+        return parse_manifest(args.get("manifest")).release.version
+    except ManifestError as exc:
+        raise KindError(f'an update needs {{"manifest": <a signed manifest.json>}}: {exc}') \
+            from None
 
 
 def order_id(series: str, site: str, device_id: str) -> str:

@@ -395,8 +395,8 @@ def _rollout_order(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
         return _toml(args.file), None
     if args.file:  # with an order, the first positional word is a kiosk, not a file
         args.devices = [args.file, *args.devices]
-    if args.update:
-        manifest = _json_file(args.update, "--update")
+    if args.update:  # checked for shape here; its signature is each kiosk's to check
+        manifest = release.load_signed(Path(args.update)).to_json()
         return {}, {"name": "update", "args": {"manifest": manifest,
                                                "downgrade": args.downgrade}}
     try:
@@ -406,18 +406,6 @@ def _rollout_order(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, 
     if not isinstance(arguments, dict):
         raise ConfigError("--args: expected a JSON object, e.g. '{\"level\": 80}'")
     return {}, {"name": args.command, "args": arguments}
-
-
-def _json_file(path: str, option: str) -> dict[str, Any]:
-    try:
-        value = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"{option} {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{option} {path}: not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{option} {path}: expected a JSON object")
-    return value
 
 
 def _rollout_status(args: argparse.Namespace, settings: StaffSettings) -> int:

@@ -27,12 +27,13 @@ after ``staff.rollback_after_s``, as a real kiosk would. All kiosks are handled 
 thread (the desk's rule: one owner of state); paho's threads only queue messages.
 
 Software updates are simulated as the fleet contract describes the real kiosk's side:
-a signed ``update`` command (checked by the kiosk's real guard) whose ``manifest`` names a
-``version`` is accepted (result ``{"accepted": version}``), the retained ``state`` then
-reports ``release.trying``, and after ``update_trial_s`` either ``release.running`` (the
-new version is healthy) or, for kiosks in ``failing_updates``, ``release.last_failure``
-(it was switched back). A downgrade not asked for (``"downgrade": true``) is refused. The
-release manifest's own signature is not checked here: that is the real kiosk's work.
+a signed ``update`` command (checked by the kiosk's real guard) whose ``manifest`` is a
+release manifest (:func:`release_manifest` makes one) is accepted (result
+``{"accepted": version}``), the retained ``state`` then reports ``release.trying``, and
+after ``update_trial_s`` either ``release.running`` (the new version is healthy) or, for
+kiosks in ``failing_updates``, ``release.last_failure`` (it was switched back). A
+downgrade not asked for (``"downgrade": true``) is refused. The manifest's shape is
+checked, its signature and files are not: that is the real kiosk's work.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import queue
 import re
 import signal
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -66,6 +68,8 @@ from kiosk.provisioning import overlay
 from kiosk.provisioning.desk import StaffDesk
 from kiosk.provisioning.shadow import Shadow
 from kiosk.store.db import SCHEMA
+from kiosk.trust.release import ManifestError, Release, ReleaseFile, parse_manifest, sign
+from kiosk.trust.signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -180,15 +184,14 @@ class VirtualKiosk:
             order = self.desk.guard.admit(unseal(message.payload), "cmd", UPDATE)
         except Rejected:
             return False
-        manifest = order.args.get("manifest")
-        version = manifest.get("version") if isinstance(manifest, dict) else None
-        if not isinstance(version, str) or not version:
-            error = "the manifest names no version"
-        elif _numbers(version) < _numbers(self.release["running"]) and not order.args.get(
-                "downgrade"):
-            error = f"{version} is older than {self.release['running']}: a downgrade not asked for"
-        else:
+        try:
+            version = parse_manifest(order.args.get("manifest")).release.version
             error = ""
+        except ManifestError as exc:
+            version, error = "", str(exc)
+        if version and _numbers(version) < _numbers(self.release["running"]) and not \
+                order.args.get("downgrade"):
+            error = f"{version} is older than {self.release['running']}: a downgrade not asked for"
         self.link.publish(self.topics.command_result(UPDATE), protocol.encode_result(
             order.cmd_id, not error, error, None if error else {"accepted": version}), False)
         if not error:
@@ -218,6 +221,16 @@ class VirtualKiosk:
         self.restarts += 1
         self.desk = self._new_desk()
         self.come_up()
+
+
+def release_manifest(version: str) -> dict[str, Any]:
+    """A release manifest as ``kioskctl release sign`` writes it, signed by a throwaway
+    release key, naming one made-up wheel: enough for simulated kiosks, which check its
+    shape but neither its signature nor its files (a real kiosk does both)."""
+    wheel = ReleaseFile(f"loyalty_kiosk-{version}-py3-none-any.whl", 1, "0" * 64, "any")
+    release = Release(version, "0", f"{sys.version_info.major}.{sys.version_info.minor}",
+                      ("aarch64",), wheel.name, f"https://updates.example/{version}/", (wheel,))
+    return sign(release, Signer.generate()).to_json()
 
 
 def _numbers(version: str) -> tuple[int, ...]:

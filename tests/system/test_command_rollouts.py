@@ -15,13 +15,13 @@ from kiosk.staff.keyring import Keyring
 from kiosk.staff.kinds import order_id
 from kiosk.staff.kioskctl import OK, REFUSED
 from kiosk.staff.rollout import Record, Rule, rank
-from kiosk.testing.fleet import FIRMWARE, device_name
+from kiosk.testing.fleet import FIRMWARE, device_name, release_manifest
 from kiosk.testing.harness import wait_for
 
 COUNT, SITES = 20, 2
 ROLLOUT = "update-1"
 TARGET = "2.0.0"
-UPDATE = json.dumps({"manifest": {"version": TARGET}, "downgrade": False})
+UPDATE = json.dumps({"manifest": release_manifest(TARGET), "downgrade": False})
 
 
 def _site(index: int) -> str:
@@ -69,7 +69,7 @@ def test_arguments_that_are_not_a_json_object_are_a_clear_error(kioskctl, sim_fl
 def test_an_update_rolls_back_on_the_canary_stops_and_resumes_to_the_rest(
         kioskctl, sim_fleet, tmp_path):
     manifest = tmp_path / "manifest.json"  # what `kioskctl release sign` writes
-    manifest.write_text(json.dumps(json.loads(UPDATE)["manifest"]))
+    manifest.write_text(json.dumps(release_manifest(TARGET)))
     code, out, _ = kioskctl("rollout", "start", "--update", str(manifest), "--all",
                          "--id", ROLLOUT, "--canary", "1", "--phases", "50,100",
                          "--max-bad", "0", "--answer-s", "10")
@@ -87,7 +87,7 @@ def test_an_update_rolls_back_on_the_canary_stops_and_resumes_to_the_rest(
 
 
 def test_an_update_refused_by_the_kiosk_is_refused_with_its_reason(kioskctl, sim_fleet):
-    older = json.dumps({"manifest": {"version": "0.0.1"}, "downgrade": False})
+    older = json.dumps({"manifest": release_manifest("0.0.1"), "downgrade": False})
     code, record = kioskctl.json("rollout", "start", "--command", "update", "--args", older,
                               device_name(3), "--answer-s", "10")
     assert code == REFUSED and record["state"] == "aborted"
@@ -97,13 +97,15 @@ def test_an_update_refused_by_the_kiosk_is_refused_with_its_reason(kioskctl, sim
 
 def test_an_update_needs_a_manifest_that_names_its_version(kioskctl, sim_fleet, tmp_path):
     code, _, err = kioskctl("rollout", "start", "--command", "update", "--args",
-                         '{"manifest": {}}', "--all")
-    assert code == 1 and "manifest" in err and "version" in err
+                         '{"manifest": {"version": "2.0"}}', "--all")
+    assert code == 1 and "signed manifest" in err
     code, _, err = kioskctl("rollout", "start", "--update", str(tmp_path / "none.json"), "--all")
-    assert code == 1 and "none.json" in err and "No such file" in err
-    (tmp_path / "list.json").write_text("[]")
-    code, _, err = kioskctl("rollout", "start", "--update", str(tmp_path / "list.json"), "--all")
-    assert code == 1 and "expected a JSON object" in err
+    assert code == 1 and "none.json" in err
+    unsigned = {k: v for k, v in release_manifest(TARGET).items() if k != "sig"}
+    (tmp_path / "unsigned.json").write_text(json.dumps(unsigned))
+    code, _, err = kioskctl("rollout", "start", "--update", str(tmp_path / "unsigned.json"),
+                         "--all")
+    assert code == 1 and "is it signed?" in err
 
 
 def test_a_command_rollout_paused_elsewhere_resumes_without_judging_what_it_did_not_hear(

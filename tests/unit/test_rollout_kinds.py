@@ -16,6 +16,7 @@ from kiosk.staff.kinds import (
     order_id,
     update_target,
 )
+from kiosk.testing.fleet import release_manifest
 
 NOW = 1_000_000.0
 
@@ -60,9 +61,10 @@ def test_a_command_is_applied_by_an_ok_result_and_not_sent_before_its_phase():
 
 
 def test_an_update_names_its_version_and_orders_have_stable_ids():
-    assert update_target({"manifest": {"version": "2.0"}}) == "2.0"
-    with pytest.raises(KindError):
-        update_target({"manifest": {}})
+    assert update_target({"manifest": release_manifest("2.0")}) == "2.0"
+    for unfit in ({"version": "2.0"}, {}, None):  # not what `kioskctl release sign` writes
+        with pytest.raises(KindError, match="signed manifest"):
+            update_target({"manifest": unfit})
     assert order_id("r1", "shop", "k1") == order_id("r1", "shop", "k1") != order_id(
         "r1", "shop", "k2")
     assert len(order_id("x" * 50, "shop", "k1")) <= 64
