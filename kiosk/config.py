@@ -207,6 +207,10 @@ class UpdateSection:
     """The updater's report (read only); beside it, /opt/kiosk/releases and the links."""
     health_file: str = "/run/kiosk/release-health.json"
     """The kiosk's heartbeat the updater commits on (a tmpfs: it is written every 2 s)."""
+    allow_downgrade: bool = False
+    """Whether a staff order may install an older release here. Off, the root updater
+    refuses every downgrade whatever the request it finds says: that request is written by
+    the unprivileged kiosk, and an older signed release may carry an older updater."""
 
     def __post_init__(self) -> None:
         from kiosk.trust.signing import SignatureError, public_key_from_text

@@ -169,7 +169,8 @@ class Updater:
             release = parse_manifest(request.get("manifest")).verify(self.verifier)
         except (ManifestError, SignatureError) as exc:
             raise UpdateRefused(str(exc)) from None
-        return release, request.get("downgrade") is True
+        # Only where the shop's own config allows it: the kiosk wrote this request.
+        return release, request.get("downgrade") is True and self.config.update.allow_downgrade
 
     def _check(self, release: Release, downgrade: bool) -> None:
         check_release(release, self.layout.linked(self.layout.committed), downgrade)

@@ -202,8 +202,9 @@ def check_release(release: Release, running: str | None, downgrade: bool,
     if release.version == running:
         raise UpdateRefused(f"release {running} is already running")
     if version_key(release.version) < version_key(running) and not downgrade:
-        raise UpdateRefused(f"release {release.version} is older than {running} "
-                            "(order a downgrade to install it)")
+        raise UpdateRefused(f"release {release.version} is older than {running} (a downgrade "
+                            "needs an order that asks for one and update.allow_downgrade = "
+                            "true in the kiosk's local config)")
     if version_key(running) < version_key(release.min_previous) and not downgrade:
         raise UpdateRefused(f"release {release.version} needs {release.min_previous} or newer "
                             f"first (running {running})")

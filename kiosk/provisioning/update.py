@@ -51,6 +51,7 @@ class Updates:
         self._layout = layout
         self._verifier = Verifier.from_texts(list(config.update.release_keys))
         self._has_keys = bool(config.update.release_keys)
+        self._may_downgrade = config.update.allow_downgrade
         self._republish = republish
         self._connected = connected
         self._lifecycle = lifecycle
@@ -85,7 +86,7 @@ class Updates:
         if busy:
             raise CommandError(busy)
         try:
-            check_release(release, __version__, downgrade)
+            check_release(release, __version__, downgrade and self._may_downgrade)
         except UpdateRefused as exc:
             raise CommandError(str(exc)) from None
         self._fetched = None

@@ -163,6 +163,7 @@ def test_a_release_that_fails_on_trial_is_switched_back_by_itself(kiosk, behavio
 
 @pytest.mark.parametrize("change, reason", [
     ("older", "older than 1.0"),
+    ("downgrade-asked", "update.allow_downgrade"),  # the kiosk's word alone is not enough
     ("same", "already running"),
     ("min-previous", "needs 1.5 or newer"),
     ("foreign-key", "unknown key id"),
@@ -170,9 +171,10 @@ def test_a_release_that_fails_on_trial_is_switched_back_by_itself(kiosk, behavio
     ("symlinked-file", "not fetched"),
 ])
 def test_the_updater_refuses_what_it_cannot_verify_or_may_not_install(kiosk, change, reason):
-    version = {"older": "0.5", "same": "1.0"}.get(change, "2.0")
+    version = {"older": "0.5", "downgrade-asked": "0.5", "same": "1.0"}.get(change, "2.0")
     request = kiosk.request(version, min_previous="1.5" if change == "min-previous" else "0",
-                            signer=Signer.generate() if change == "foreign-key" else None)
+                            signer=Signer.generate() if change == "foreign-key" else None,
+                            downgrade=change == "downgrade-asked")
     files = kiosk.root / "var/lib/kiosk/update/files" / version
     kiosk_wheel = files / request["manifest"]["release"]["kiosk"]  # type: ignore[index]
     if change == "tampered-file":
