@@ -64,7 +64,7 @@ class StaffClient:
         """Per topic, the value of ``received`` when its newest message came."""
         self.results: list[tuple[str, dict[str, Any]]] = []
         """Every command result heard: ``(topic, body)``."""
-        self._last_result: dict[str, dict[str, Any]] = {}
+        self._last_result: dict[tuple[str, str, str], dict[str, Any]] = {}
         """The last result per ``cmd_id``: a rollout of 10,000 orders looks each one up."""
         self.received = 0
         self.on_message: Callable[[str, bytes], None] | None = None
@@ -174,11 +174,12 @@ class StaffClient:
         """The results heard so far for one order."""
         return [(topic, body) for topic, body in self.results if body.get("cmd_id") == cmd_id]
 
-    def result_of(self, cmd_id: str) -> dict[str, Any] | None:
-        """The last result heard for an order sent to one kiosk (a rollout's), looked up
-        without reading every result heard."""
+    def result_of(self, cmd_id: str, site: str, device_id: str) -> dict[str, Any] | None:
+        """The last result one kiosk gave to an order sent to it (a rollout's), looked up
+        without reading every result heard. Only its own topic counts: any kiosk may write
+        its results, and a rollout's order ids can be worked out from kiosk names."""
         with self._lock:
-            return self._last_result.get(cmd_id)
+            return self._last_result.get((site, device_id, cmd_id))
 
     def kiosks(self) -> dict[tuple[str, str], dict[str, bytes]]:
         """Every kiosk heard of, ``(site, device_id)`` -> ``{leaf: payload}``."""
@@ -206,7 +207,8 @@ class StaffClient:
                 with contextlib.suppress(protocol.ProtocolError):
                     body = protocol.decode_result(payload)
                     self.results.append((message.topic, body))
-                    self._last_result[body["cmd_id"]] = body
+                    _prefix, site, device_id, *_rest = message.topic.split("/")
+                    self._last_result[(site, device_id, body["cmd_id"])] = body
             if self.on_message is not None:  # before waiters wake: they may wait on it
                 self.on_message(message.topic, payload)
             self._lock.notify_all()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.staff.audit import Order, Outcome
+from kiosk.staff.kinds import order_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS heard (
@@ -128,12 +129,16 @@ class FleetStore:
         return orders
 
     def results(self, rollout_id: str) -> dict[str, dict[str, Any]]:
-        """The last command result per order of a rollout (``cmd_id`` ``<id>.<…>``)."""
+        """The last command result per order of a rollout (``cmd_id`` ``<id>.<…>``), each
+        heard on the topic of the kiosk it was sent to: any kiosk may write its own results,
+        and a rollout's order ids can be worked out from kiosk names."""
         found: dict[str, dict[str, Any]] = {}
-        for cmd_id, outcome, reason in self.conn.execute(
-                "SELECT cmd_id, outcome, reason FROM outcomes WHERE cmd_id LIKE ? ESCAPE '\\' "
-                "AND outcome IN ('ok', 'error') ORDER BY n", (_like(rollout_id) + ".%",)):
-            found[cmd_id] = {"status": outcome, "error": reason if outcome == "error" else ""}
+        for cmd_id, site, device_id, outcome, reason in self.conn.execute(
+                "SELECT cmd_id, site, device_id, outcome, reason FROM outcomes "
+                "WHERE cmd_id LIKE ? ESCAPE '\\' AND outcome IN ('ok', 'error') ORDER BY n",
+                (_like(rollout_id) + ".%",)):
+            if cmd_id == order_id(rollout_id, site, device_id):
+                found[cmd_id] = {"status": outcome, "error": reason if outcome == "error" else ""}
         return found
 
     def backup(self, destination: Path) -> None:

@@ -346,13 +346,13 @@ class Rollouts:
             return config_outcome(record.id, Seen(online, sent, sent_at, reported, {}, None),
                                   Timing(now, record.rule.answer_s, CONFIG_TTL_S))
         state = fleet.json_of(self._client.latest.get(topics.state))
-        result = self._result(order_id(record.id, kiosk.site, kiosk.device_id))
+        result = self._result(order_id(record.id, kiosk.site, kiosk.device_id), kiosk)
         seen = Seen(online, index < record.sent, sent_at, {}, state, result)
         return command_outcome(record.kind, record.target, seen,
                                Timing(now, record.rule.answer_s, record.ttl_s))
 
-    def _result(self, cmd_id: str) -> dict[str, Any] | None:
-        result = self._client.result_of(cmd_id)
+    def _result(self, cmd_id: str, kiosk: fleet.Kiosk) -> dict[str, Any] | None:
+        result = self._client.result_of(cmd_id, kiosk.site, kiosk.device_id)
         if result is None and self._heard is not None:
             return self._heard(cmd_id)
         return result

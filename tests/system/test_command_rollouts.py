@@ -108,6 +108,23 @@ def test_an_update_needs_a_manifest_that_names_its_version(kioskctl, sim_fleet, 
     assert code == 1 and "is it signed?" in err
 
 
+def test_a_kiosk_cannot_answer_for_another_in_a_rollout(kioskctl, sim_fleet, intruder):
+    """A kiosk certificate may write its own results, and a rollout's order ids can be worked
+    out from kiosk names: a result naming another kiosk's order counts for nobody."""
+    rollout_id = "forged-1"
+    order = sorted(range(COUNT), key=lambda i: rank(rollout_id, _site(i), device_name(i)))
+    canary, forger = order[0], order[-1]
+    forged = protocol.encode_result(order_id(rollout_id, _site(canary), device_name(canary)),
+                                    False, "forged refusal", None)
+    intruder.publish(protocol.Topics("loyalty", _site(forger), device_name(forger))
+                     .command_result("restart"), forged, qos=1, retain=True).wait_for_publish(5)
+    code, record = kioskctl.json("rollout", "start", "--command", "restart", "--all",
+                                 "--id", rollout_id, "--canary", "1", "--phases", "100",
+                                 "--max-bad", "0", "--answer-s", "10")
+    assert code == OK and record["state"] == "done", record["reason"]
+    assert record["outcomes"][device_name(canary)]["outcome"] == "applied"
+
+
 def test_a_command_rollout_paused_elsewhere_resumes_without_judging_what_it_did_not_hear(
         kioskctl, sim_fleet, intruder):
     """Another staff machine sent the canary its order and paused; the results went to that
