@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from kiosk import KioskError
-from kiosk.trust.release import ReleaseFile
+from kiosk.trust.release import ReleaseFile, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,10 @@ def fetch_one(url: str, file: ReleaseFile, folder: Path) -> None:
     """Fetch one file, resuming ``<name>.part``; rename it into place once size and SHA-256
     are those signed. OSError when the transfer is cut (call again to resume)."""
     final, part = folder / file.name, folder / f"{file.name}.part"
-    if _have(folder, file) == file.size and final.exists():
-        return
+    if final.exists():
+        if _have(folder, file) == file.size and sha256_of(final) == file.sha256:
+            return
+        final.unlink()  # rotted on the card, or another release's file of the same name
     digest, have = hashlib.sha256(), 0
     if part.exists():
         with part.open("rb") as old:

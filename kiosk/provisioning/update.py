@@ -130,6 +130,8 @@ class Updates:
             return f"release {status.trying} is on trial"
         if self._layout.request.exists():
             return "an update is waiting for the updater already"
+        if self._layout.work.exists():  # it took the request and is copying or installing
+            return "the updater is installing a release"
         return ""
 
     def _fetch(self, release: Release, args: dict[str, Any], downgrade: bool) -> None:

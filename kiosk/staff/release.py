@@ -17,7 +17,6 @@ Pi OS's archive (tools/install.sh installs them; each release venv sees them thr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -34,6 +33,7 @@ from kiosk.trust.release import (
     ReleaseFile,
     parse_manifest,
     parse_release,
+    sha256_of,
     sign,
 )
 from kiosk.trust.signing import SignatureError, Signer, public_key_text
@@ -103,7 +103,7 @@ def build(checkout: Path, out: Path, machines: list[str], *, python: str = PYTHO
         built.append(machine)
     if with_deps and not built:
         raise ReleaseError("no target machine has wheels for every dependency")
-    files = [ReleaseFile(p.name, p.stat().st_size, _sha256(p), machine_of(p.name))
+    files = [ReleaseFile(p.name, p.stat().st_size, sha256_of(p), machine_of(p.name))
              for p in sorted(out.glob("*.whl"))]
     release = parse_release({
         "version": version, "min_previous": min_previous or version, "python": python,
@@ -139,7 +139,7 @@ def sign_release(folder: Path, key: Path, url: str) -> Manifest:
         raise ReleaseError(f"{key}: not a release key ({exc})") from None
     for file in release.files:
         path = folder / file.name
-        if not path.is_file() or path.stat().st_size != file.size or _sha256(path) != file.sha256:
+        if not path.is_file() or path.stat().st_size != file.size or sha256_of(path) != file.sha256:
             raise ReleaseError(f"{file.name}: missing or changed since the build")
     url = url if url.endswith("/") else url + "/"
     try:
@@ -183,14 +183,6 @@ def _read(path: Path) -> dict[str, object]:
     if not isinstance(data, dict):
         raise ReleaseError(f"{path}: not a manifest")
     return data
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _pip(args: list[str], what: str) -> None:

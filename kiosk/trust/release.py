@@ -21,9 +21,11 @@ so the transport (the shop's web server, a proxy, a USB stick) need not be trust
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from kiosk import KioskError
@@ -111,9 +113,18 @@ class Manifest:
                 "sig": b64encode(self.signature)}
 
 
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, as a manifest lists it (read in 1 MiB pieces)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        while chunk := data.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def version_key(version: str) -> tuple[int, ...]:
     """``"1.2"`` as ``(1, 2, 0, 0)``: versions compare as numbers, part by part."""
-    if not isinstance(version, str) or not _VERSION.match(version):
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise ManifestError(f"version {str(version)[:20]!r}: expected numbers and dots (1.2.3)")
     parts = tuple(int(part) for part in version.split("."))
     return parts + (0,) * (4 - len(parts))
@@ -139,7 +150,7 @@ def parse_release(body: Any) -> Release:
         raise ManifestError(f"release: expected the fields {', '.join(sorted(expected))}")
     version_key(body["version"])
     version_key(body["min_previous"])
-    if not isinstance(body["python"], str) or not re.match(r"^3\.\d{1,2}$", body["python"]):
+    if not isinstance(body["python"], str) or not re.fullmatch(r"3\.\d{1,2}", body["python"]):
         raise ManifestError("release.python: expected 3.N")
     machines = body["machines"]
     if (not isinstance(machines, list) or not machines
@@ -169,7 +180,7 @@ def parse_manifest(data: Any) -> Manifest:
     if set(data) != {"v", "release", "kid", "sig"}:
         raise ManifestError("manifest: expected the fields v, release, kid, sig (is it signed?)")
     kid, sig = data["kid"], data["sig"]
-    if not isinstance(kid, str) or not re.match(r"^[0-9a-f]{16}$", kid):
+    if not isinstance(kid, str) or not re.fullmatch(r"[0-9a-f]{16}", kid):
         raise ManifestError("manifest.kid: expected a key id")
     try:
         signature = b64decode(sig if isinstance(sig, str) else "", SIGNATURE_BYTES)
@@ -182,11 +193,11 @@ def _file(entry: Any) -> ReleaseFile:
     if not isinstance(entry, dict) or set(entry) != {"name", "size", "sha256", "machine"}:
         raise ManifestError("release.files: each file has name, size, sha256, machine")
     name, size, digest, machine = entry["name"], entry["size"], entry["sha256"], entry["machine"]
-    if not isinstance(name, str) or not _FILE.match(name) or name.startswith("."):
+    if not isinstance(name, str) or not _FILE.fullmatch(name) or name.startswith("."):
         raise ManifestError(f"release.files: {str(name)[:60]!r} is not a wheel's file name")
     if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= MAX_FILE_BYTES:
         raise ManifestError(f"release.files: {name}: bad size")
-    if not isinstance(digest, str) or not _HEX.match(digest):
+    if not isinstance(digest, str) or not _HEX.fullmatch(digest):
         raise ManifestError(f"release.files: {name}: sha256 is not 64 hex digits")
     if machine not in MACHINES:
         raise ManifestError(f"release.files: {name}: machine {str(machine)[:20]!r}")

@@ -122,3 +122,14 @@ def test_free_space_is_checked_before_the_first_byte(served, small_disk):
     with pytest.raises(FetchError, match="not enough space"):
         fetch_all(server.url, [file], small_disk / "in", pause_s=0.01)
     assert server.ranges == []  # nothing was even asked for
+
+
+def test_a_file_in_place_that_is_not_the_signed_one_is_fetched_again(served, tmp_path):
+    """The right size is not enough: a file that rotted on the card, or a release signed
+    again under the same name, is fetched anew rather than refused by the updater forever."""
+    server, file = served
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / file.name).write_bytes(b"\0" * SIZE)
+    fetch_all(server.url, [file], tmp_path / "in", pause_s=0.01)
+    assert server.ranges == [None]
+    assert hashlib.sha256((tmp_path / "in" / file.name).read_bytes()).hexdigest() == file.sha256

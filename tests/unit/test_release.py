@@ -67,6 +67,8 @@ def test_a_staff_order_signature_cannot_stand_for_a_release():
 
 @pytest.mark.parametrize("change, message", [
     ({"version": "2.0-beta"}, "expected numbers and dots"),
+    ({"version": "2.0\n"}, "expected numbers and dots"),  # `$` alone let a newline through
+    ({"python": "3.11\n"}, "expected 3.N"),
     ({"python": "3"}, "expected 3.N"),
     ({"machines": ["sparc"]}, "release.machines"),
     ({"url": "file:///etc/"}, "http(s) URL"),
@@ -74,6 +76,7 @@ def test_a_staff_order_signature_cannot_stand_for_a_release():
     ({"files": [{**WHEEL.__dict__, "name": "../../etc/cron.d/x.whl"}]}, "not a wheel's file"),
     ({"files": [{**WHEEL.__dict__, "size": -1}]}, "bad size"),
     ({"files": [{**WHEEL.__dict__, "sha256": "xyz"}]}, "64 hex digits"),
+    ({"files": [{**WHEEL.__dict__, "sha256": "a" * 64 + "\n"}]}, "64 hex digits"),
     ({"files": [WHEEL.__dict__, WHEEL.__dict__]}, "listed twice"),
     ({"kiosk": "other.whl"}, "not one of the files"),
     ({"extra": 1}, "expected the fields"),
