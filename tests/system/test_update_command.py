@@ -106,6 +106,13 @@ def test_a_signed_release_is_fetched_and_the_updater_asked(kiosk, staff, issuer,
     # A second order while one waits for the updater is refused.
     busy = update(staff, kiosk, issuer, publish(web, release_key, "9.1"))
     assert busy["status"] == "error" and "already" in busy["error"], busy
+    # And while the updater, having taken the request, still copies or installs it.
+    (spool / "request.json").unlink()
+    write_json(tmp_path / "opt/kiosk/work.json", request)
+    busy = update(staff, kiosk, issuer, publish(web, release_key, "9.1"))
+    assert busy["status"] == "error" and "installing" in busy["error"], busy
+    assert (spool / "files/9.0").exists()  # the files it reads were left alone
+    (tmp_path / "opt/kiosk/work.json").unlink()
     # The heartbeat the updater commits on: this version, connected.
     beat = read_heartbeat(tmp_path / "run/kiosk/release-health.json")
     assert beat is not None and beat.version == __version__ and beat.connected
