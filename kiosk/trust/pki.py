@@ -56,11 +56,17 @@ class Issued:
     cert: x509.Certificate
 
 
+RESERVED_DEVICE_IDS = ("_all", "rollout", "service")
+"""Names a kiosk may not have: ``_all`` addresses every kiosk of a site, and the broker's ACL
+lets a kiosk write ``<prefix>/+/<its id>/...``, which for ``rollout`` and ``service`` would
+reach staff's own records (``<prefix>/_fleet/rollout/...``, ``<prefix>/_fleet/service/...``)."""
+
+
 def kiosk_identity(device_id: str) -> str:
     """The CN of a kiosk's certificate: its device id, checked."""
-    if not DEVICE_ID.match(device_id) or device_id == "_all":
+    if not DEVICE_ID.match(device_id) or device_id in RESERVED_DEVICE_IDS:
         raise CertError(f"kiosk {device_id!r}: expected a device id of 1-64 letters, digits, "
-                        "'_', '-' or '.' (and not _all)")
+                        f"'_', '-' or '.' (and not {', '.join(RESERVED_DEVICE_IDS)})")
     return device_id
 
 

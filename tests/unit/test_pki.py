@@ -31,7 +31,8 @@ def test_the_shipped_config_sets_the_listener_options_after_the_listener_line():
     assert "allow_anonymous" in keys and "acl_file" in keys
 
 
-@pytest.mark.parametrize("device", ["staff:admin", "_all", "a/b", "+", "#", "", "x" * 65])
+@pytest.mark.parametrize("device", ["staff:admin", "_all", "rollout", "service", "a/b", "+",
+                                    "#", "", "x" * 65])
 def test_make_certs_refuses_a_kiosk_name_that_could_be_another_role_or_a_wildcard(device):
     with pytest.raises(pki.CertError):
         pki.kiosk_identity(device)
