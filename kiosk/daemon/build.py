@@ -121,9 +121,10 @@ PARTS: tuple[Part, ...] = (
     Part("trial", ("staff.rollback_after_s",), Took.LIVE,
          "the shadow takes it from each promoted config (a trial runs under the last good "
          "value): nothing to restart"),
-    Part("link", ("mqtt", "homeassistant", "telemetry.interval_s"), Took.RECONNECT,
+    Part("link", ("mqtt", "homeassistant"), Took.RECONNECT,
          "an MQTT client is made with its broker, credentials, session and "
-         "Home Assistant discovery (whose configs name the health interval): a new client "
+         "Home Assistant discovery (whose configs name the health interval, when it is on): "
+         "a new client "
          "connects with them, and check-ins the old one had in flight are sent again (the "
          "backend deduplicates); the config holds once it connects, else it is rolled back",
          _link),
@@ -138,10 +139,15 @@ again alone) rebuilds the whole kiosk, as does any RESTART part."""
 
 
 def _changed(old: Config, new: Config) -> set[str]:
-    """``section.key`` of every setting that differs."""
+    """``section.key`` of every setting that differs; a new health interval is news to Home
+    Assistant's discovery too, where it is on (its configs name the interval)."""
     before, after = asdict(old), asdict(new)
-    return {f"{section}.{key}" for section, values in before.items()
-            for key, value in values.items() if after[section][key] != value}
+    changed = {f"{section}.{key}" for section, values in before.items()
+               for key, value in values.items() if after[section][key] != value}
+    if "telemetry.interval_s" in changed and (old.homeassistant.discovery
+                                              or new.homeassistant.discovery):
+        changed.add("homeassistant.discovery_interval")
+    return changed
 
 
 class Running:
