@@ -426,6 +426,16 @@ class SimulatedFleet:
 
 
 
+def _trust_attached(argv: list[str]) -> list[str]:
+    """``--trust KEY`` as ``--trust=KEY``: a base64url public key starts with ``-`` one time
+    in 64, which argparse would take for an option."""
+    attached: list[str] = []
+    words = iter(argv)
+    for word in words:
+        attached.append(f"--trust={next(words, '')}" if word == "--trust" else word)
+    return attached
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m kiosk.testing.fleet``: a simulated fleet until Ctrl-C (or SIGTERM)."""
     parser = argparse.ArgumentParser(prog="python -m kiosk.testing.fleet",
@@ -439,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flaky", type=int, default=0, metavar="N",
                         help="the first N kiosks roll every new config back")
     parser.add_argument("--state", default="/dev/shm/kiosk-fleet", help="state folders")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_trust_attached(sys.argv[1:] if argv is None else argv))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     broker = MqttSettings(host=args.host, port=args.port)

@@ -13,6 +13,7 @@ from kiosk.staff.keyring import Keyring
 from kiosk.staff.kioskctl import OK, REFUSED
 from kiosk.testing.fleet import device_name
 from kiosk.testing.harness import wait_for
+from kiosk.trust.signing import Signer, public_key_text
 
 COUNT = 30
 
@@ -49,10 +50,14 @@ def test_a_simulated_fleet_answers_site_commands_with_the_real_guard(kioskctl, s
 
 def test_a_simulated_fleet_runs_from_the_command_line(kioskctl, mosquitto, tmp_path):
     trusted = Keyring(kioskctl.keys).list()[0].public
+    # One base64url key in 64 starts with "-", which argparse took for an option.
+    dashed = next(text for text in (public_key_text(Signer.generate().public)
+                                    for _ in range(10_000)) if text.startswith("-"))
     process = subprocess.Popen(
         [sys.executable, "-m", "kiosk.testing.fleet", "--host", mosquitto.host, "--port",
          str(mosquitto.port), "--count", "5", "--sites", "2", "--trust", trusted,
-         "--state", str(tmp_path / "cli-fleet")], stdout=subprocess.PIPE, text=True)
+         "--trust", dashed, "--state", str(tmp_path / "cli-fleet")], stdout=subprocess.PIPE,
+        text=True)
     try:
         assert "5 simulated kiosks" in process.stdout.readline()
         code, kiosks = kioskctl.json("list")
