@@ -27,6 +27,18 @@ from kiosk.trust.signing import (
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+def make_key(path: Path) -> str:
+    """A new private key at ``path`` (mode 600, its folder 700; ``FileExistsError`` rather
+    than overwrite one) and its public key beside it (``.pub``); returns the public key.
+    Staff's signing keys and the release key are made alike."""
+    signer = Signer.generate()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_private_key(path, f"{signer.text()}\n".encode())
+    public = public_key_text(signer.public)
+    path.with_suffix(".pub").write_text(public + "\n")
+    return public
+
+
 class KeyringError(KioskError):
     """A key is missing, unreadable or ambiguous; the text says which."""
 
@@ -51,13 +63,10 @@ class Keyring:
         """A new private key ``name`` (refuses to overwrite one)."""
         self._check_name(name)
         path = self.folder / f"{name}.key"
-        signer = Signer.generate()
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            write_private_key(path, f"{signer.text()}\n".encode())
+            make_key(path)
         except FileExistsError:
             raise KeyringError(f"{path} exists already") from None
-        (self.folder / f"{name}.pub").write_text(public_key_text(signer.public) + "\n")
         return self._info(name)
 
     def add(self, name: str, public: str) -> KeyInfo:

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from kiosk import KioskError
-from kiosk.trust.keys import write_private_key
+from kiosk.staff.keyring import make_key
 from kiosk.trust.release import (
     Manifest,
     ManifestError,
@@ -36,7 +36,7 @@ from kiosk.trust.release import (
     sha256_of,
     sign,
 )
-from kiosk.trust.signing import SignatureError, Signer, public_key_text
+from kiosk.trust.signing import SignatureError, Signer
 
 MANIFEST = "manifest.json"
 PYTHON = "3.11"
@@ -115,15 +115,10 @@ def build(checkout: Path, out: Path, machines: list[str], *, python: str = PYTHO
 
 def new_key(path: Path) -> str:
     """A new release key at ``path`` (mode 600; refuses to overwrite); its public key."""
-    signer = Signer.generate()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        write_private_key(path, f"{signer.text()}\n".encode())
+        return make_key(path)
     except FileExistsError:
         raise ReleaseError(f"{path} exists already") from None
-    public = public_key_text(signer.public)
-    path.with_suffix(".pub").write_text(public + "\n")
-    return public
 
 
 def sign_release(folder: Path, key: Path, url: str) -> Manifest:

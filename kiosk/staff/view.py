@@ -94,17 +94,13 @@ def summary(shown: dict[str, Any]) -> str:
         release = state.get("release")
         if isinstance(release, dict):
             lines.append(("release", release_text(release)))
-            failure = release.get("last_failure")
-            if isinstance(failure, dict):
-                lines.append(("last failure", f"{failure.get('version', '?')}: "
-                                              f"{failure.get('reason', '')}"))
+            if isinstance(failure := release.get("last_failure"), dict):
+                lines.append(("last failure", _version_why(failure)))
     reported = shown.get(Leaf.CONFIG_REPORTED)
     if isinstance(reported, dict):
         lines.append(("config", f"version {reported.get('version', '?')}"))
-        rejected = reported.get("rejected")
-        if isinstance(rejected, dict):
-            lines.append(("last refused", f"version {rejected.get('version', '?')}: "
-                                          f"{rejected.get('reason', '')}"))
+        if isinstance(rejected := reported.get("rejected"), dict):
+            lines.append(("last refused", f"version {_version_why(rejected)}"))
     health = shown.get(Leaf.HEALTH)
     if isinstance(health, dict):
         lines.append(("last report", ago(_number(health.get("sent_at")))))
@@ -123,6 +119,11 @@ def summary(shown: dict[str, Any]) -> str:
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _version_why(said: dict[str, Any]) -> str:
+    """``<version>: <reason>`` of a refusal or failure a kiosk reported."""
+    return f"{said.get('version', '?')}: {said.get('reason', '')}"
 
 
 def release_text(release: dict[str, Any]) -> str:
