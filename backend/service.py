@@ -190,10 +190,12 @@ class LoyaltyBackend:
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
-            topic = protocol.checkins_of_all_kiosks(self.broker.topic_prefix)
+            prefix = self.broker.topic_prefix
+            topics = [protocol.checkins_of_all_kiosks(prefix),
+                      protocol.checkin_batches_of_all_kiosks(prefix)]
             if self.share_group:
-                topic = f"$share/{self.share_group}/{topic}"
-            client.subscribe(topic, qos=1)
+                topics = [f"$share/{self.share_group}/{topic}" for topic in topics]
+            client.subscribe([(topic, 1) for topic in topics])
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
         if not any(code.is_failure for code in codes):
@@ -203,31 +205,51 @@ class LoyaltyBackend:
 
     def _on_message(self, _client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
         try:
-            self._arrived.put(self._decode(message.topic, bytes(message.payload)))
-        except protocol.ProtocolError as exc:  # not even a check-in topic: nobody to answer
+            for arrived in self._decode(message.topic, bytes(message.payload)):
+                self._arrived.put(arrived)
+        except protocol.ProtocolError as exc:  # nothing in it names a check-in to answer
             self.rejected += 1
             log.warning("ignored a message on %s: %s", message.topic, exc)
         except Exception:  # never let an exception kill paho's thread
             self.rejected += 1
             log.exception("failed to handle a check-in on %s", message.topic)
 
-    @staticmethod
-    def _decode(topic: str, payload: bytes) -> _Arrived:
-        """The check-in, or the refusal of one that can never be credited (if it names its
-        ``event_id``: else nothing can be answered, and the kiosk's alarm will say so)."""
+    def _decode(self, topic: str, payload: bytes) -> list[_Arrived]:
+        """The check-ins of a message (one, or a batch from ``evt/checkins``), each as a visit
+        or the refusal of one that can never be credited (if it names its ``event_id``: else
+        nothing can be answered, and the kiosk's alarm will say so)."""
         reply_topic, sender = protocol.reply_topic_for(topic), protocol.device_of(topic)
         site = (protocol.kiosk_of(topic) or ("", ""))[0]
-        try:
-            checkin, replayed = protocol.decode_checkin(payload)
+
+        def visit(checkin: protocol.CheckIn, replayed: bool, said: bytes | None) -> _Arrived:
+            """``said``: the message, or None for a batch's entry (encoded again if refused)."""
             if checkin.device_id != sender:
-                raise protocol.ProtocolError(
-                    f"device_id {checkin.device_id!r} is not the kiosk {sender!r} that sent it")
+                return _Refused(reply_topic, Refusal(
+                    checkin.event_id, sender,
+                    f"device_id {checkin.device_id!r} is not the kiosk {sender!r} that sent it",
+                    protocol.encode_checkin(checkin) if said is None else said))
             return _Visit(reply_topic, checkin, replayed, site)
+
+        if protocol.is_batch(topic):
+            arrivals: list[_Arrived] = []
+            for entry in protocol.decode_checkins(payload):
+                if isinstance(entry, tuple):
+                    arrivals.append(visit(*entry, None))
+                elif entry.event_id is not None:
+                    arrivals.append(_Refused(reply_topic, Refusal(
+                        entry.event_id, sender, entry.reason, entry.payload)))
+                else:
+                    self.rejected += 1
+                    log.warning("ignored a check-in without a readable event_id in a batch "
+                                "on %s: %s", topic, entry.reason)
+            return arrivals
+        try:
+            return [visit(*protocol.decode_checkin(payload), payload)]
         except protocol.ProtocolError as exc:
             event_id = protocol.event_id_of(payload)
             if event_id is None:
                 raise
-            return _Refused(reply_topic, Refusal(event_id, sender, str(exc), payload))
+            return [_Refused(reply_topic, Refusal(event_id, sender, str(exc), payload))]
 
     def _credit_batches(self) -> None:
         """The worker: credit what has arrived in one transaction, then answer each."""

@@ -54,7 +54,7 @@ def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str],
         "# Kiosks (CN = device id): write only under their own root, read only their own",
         "# replies, desired config and commands, plus group commands of a site or the fleet.",
         *(f"pattern write {topic}" for topic in (
-            own.status, own.state, own.checkin, own.health, own.config_reported,
+            own.status, own.state, own.checkin, own.checkins, own.health, own.config_reported,
             own.config_version, own.command_result(ANY), own.enroll)),
         *(f"pattern read {topic}" for topic in (own.reply, own.config_desired, own.command(ANY))),
         "# Group commands (no %u: mosquitto warns at start that the pattern has none).",
@@ -85,7 +85,8 @@ def acl_text(prefix: str, staff: Iterable[str], backends: Iterable[str],
     for identity in sorted(backends):
         lines += ["", "# Loyalty backend: read every check-in, answer on the kiosk's reply topic.",
                   f"user {identity}", _deny_own_root(prefix, identity),
-                  f"topic read {every.checkin}", f"topic write {every.reply}"]
+                  f"topic read {every.checkin}", f"topic read {every.checkins}",
+                  f"topic write {every.reply}"]
     for identity in sorted(home_assistants):
         lines += ["", "# Home Assistant: read the discovery configs and what they point at (each",
                   "# kiosk's status, state and health); announce its own status.",

@@ -22,8 +22,10 @@ from kiosk.mqtt.wire import Fields, Limits, ProtocolError, load_object
 __all__ = [
     "ALL",
     "ANY",
+    "CHECKIN_BATCH_LIMITS",
     "CHECKIN_LIMITS",
     "MAX_ANSWERS",
+    "MAX_CHECKINS",
     "MAX_ID",
     "MAX_LABEL",
     "MAX_MEMBER_ID",
@@ -49,10 +51,13 @@ __all__ = [
     "MemberStatus",
     "ProtocolError",
     "Topics",
+    "Unreadable",
     "Waiting",
+    "checkin_batches_of_all_kiosks",
     "checkins_of_all_kiosks",
     "command_topic",
     "decode_checkin",
+    "decode_checkins",
     "decode_enroll_request",
     "decode_object",
     "decode_replies",
@@ -63,6 +68,7 @@ __all__ = [
     "decode_waiting",
     "device_of",
     "encode_checkin",
+    "encode_checkins",
     "encode_config_version",
     "encode_enroll_request",
     "encode_health",
@@ -75,6 +81,7 @@ __all__ = [
     "event_id_of",
     "every_kiosk",
     "fleet_service_view",
+    "is_batch",
     "is_command",
     "is_command_result",
     "kiosk_of",
@@ -82,6 +89,7 @@ __all__ = [
     "mark_replayed",
     "member_of",
     "one_kiosk_view",
+    "pack",
     "redact",
     "reply_topic_for",
     "rollout_topic",
@@ -112,6 +120,7 @@ class Leaf(StrEnum):
     STATUS = "status"
     STATE = "state"
     CHECKIN = "evt/checkin"
+    CHECKINS = "evt/checkins"
     REPLY = "reply"
     HEALTH = "tele/health"
     CONFIG_DESIRED = "config/desired"
@@ -128,6 +137,10 @@ MAX_ANSWERS = 200
 """Answers in one batch at most (about 250 bytes each)."""
 CHECKIN_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
 """A real check-in is about 250 bytes of flat JSON."""
+CHECKIN_BATCH_LIMITS = Limits(max_bytes=60_000, max_depth=3, max_string=256)
+"""A batch of check-ins: under the shipped broker's 64 KiB packet limit."""
+MAX_CHECKINS = 200
+"""Check-ins in one batch at most (about 250 bytes each)."""
 STATE_LIMITS = Limits(max_bytes=4096, max_depth=3, max_string=1024)
 """A retained state: a lifecycle word, the reason, the firmware version, the release."""
 MAX_REASON = 1024
@@ -174,6 +187,12 @@ class Topics:
     def checkin(self) -> str:
         """Check-in events, QoS 1."""
         return f"{self.root}/{Leaf.CHECKIN}"
+
+    @property
+    def checkins(self) -> str:
+        """Batches of check-ins, QoS 1: a rush or a backlog in a few messages, for a backend
+        that subscribes here (see :func:`encode_checkins`)."""
+        return f"{self.root}/{Leaf.CHECKINS}"
 
     @property
     def reply(self) -> str:
@@ -318,12 +337,18 @@ def is_command(topic: str) -> bool:
 
 
 def checkins_of_all_kiosks(prefix: str) -> str:
-    """The subscription a backend uses to hear every kiosk of every site."""
+    """The subscription a backend uses to hear every kiosk of every site, one check-in a
+    message."""
     return every_kiosk(prefix, Leaf.CHECKIN)
 
 
+def checkin_batches_of_all_kiosks(prefix: str) -> str:
+    """The subscription a backend that takes batches adds: every kiosk's ``evt/checkins``."""
+    return every_kiosk(prefix, Leaf.CHECKINS)
+
+
 def reply_topic_for(checkin_topic: str) -> str:
-    """Where the backend answers a check-in that arrived on ``checkin_topic``."""
+    """Where the backend answers a check-in (or a batch) that arrived on ``checkin_topic``."""
     return f"{_checkin_root(checkin_topic)}/{Leaf.REPLY}"
 
 
@@ -332,11 +357,17 @@ def device_of(checkin_topic: str) -> str:
     return _checkin_root(checkin_topic).rsplit("/", 1)[-1]
 
 
+def is_batch(checkin_topic: str) -> bool:
+    """True for a kiosk's ``evt/checkins``: the message is a batch (:func:`decode_checkins`)."""
+    return checkin_topic.endswith(f"/{Leaf.CHECKINS}")
+
+
 def _checkin_root(checkin_topic: str) -> str:
-    root = checkin_topic.removesuffix(f"/{Leaf.CHECKIN}")
-    if root == checkin_topic:
-        raise ProtocolError(f"not a check-in topic: {checkin_topic}")
-    return root
+    for leaf in (Leaf.CHECKIN, Leaf.CHECKINS):
+        root = checkin_topic.removesuffix(f"/{leaf}")
+        if root != checkin_topic:
+            return root
+    raise ProtocolError(f"not a check-in topic: {checkin_topic}")
 
 
 # --- check-in ---------------------------------------------------------------
@@ -353,9 +384,68 @@ def mark_replayed(payload: bytes) -> bytes:
     return payload[:-1] + b',"replayed":true}'
 
 
+def encode_checkins(payloads: list[bytes]) -> bytes:
+    """Check-ins (each as :func:`encode_checkin` or :func:`mark_replayed` made it) in one
+    message for ``evt/checkins``: ``{"v":1,"checkins":[...]}``. At most
+    :data:`MAX_CHECKINS` that fit :data:`CHECKIN_BATCH_LIMITS` (:func:`pack` says how many)."""
+    return b'{"v":%d,"checkins":[' % VERSION + b",".join(payloads) + b"]}"
+
+
+def pack(sizes: list[int], max_items: int, max_bytes: int) -> int:
+    """How many of the items whose encoded sizes are ``sizes`` (from the first) go in one
+    batch message of at most ``max_items`` items and ``max_bytes`` bytes (at least one:
+    a single item goes as it is, in a message of its own)."""
+    count, total = 0, _BATCH_ROOM
+    for size in sizes:
+        total += size + 1
+        if count == max_items or (count and total > max_bytes):
+            break
+        count += 1
+    return max(1, count)
+
+
+_BATCH_ROOM = 64
+"""Bytes a batch message takes beyond its items: the envelope, with room to spare."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A check-in of a batch that does not decode: what it says of itself, so the backend can
+    refuse it by name (an ``event_id`` of None: nothing to answer)."""
+
+    event_id: str | None
+    member_id: str
+    reason: str
+    payload: bytes
+    """The entry as JSON again, for the backend's record of what it refused."""
+
+
 def decode_checkin(payload: bytes | bytearray) -> tuple[CheckIn, bool]:
     """Parse a check-in (backend side); returns it and whether it was replayed."""
-    body = decode_object(payload, CHECKIN_LIMITS)
+    return _checkin(decode_object(payload, CHECKIN_LIMITS))
+
+
+def decode_checkins(payload: bytes | bytearray) -> list[tuple[CheckIn, bool] | Unreadable]:
+    """Parse a batch from ``evt/checkins`` (backend side): each check-in and whether it was
+    replayed, in the order sent; one that does not decode is refused alone, not its batch."""
+    decoded: list[tuple[CheckIn, bool] | Unreadable] = []
+    body = decode_object(payload, CHECKIN_BATCH_LIMITS)
+    for entry in _entries(body, "checkins", MAX_CHECKINS):
+        try:
+            if not isinstance(entry, dict):
+                raise ProtocolError("a check-in is not an object")
+            decoded.append(_checkin(Fields(entry)))
+        except ProtocolError as exc:
+            named = entry if isinstance(entry, dict) else {}
+            event_id, member_id = named.get("event_id"), named.get("member_id")
+            decoded.append(Unreadable(
+                event_id if isinstance(event_id, str) and 0 < len(event_id) <= MAX_ID else None,
+                member_id if isinstance(member_id, str) and len(member_id) <= MAX_MEMBER_ID
+                else "", str(exc), json.dumps(entry).encode()))
+    return decoded
+
+
+def _checkin(body: Fields) -> tuple[CheckIn, bool]:
     checkin = CheckIn(
         event_id=body.text("event_id", MAX_ID), device_id=body.text("device_id", MAX_ID),
         boot_id=body.text("boot_id", MAX_ID), seq=body.integer("seq", 0, MAX_SEQ),
@@ -363,6 +453,14 @@ def decode_checkin(payload: bytes | bytearray) -> tuple[CheckIn, bool]:
         member_id=body.text("member_id", MAX_MEMBER_ID), source=body.text("source", MAX_LABEL),
     )
     return checkin, body.flag("replayed", False)
+
+
+def _entries(body: Fields, field: str, max_items: int) -> list[Any]:
+    """The list ``field`` of a decoded batch message, of at most ``max_items``."""
+    entries = body.body.get(field)
+    if not isinstance(entries, list) or len(entries) > max_items:
+        raise ProtocolError(f"field {field!r} is not a list of at most {max_items}")
+    return entries
 
 
 # --- reply ------------------------------------------------------------------
@@ -440,15 +538,12 @@ def encode_replies(answers: list[bytes]) -> list[bytes]:
     backlog sends one message per batch, not one per check-in (a single answer goes as
     it is)."""
     messages: list[bytes] = []
-    chunk: list[bytes] = []
-    room = REPLY_BATCH_LIMITS.max_bytes - 64
-    for answer in answers:
-        if chunk and (len(chunk) == MAX_ANSWERS or sum(map(len, chunk)) + len(answer) > room):
-            messages.append(_batch(chunk))
-            chunk = []
-        chunk.append(answer)
-    if chunk:
-        messages.append(_batch(chunk))
+    sizes = [len(answer) for answer in answers]
+    first = 0
+    while first < len(answers):
+        count = pack(sizes[first:], MAX_ANSWERS, REPLY_BATCH_LIMITS.max_bytes)
+        messages.append(_batch(answers[first:first + count]))
+        first += count
     return messages
 
 
@@ -465,11 +560,9 @@ def decode_replies(payload: bytes | bytearray) -> tuple[list[Answer], list[str]]
     if len(payload) <= REPLY_LIMITS.max_bytes and b'"answers"' not in payload:
         return [decode_reply(payload)], []  # one answer, within a single reply's limits
     body = decode_object(payload, REPLY_BATCH_LIMITS)
-    entries = body.body.get("answers")
-    if entries is None:  # "answers" was only a value: one answer after all
+    if "answers" not in body.body:  # "answers" was only a value: one answer after all
         return [decode_reply(payload)], []
-    if not isinstance(entries, list) or len(entries) > MAX_ANSWERS:
-        raise ProtocolError(f"field 'answers' is not a list of at most {MAX_ANSWERS}")
+    entries = _entries(body, "answers", MAX_ANSWERS)
     answers: list[Answer] = []
     refused: list[str] = []
     for entry in entries:

@@ -25,9 +25,17 @@ run, or sent again) goes out in the order it was scanned, marked
 streams the order is the scan order; ``boot_id`` + ``seq`` give the backend the
 total order.
 
-**Batches.** Acknowledged rows are deleted in one transaction (:meth:`flush`),
-and the backlog refills the window a quarter of it at a time: one query for many
-rows, not one per acknowledgement.
+**Batches.** Check-ins ready to go together — the rows of one commit in a rush, a
+backlog — go in one message on ``evt/checkins`` (up to :data:`BATCH`),
+a lone check-in on ``evt/checkin`` as it always has: per check-in, the broker, paho
+and the backend then handle a fraction of the messages, PUBACKs and answers
+(docs/performance.md). The window counts messages. Whether the backend takes
+batches is the broker's to say: it gives a batch to no subscriber (or refuses it,
+under an ACL written before batches) and the kiosk sends its rows again at once, one
+a message, and keeps to single check-ins for :data:`SINGLES_FOR_S` before trying a
+batch again. Acknowledged rows are deleted in one transaction (:meth:`flush`), and
+the backlog refills the window a quarter of it at a time: one query for many rows,
+not one per acknowledgement.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterable
+from itertools import islice
 
 from kiosk.mqtt import protocol
 from kiosk.mqtt.link import Link, LinkError
@@ -52,6 +61,14 @@ ACK_WINDOW = 2000
 top): bounds memory and what a kiosk puts in the broker's queue while the backend is away."""
 MAX_ACK_TIMEOUT_S = 300.0
 """The longest wait for an acknowledgement before sending again (after doubling)."""
+BATCH = protocol.MAX_CHECKINS
+"""Check-ins in one message at most, while the backend takes batches."""
+REFILL_ROWS = 50
+"""Backlog rows read at least when some wait for the backend: a query per answered batch, not
+per answer."""
+SINGLES_FOR_S = 60.0
+"""After the broker gave a batch to nobody or refused it, how long check-ins go one a message
+before a batch is tried again (a backend upgraded meanwhile gets batches from then on)."""
 
 Ack = tuple[str, str, protocol.Ack, str]
 """``(event_id, member_id, ack, reason)`` of one acknowledgement from the backend."""
@@ -67,7 +84,8 @@ class Publisher:
         self._refill_at = max(1, window // 4)
         self._ack_timeout_s = ack_timeout_s
         self._wait_s = ack_timeout_s  # doubles while the backend stays silent
-        self._in_flight: dict[int, tuple[int, str]] = {}  # paho mid -> (row id, event id)
+        # paho mid -> the (row id, event id) of each check-in in the message
+        self._in_flight: dict[int, list[tuple[int, str]]] = {}
         # event id -> (row id, sent at, member id), oldest send first
         self._awaiting: dict[str, tuple[int, float, str]] = {}
         self._cursor = 0  # backlog: the highest row id handed to paho in id order
@@ -76,9 +94,12 @@ class Publisher:
         self._acked: set[int] = set()  # acknowledged by the backend, not deleted yet
         self._acked_unknown: dict[str, str] = {}  # event id -> member: sent by an earlier run
         self._retry_at: float | None = None
+        self._singles_until = 0.0  # monotonic: no batches before, the backend takes none
         self._silent_since: float | None = None  # waiting for the backend, nothing heard
         self.published = 0
         """Rows the broker took (PUBACK)."""
+        self.batches_unrouted = 0
+        """Batches the broker gave to nobody or refused: their rows went again one a message."""
         self.delivered = 0
         """Rows the backend acknowledged as credited or duplicate (deleted)."""
         self.refused = 0
@@ -92,7 +113,7 @@ class Publisher:
 
     @property
     def in_flight(self) -> int:
-        """Rows handed to paho and not acknowledged by the broker yet."""
+        """Messages handed to paho and not acknowledged by the broker yet."""
         return len(self._in_flight)
 
     @property
@@ -147,48 +168,85 @@ class Publisher:
                 return
             self._retry_at = None
         self._send_again_if_due(now)
-        while self._live and len(self._in_flight) < self._window:
-            row_id, event_id, payload = self._live[0]
-            if not self._send(row_id, event_id, payload, now):
-                return
-            self._live.popleft()
-            if row_id > self._cursor:
-                self._sent_ahead.add(row_id)
+        if self._live and len(self._in_flight) < self._window:
+            sent = self._send_rows(list(islice(self._live, self._room(now))), now)
+            for _ in range(sent):
+                row_id = self._live.popleft()[0]
+                if row_id > self._cursor:
+                    self._sent_ahead.add(row_id)
+            if self._live:
+                return  # the window is full, or paho refused
         self._pump_backlog(now)
 
+    def _per_message(self, now: float) -> int:
+        """Check-ins one message takes now: a batch, or one while the backend takes none."""
+        return BATCH if now >= self._singles_until else 1
+
+    def _room(self, now: float) -> int:
+        """Rows the free part of the window takes."""
+        return (self._window - len(self._in_flight)) * self._per_message(now)
+
     def _pump_backlog(self, now: float) -> None:
-        room = min(self._window - len(self._in_flight), ACK_WINDOW - len(self._awaiting))
-        if self._in_flight and room < self._refill_at:
+        free = self._window - len(self._in_flight)
+        if self._in_flight and free < self._refill_at:
             return  # refill in batches: one query for many rows, not one per PUBACK
+        room = min(self._room(now), ACK_WINDOW - len(self._awaiting))
+        if self._awaiting and room < min(REFILL_ROWS, self._refill_at * self._per_message(now)):
+            return  # a few rows free: wait for more, and read them in one query
         # Rows in the outbox wait for the backend, are acknowledged, live, or not sent yet:
         # nothing to read when none is unsent (the usual case on every tick).
         while room > 0 and self.unsent - len(self._live) > 0:
             rows = self._outbox.after(self._cursor, room + len(self._sent_ahead))
             if not rows:
                 return
+            ready: list[Row] = []
+            last = rows[-1][0]
             for row_id, event_id, payload in rows:
-                if row_id in self._sent_ahead or row_id in self._acked:
-                    self._sent_ahead.discard(row_id)
-                    self._cursor = row_id
+                if (row_id in self._sent_ahead or row_id in self._acked
+                        or event_id in self._awaiting):  # live, acknowledged, or still waiting
                     continue
-                if event_id in self._awaiting:  # sent, the broker refused a row before it
-                    self._cursor = row_id
-                    continue
-                if room == 0 or not self._send(row_id, event_id,
-                                               protocol.mark_replayed(payload), now):
-                    return
-                self._cursor = row_id
-                room -= 1
+                ready.append((row_id, event_id, protocol.mark_replayed(payload)))
+                if len(ready) == room:
+                    last = row_id
+                    break
+            sent = self._send_rows(ready, now)
+            self._cursor = last if sent == len(ready) else ready[sent][0] - 1
+            if self._sent_ahead:
+                self._sent_ahead = {row for row in self._sent_ahead if row > self._cursor}
+            if sent < len(ready):
+                return  # the window is full, or paho refused
+            room -= sent
 
-    def _send(self, row_id: int, event_id: str, body: bytes, now: float) -> bool:
+    def _send_rows(self, rows: list[Row], now: float) -> int:
+        """Hand paho ``rows`` in order, as batches while the backend takes them, until the
+        window is full; returns how many were handed over."""
+        sent = 0
+        while sent < len(rows) and len(self._in_flight) < self._window:
+            count, most = 1, self._per_message(now)
+            if most > 1:
+                sizes = [len(body) for _, _, body in rows[sent:sent + most]]
+                count = protocol.pack(sizes, most, protocol.CHECKIN_BATCH_LIMITS.max_bytes)
+            if not self._send(rows[sent:sent + count], now):
+                break
+            sent += count
+        return sent
+
+    def _send(self, rows: list[Row], now: float) -> bool:
+        """One message: a lone check-in as it is, several as a batch."""
+        if len(rows) == 1:
+            topic, body = self._link.topics.checkin, rows[0][2]
+        else:
+            topic = self._link.topics.checkins
+            body = protocol.encode_checkins([payload for _, _, payload in rows])
         try:
-            mid = self._link.publish(self._link.topics.checkin, body, qos=1)
+            mid = self._link.publish(topic, body, qos=1)
         except LinkError as exc:
             log.warning("check-in stays in the outbox: %s", exc)
             self._retry_at = now + RETRY_AFTER_S
             return False
-        self._in_flight[mid] = (row_id, event_id)
-        self._awaiting[event_id] = (row_id, now, protocol.member_of(body))
+        self._in_flight[mid] = [(row_id, event_id) for row_id, event_id, _ in rows]
+        for row_id, event_id, payload in rows:
+            self._awaiting[event_id] = (row_id, now, protocol.member_of(payload))
         if self._silent_since is None:
             self._silent_since = now
         return True
@@ -220,12 +278,17 @@ class Publisher:
         deduplicates). Rows the broker took still wait for the backend."""
         if not self._in_flight:
             return
-        first = min(row for row, _event in self._in_flight.values())
-        for row, event_id in self._in_flight.values():
+        rows = [row for message in self._in_flight.values() for row in message]
+        self._in_flight.clear()
+        self._forget(rows)
+
+    def _forget(self, rows: list[tuple[int, str]]) -> None:
+        """These rows' sends did not reach the backend: no longer awaited, and the backlog
+        goes again from the first of them."""
+        for row, event_id in rows:
             if self._awaiting.get(event_id, (None,))[0] == row:
                 del self._awaiting[event_id]
-        self._in_flight.clear()
-        self._rewind(first)
+        self._rewind(min(row for row, _event in rows))
 
     def retune(self, window: int, ack_timeout_s: float) -> None:
         """Staff's new publish window (rows in flight beyond it wait for their PUBACKs) and
@@ -234,22 +297,27 @@ class Publisher:
         self._ack_timeout_s = self._wait_s = ack_timeout_s
 
     def acked(self, mid: int, ok: bool, reason: str) -> None:
-        """The broker answered message ``mid``: a free window slot, or a row to offer again."""
+        """The broker answered message ``mid``: a free window slot, or rows to offer again."""
         sent = self._in_flight.pop(mid, None)
         if sent is None:
             return  # status/state messages, not outbox rows
         if ok:
-            self.published += 1
+            self.published += len(sent)
             return
-        row_id, event_id = sent
-        # Keep the row; rewind so it (and everything after it) goes again, in order.
+        # Keep the rows; rewind so they (and everything after them) go again, in order.
+        self._forget(sent)
+        if len(sent) > 1:  # the backend may take no batches (or the ACL predates them)
+            if self._singles_until == 0.0:
+                log.warning("the broker did not deliver a batch of check-ins (%s): the backend "
+                            "may not take batches; sending one check-in a message, and trying "
+                            "a batch again every %g s", reason, SINGLES_FOR_S)
+            self.batches_unrouted += 1
+            self._singles_until = time.monotonic() + SINGLES_FOR_S
+            return  # at once, one a message
         self.refused += 1
         if self._retry_at is None:  # once per round, not once per row in the window
             log.error("broker did not deliver a check-in (%s); will retry in %g s",
                       reason, RETRY_AFTER_S)
-        if self._awaiting.get(event_id, (None,))[0] == row_id:
-            del self._awaiting[event_id]
-        self._rewind(row_id)
         self._retry_at = time.monotonic() + RETRY_AFTER_S
 
     def answered(self, acks: Iterable[Ack]) -> set[str]:

@@ -38,9 +38,14 @@ class RecordingLink:
         self.sent.append((mid, topic, json.loads(payload)))
         return mid
 
+    def checkins(self) -> list[dict]:
+        """Every check-in sent, in the order sent, batches opened."""
+        return [checkin for _, topic, payload in self.sent
+                for checkin in (payload["checkins"] if topic == TOPICS.checkins else [payload])]
+
     def members(self) -> list[str]:
-        """The ``n`` of each message sent, in the order sent."""
-        return [payload["n"] for _, _, payload in self.sent]
+        """The ``n`` of each check-in sent, in the order sent."""
+        return [checkin["n"] for checkin in self.checkins()]
 
     def mids(self) -> list[int]:
         return [mid for mid, _, _ in self.sent]
@@ -72,7 +77,20 @@ def _ack_all(pump: Publisher, link: RecordingLink, ack=protocol.Ack.CREDITED) ->
     """The broker and then the backend acknowledge every message sent so far."""
     for mid in link.mids():
         pump.acked(mid, True, "")
-    pump.answered([(f"event-{payload['n']}", "", ack, "") for _, _, payload in link.sent])
+    pump.answered([(f"event-{n}", "", ack, "") for n in link.members()])
+
+
+@pytest.fixture(autouse=True)
+def one_check_in_a_message(monkeypatch):
+    """The window, order and retry tests count messages: one check-in each, as to a backend
+    that takes no batches. Tests using ``batches`` send them as a kiosk does."""
+    monkeypatch.setattr(publisher, "BATCH", 1)
+
+
+@pytest.fixture
+def batches(monkeypatch, one_check_in_a_message):
+    """Batches as a kiosk sends them (up to ``protocol.MAX_CHECKINS`` a message)."""
+    monkeypatch.setattr(publisher, "BATCH", protocol.MAX_CHECKINS)
 
 
 def test_the_backlog_goes_out_in_scan_order_marked_replayed(outbox, link):
@@ -307,3 +325,72 @@ def test_a_new_window_holds_from_the_next_send(outbox, link):
     pump.retune(window=5, ack_timeout_s=30)
     pump.pump()
     assert link.members() == [0, 1, 2, 3, 4] and pump.in_flight == 5
+
+
+def test_check_ins_committed_together_go_in_one_batch_and_a_lone_one_as_it_is(outbox, link,
+                                                                              batches):
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
+    pump.stored(_store(outbox, 0, 5), online=True)  # a rush: five in one commit
+    pump.stored(_store(outbox, 5, 1), online=True)  # then one customer
+    assert [topic for _, topic, _ in link.sent] == [TOPICS.checkins, TOPICS.checkin]
+    assert link.sent[0][2]["v"] == 1 and link.members() == [0, 1, 2, 3, 4, 5]
+    assert not any("replayed" in checkin for checkin in link.checkins())  # sent live
+    assert (pump.in_flight, pump.awaiting) == (2, 6)
+    _ack_all(pump, link)
+    pump.flush()
+    assert (pump.published, pump.delivered, outbox.depth) == (6, 6, 0)
+
+
+def test_a_backlog_goes_in_full_batches_in_scan_order_each_marked_replayed(outbox, link,
+                                                                           batches):
+    _store(outbox, 0, 2 * protocol.MAX_CHECKINS + 7)
+    Publisher(outbox, link, window=10, ack_timeout_s=30).pump()
+    assert [len(payload["checkins"]) for _, _, payload in link.sent] == [
+        protocol.MAX_CHECKINS, protocol.MAX_CHECKINS, 7]
+    assert link.members() == list(range(2 * protocol.MAX_CHECKINS + 7))
+    assert all(checkin["replayed"] is True for checkin in link.checkins())
+
+
+def test_a_batch_stays_under_the_brokers_packet_limit(outbox, link, batches):
+    big = 20_000  # three of these would pass the 60,000 bytes a batch may have
+    rows = outbox.add_many([(f"event-{n}", json.dumps({"v": 1, "n": n, "pad": "x" * big})
+                             .encode()) for n in range(5)], [])
+    assert len(rows) == 5
+    Publisher(outbox, link, window=10, ack_timeout_s=30).pump()
+    assert [len(payload.get("checkins", [payload])) for _, _, payload in link.sent] == [2, 2, 1]
+    assert link.sent[2][1] == TOPICS.checkin  # the last alone, as it is
+    assert link.members() == [0, 1, 2, 3, 4]
+
+
+def test_a_batch_nobody_takes_goes_again_at_once_one_a_message_and_batches_resume(
+        outbox, link, batches, monkeypatch, caplog):
+    clock = [1000.0]
+    monkeypatch.setattr(publisher.time, "monotonic", lambda: clock[0])
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=300)
+    pump.stored(_store(outbox, 0, 3), online=True)
+    pump.acked(1, False, "No matching subscribers")  # a backend that takes no batches
+    assert (pump.batches_unrouted, pump.refused, pump.awaiting) == (1, 0, 0)
+    pump.pump()  # at once: no retry delay for a batch
+    assert [topic for _, topic, _ in link.sent[1:]] == [TOPICS.checkin] * 3
+    assert link.members()[3:] == [0, 1, 2]
+    assert "may not take batches" in caplog.text
+    pump.stored(_store(outbox, 3, 2), online=True)  # singles for a while
+    assert link.members()[6:] == [3, 4] and len(link.sent) == 6
+    clock[0] += publisher.SINGLES_FOR_S
+    pump.stored(_store(outbox, 5, 2), online=True)  # then a batch is tried again
+    assert link.sent[-1][1] == TOPICS.checkins and link.members()[-2:] == [5, 6]
+    for mid in link.mids()[1:]:
+        pump.acked(mid, True, "")
+    pump.answered([(f"event-{n}", "", protocol.Ack.CREDITED, "") for n in range(7)])
+    pump.flush()
+    assert (outbox.depth, pump.delivered, pump.published) == (0, 7, 7)
+
+
+def test_a_new_client_sends_a_batch_in_flight_again(outbox, link, batches):
+    _store(outbox, 0, 4)
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
+    pump.pump()
+    pump.relinked()
+    assert (pump.in_flight, pump.awaiting) == (0, 0)
+    pump.pump()
+    assert link.members() == [0, 1, 2, 3, 0, 1, 2, 3]
