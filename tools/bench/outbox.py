@@ -32,6 +32,7 @@ ratio (b)/(a); targets: (b)/(a) >= 0.5, (c) <= 30 s.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -83,14 +84,16 @@ def answer():  # what arrived while the last batch was answered, in one message 
         answers = {}
         for topic, payload in batch:
             body = json.loads(payload)
-            answers.setdefault(protocol.reply_topic_for(topic), []).append(protocol.encode_reply(
-                body["event_id"], body["member_id"], STATUS, protocol.Ack.CREDITED))
+            answers.setdefault(protocol.reply_topic_for(topic), []).extend(
+                protocol.encode_reply(checkin["event_id"], checkin["member_id"], STATUS,
+                                      protocol.Ack.CREDITED)
+                for checkin in (body["checkins"] if protocol.is_batch(topic) else [body]))
         for topic, bodies in answers.items():
             for message in protocol.encode_replies(bodies):
                 client.publish(topic, message, qos=1)
 threading.Thread(target=answer, daemon=True).start()
 client.connect(sys.argv[1], int(sys.argv[2]))
-client.subscribe(sys.argv[3], qos=1)
+client.subscribe([(sys.argv[3], 1), (protocol.checkin_batches_of_all_kiosks("loyalty"), 1)])
 client.loop_start()
 subscribed.wait(10)
 print("subscribed", flush=True)
@@ -116,15 +119,18 @@ class Subscriber:
         self._process.communicate("", timeout=10)
 
 
-def raw_paho(broker: Mosquitto, n: int) -> float:
-    """(a) N pipelined QoS 1 publishes; seconds until every PUBACK is in."""
+def raw_paho(broker: Mosquitto, n: int, per_message: int = 1) -> float:
+    """(a) N check-ins published back to back at QoS 1 (pipelined), ``per_message`` in each
+    message (1: one a message; more: batches on ``evt/checkins``, as the kiosk packs them);
+    seconds until every PUBACK is in."""
+    messages = -(-n // per_message)
     done = threading.Event()
     acked = 0
 
     def on_publish(*_args: object) -> None:
         nonlocal acked
         acked += 1
-        if acked == n:
+        if acked == messages:
             done.set()
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
@@ -133,9 +139,15 @@ def raw_paho(broker: Mosquitto, n: int) -> float:
     client.max_queued_messages_set(0)
     client.connect(broker.host, broker.port)
     client.loop_start()
-    payloads = [protocol.encode_checkin(CheckIn(uuid7(), "raw", "boot0", k, time.time(),
+    checkins = [protocol.encode_checkin(CheckIn(uuid7(), "raw", "boot0", k, time.time(),
                                                  f"LOY-R{k:07d}", "serial")) for k in range(n)]
-    topic = protocol.Topics("loyalty", "bench", "raw").checkin
+    topics = protocol.Topics("loyalty", "bench", "raw")
+    if per_message == 1:
+        topic, payloads = topics.checkin, checkins
+    else:
+        topic = topics.checkins
+        payloads = [protocol.encode_checkins(checkins[k:k + per_message])
+                    for k in range(0, n, per_message)]
     start = time.perf_counter()
     for payload in payloads:
         client.publish(topic, payload, qos=1)
@@ -157,13 +169,23 @@ def _kiosk(root: Path, broker: Mosquitto, n: int, display: str = "none") -> Runn
     ))
 
 
-def kiosk_rush(root: Path, broker: Mosquitto, n: int, display: str = "none") -> float:
+def kiosk_rush(root: Path, broker: Mosquitto, n: int, display: str = "none"
+               ) -> tuple[float, int]:
     """(b) N scans into a running kiosk (its display ``display``: "sim" or "none"); seconds
-    until the outbox is empty."""
+    until the outbox is empty, and how many check-in messages carried them."""
     kiosk = _kiosk(root, broker, n, display).start()
     try:
         kiosk.wait_online()
         app = kiosk.app
+        messages = 0
+        publish = app.link.publish
+
+        def counting(topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
+            nonlocal messages
+            messages += topic in (app.topics.checkin, app.topics.checkins)
+            return publish(topic, payload, qos, retain)
+
+        app.link.publish = counting  # type: ignore[method-assign]
         start = time.perf_counter()
         for k in range(n):
             while app.inbox.scans_waiting >= SCAN_LANE:  # a fast scanner that drops no scan
@@ -174,7 +196,7 @@ def kiosk_rush(root: Path, broker: Mosquitto, n: int, display: str = "none") -> 
         elapsed = time.perf_counter() - start
         if app.scans_not_taken:
             raise RuntimeError(f"{app.scans_not_taken} scans were not taken")
-        return elapsed
+        return elapsed, messages
     finally:
         kiosk.stop(60)
 
@@ -213,7 +235,9 @@ def run(nodelay: bool, n: int, backlog: int, display: str = "none") -> None:
         try:
             subscriber = Subscriber(broker, protocol.checkins_of_all_kiosks("loyalty"))
             a = raw_paho(broker, n)
-            b = kiosk_rush(root / "rush", broker, n, display)
+            b, messages = kiosk_rush(root / "rush", broker, n, display)
+            per_message = max(1, round(n / messages))
+            a2 = raw_paho(broker, n, per_message)
             c = kiosk_backlog(root / "backlog", broker, backlog)
             subscriber.close()
             backend = Subscriber(broker, str(root / "ledger.db"), BACKEND)
@@ -222,10 +246,13 @@ def run(nodelay: bool, n: int, backlog: int, display: str = "none") -> None:
         finally:
             broker.stop()
     label = "set_tcp_nodelay true" if nodelay else "mosquitto defaults"
-    print(f"broker: {label}")
+    print(f"broker: {label}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"  (a) raw paho QoS 1, pipelined     {n:>7} msgs  {a:7.2f} s  {n / a:8.0f} msg/s")
     print(f"  (b) kiosk rush: commit + ack      {n:>7} scans {b:7.2f} s  {n / b:8.0f} /s"
           f"   (b)/(a) = {a / b:.2f}  [target >= 0.5]  display: {display}")
+    print(f"      in {messages} messages ({n / messages:.1f} check-ins a message)")
+    print(f"  (a2) raw paho, {per_message:>3} check-ins a msg {n:>7} c-ins {a2:7.2f} s  "
+          f"{n / a2:8.0f} /s   (b)/(a2) = {a2 / b:.2f}  (the same batches, no kiosk)")
     print(f"  (c) kiosk backlog replay, ack     {backlog:>7} rows  {c:7.2f} s  "
           f"{backlog / c:8.0f} /s   [target <= 30 s]")
     print(f"  (d) (c), reference backend+ledger {backlog:>7} rows  {d:7.2f} s  "
