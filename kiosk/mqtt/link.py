@@ -201,6 +201,12 @@ class Link:
         """True while a session with the broker is up."""
         return self._client.is_connected()
 
+    @property
+    def says_unrouted(self) -> bool:
+        """True on MQTT 5, whose PUBACK says when the broker gave a message to nobody (3.1.1's
+        says nothing): what tells the publisher whether the backend takes batches."""
+        return self._settings.protocol == "5"
+
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
         """Queue a message with paho and return its message id.
 

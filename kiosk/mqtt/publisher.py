@@ -30,12 +30,13 @@ backlog — go in one message on ``evt/checkins`` (up to :data:`BATCH`),
 a lone check-in on ``evt/checkin`` as it always has: per check-in, the broker, paho
 and the backend then handle a fraction of the messages, PUBACKs and answers
 (docs/performance.md). The window counts messages. Whether the backend takes
-batches is the broker's to say: it gives a batch to no subscriber (or refuses it,
-under an ACL written before batches) and the kiosk sends its rows again at once, one
-a message, and keeps to single check-ins for :data:`SINGLES_FOR_S` before trying a
-batch again. Acknowledged rows are deleted in one transaction (:meth:`flush`), and
-the backlog refills the window a quarter of it at a time: one query for many rows,
-not one per acknowledgement.
+batches is the broker's to say, on MQTT 5: it gives a batch to no subscriber (or
+refuses it, under an ACL written before batches) and the kiosk sends its rows again at
+once, one a message, and keeps to single check-ins for :data:`SINGLES_FOR_S` before
+trying a batch again. On MQTT 3.1.1 the PUBACK cannot say so: check-ins go one a
+message. Acknowledged rows are deleted in one transaction (:meth:`flush`), and the
+backlog refills the window a quarter of it at a time: one query for many rows, not
+one per acknowledgement.
 """
 
 from __future__ import annotations
@@ -179,8 +180,10 @@ class Publisher:
         self._pump_backlog(now)
 
     def _per_message(self, now: float) -> int:
-        """Check-ins one message takes now: a batch, or one while the backend takes none."""
-        return BATCH if now >= self._singles_until else 1
+        """Check-ins one message takes now: a batch, or one while the backend takes none (and
+        always on MQTT 3.1.1, where a batch nobody takes would be acknowledged all the same,
+        and sent again for ever)."""
+        return BATCH if now >= self._singles_until and self._link.says_unrouted else 1
 
     def _room(self, now: float) -> int:
         """Rows the free part of the window takes."""
@@ -253,7 +256,11 @@ class Publisher:
 
     def _send_again_if_due(self, now: float) -> None:
         """The backend left the oldest sent row unacknowledged for too long: send every
-        unacknowledged row again, from the oldest, and wait twice as long next time."""
+        unacknowledged row again, from the oldest, and wait twice as long next time.
+
+        They go one a message, and so does everything for :data:`SINGLES_FOR_S`: a batch the
+        broker took and nobody received (a backend whose ACL does not let it read
+        ``evt/checkins``) would otherwise be sent again, as a batch, for ever."""
         if not self._awaiting:
             return
         _row, sent_at, _member = next(iter(self._awaiting.values()))  # oldest send first
@@ -265,6 +272,7 @@ class Publisher:
         self.resent += len(self._awaiting)
         self._awaiting.clear()
         self._rewind(first)
+        self._singles_until = now + SINGLES_FOR_S
         self._wait_s = min(self._wait_s * 2, MAX_ACK_TIMEOUT_S)
 
     def _rewind(self, first: int) -> None:

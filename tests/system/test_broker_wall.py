@@ -297,6 +297,19 @@ def test_a_forged_check_in_is_never_credited(peers, tls_backend, tls_ledger):
     assert [member for *_, member, _ in tls_ledger.visits(A)] == ["LOY-BOB0002"]
 
 
+def test_a_batch_goes_only_on_a_kiosks_own_topic_and_a_forged_entry_is_refused_alone(
+        peers, tls_backend, tls_ledger):
+    batch = protocol.encode_checkins([_checkin(A, "LOY-BOB0002"), _checkin(B)])
+    assert not peers(STAFF).up().may_publish(f"{_root(A)}/evt/checkins", batch)
+    kiosk_a = peers(A).up()
+    assert not kiosk_a.may_publish(f"{_root(B)}/evt/checkins", batch)
+    assert kiosk_a.may_publish(f"{_root(A)}/evt/checkins", batch)
+    wait_for(lambda: (tls_backend.received, tls_backend.rejected) == (1, 1), 5,
+             "A's own check-in credited, the one in B's name refused")
+    assert tls_ledger.visits(B) == [] and tls_ledger.balance("LOY-ALICE01") == 0
+    assert [member for *_, member, _ in tls_ledger.visits(A)] == ["LOY-BOB0002"]
+
+
 # --- a real kiosk through the wall ----------------------------------------------------------
 
 

@@ -470,7 +470,7 @@ def test_a_live_check_in_goes_ahead_of_a_long_backlog(kiosk_config, mosquitto, b
     state = Path(kiosk_config.kiosk.state_dir)
     conn, _ = open_db(state / "kiosk.db")
     backlog = [CheckIn(uuid7(), "kiosk-test", "boot0", n + 1, time.time(), f"LOY-OLD{n:05d}",
-                       "camera") for n in range(2_000)]
+                       "camera") for n in range(20_000)]  # a drained 2,000 took 0.1 s
     Outbox(conn, max_rows=100_000).add_many(
         [(c.event_id, protocol.encode_checkin(c)) for c in backlog], [])
     conn.close()
@@ -479,7 +479,7 @@ def test_a_live_check_in_goes_ahead_of_a_long_backlog(kiosk_config, mosquitto, b
         kiosk.wait_online()
         kiosk.type_code("LOY-ALICE01")
         wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, timeout=30, what="Alice credited")
-        assert kiosk.app.outbox.depth > 500, "the live visit waited for the backlog"
+        assert kiosk.app.outbox.depth > 2_000, "the live visit waited for the backlog"
         visit = next(v for v in ledger.visits(kiosk.app.device_id) if v[2] == "LOY-ALICE01")
         assert visit[3] is False  # sent live, not replayed
     finally:

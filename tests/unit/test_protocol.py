@@ -53,6 +53,51 @@ def test_answers_to_one_kiosk_go_in_batches_and_a_bad_answer_is_refused_alone():
             "e1", "LOY-ALICE01", replace(STATUS, badge="x" * 5000), CREDITED))
 
 
+def test_check_ins_go_in_batches_and_a_bad_one_is_refused_alone_by_name():
+    later = replace(CHECKIN, event_id=uuid7(), seq=8)
+    payloads = [protocol.encode_checkin(CHECKIN), protocol.mark_replayed(
+        protocol.encode_checkin(later))]
+    broken = protocol.encode_checkin(replace(CHECKIN, event_id="e-bad")).replace(
+        b'"seq":7', b'"seq":-1')
+    batch = protocol.encode_checkins([*payloads, broken, b"5"])
+    first, second, bad, nameless = protocol.decode_checkins(batch)
+    assert (first, second) == ((CHECKIN, False), (later, True))
+    assert isinstance(bad, protocol.Unreadable) and isinstance(nameless, protocol.Unreadable)
+    assert (bad.event_id, bad.member_id) == ("e-bad", "LOY-ALICE01")
+    assert "seq" in bad.reason and json.loads(bad.payload)["seq"] == -1
+    assert (nameless.event_id, nameless.reason) == (None, "a check-in is not an object")
+
+
+def test_a_batch_beyond_its_limits_is_refused_whole():
+    one = protocol.encode_checkin(CHECKIN)
+    with pytest.raises(protocol.ProtocolError, match="at most 200"):
+        protocol.decode_checkins(protocol.encode_checkins([one] * 201))
+    with pytest.raises(protocol.ProtocolError, match="bytes"):
+        protocol.decode_checkins(protocol.encode_checkins([one] * 200).replace(
+            b'"camera"', b'"' + b"c" * 200 + b'"'))
+
+
+def test_pack_fills_a_batch_to_its_count_or_size_and_always_takes_one():
+    limit = protocol.CHECKIN_BATCH_LIMITS.max_bytes
+    assert protocol.pack([250] * 500, protocol.MAX_CHECKINS, limit) == protocol.MAX_CHECKINS
+    assert protocol.pack([20_000] * 5, protocol.MAX_CHECKINS, limit) == 2
+    assert protocol.pack([70_000], protocol.MAX_CHECKINS, limit) == 1
+    sizes = [len(protocol.encode_checkin(CHECKIN))] * 300
+    packed = protocol.encode_checkins([protocol.encode_checkin(CHECKIN)] * protocol.pack(
+        sizes, protocol.MAX_CHECKINS, 20_000))
+    assert len(packed) <= 20_000 < len(packed) + sizes[0] + 64  # full, but for the reserve
+
+
+def test_a_batch_is_answered_where_a_single_check_in_is():
+    topics = protocol.Topics("loyalty", "shop", "pi-1")
+    assert protocol.is_batch(topics.checkins) and not protocol.is_batch(topics.checkin)
+    for topic in (topics.checkin, topics.checkins):
+        assert protocol.reply_topic_for(topic) == topics.reply
+        assert protocol.device_of(topic) == "pi-1"
+    with pytest.raises(protocol.ProtocolError):
+        protocol.reply_topic_for(topics.reply)
+
+
 def test_a_reply_round_trips():
     payload = protocol.encode_reply(CHECKIN.event_id, CHECKIN.member_id, STATUS, CREDITED)
     assert protocol.decode_reply(payload) == protocol.Answer(
@@ -79,7 +124,8 @@ def test_malformed_replies_say_what_is_wrong(payload, message):
 
 def test_the_document_names_exactly_the_kiosks_topics(spec):
     topics = protocol.Topics("{prefix}", "{site}", "{device_id}")
-    assert set(spec["channels"]) == {topics.status, topics.state, topics.checkin, topics.reply,
+    assert set(spec["channels"]) == {topics.status, topics.state, topics.checkin,
+                                     topics.checkins, topics.reply,
                                      topics.health, topics.config_desired,
                                      topics.config_reported, topics.config_version,
                                      topics.command("{name}"),
@@ -88,6 +134,7 @@ def test_the_document_names_exactly_the_kiosks_topics(spec):
 
 @pytest.mark.parametrize(("schema", "payload"), [
     ("CheckIn", protocol.mark_replayed(protocol.encode_checkin(CHECKIN))),
+    ("CheckInBatch", protocol.encode_checkins([protocol.encode_checkin(CHECKIN)] * 2)),
     ("Reply", protocol.encode_reply(CHECKIN.event_id, CHECKIN.member_id,
                                     MemberStatus("A", 1, "B", 2, 0.5, "Free coffee"),
                                     CREDITED)),

@@ -26,6 +26,7 @@ class RecordingLink:
 
     def __init__(self) -> None:
         self.connected = True
+        self.says_unrouted = True  # MQTT 5
         self.topics = TOPICS
         self.refuse = False
         self.sent: list[tuple[int, str, dict]] = []  # (mid, topic, payload)
@@ -384,6 +385,28 @@ def test_a_batch_nobody_takes_goes_again_at_once_one_a_message_and_batches_resum
     pump.answered([(f"event-{n}", "", protocol.Ack.CREDITED, "") for n in range(7)])
     pump.flush()
     assert (outbox.depth, pump.delivered, pump.published) == (0, 7, 7)
+
+
+def test_a_batch_nobody_answered_goes_again_one_a_message(outbox, link, batches,
+                                                         monkeypatch):
+    """The broker took the batch (PUBACK) and no backend received it (one whose ACL does not
+    let it read ``evt/checkins``): sent again as a batch, it would never be answered."""
+    clock = [1000.0]
+    monkeypatch.setattr(publisher.time, "monotonic", lambda: clock[0])
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=5)
+    pump.stored(_store(outbox, 0, 3), online=True)
+    pump.acked(1, True, "")
+    clock[0] += 5.1
+    pump.pump()
+    assert [topic for _, topic, _ in link.sent[1:]] == [TOPICS.checkin] * 3
+    assert link.members()[3:] == [0, 1, 2] and pump.resent == 3
+
+
+def test_on_mqtt_3_1_1_check_ins_go_one_a_message(outbox, link, batches):
+    link.says_unrouted = False  # its PUBACK would not say that nobody took a batch
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
+    pump.stored(_store(outbox, 0, 3), online=True)
+    assert [topic for _, topic, _ in link.sent] == [TOPICS.checkin] * 3
 
 
 def test_a_new_client_sends_a_batch_in_flight_again(outbox, link, batches):

@@ -1,0 +1,121 @@
+"""Check-ins in batches, as a backend meets them: real mosquitto, the real kiosk and the real
+reference backend. A rush at the counter reaches the ledger in a few messages and every visit
+is credited once; a backend that takes no batches (written before them), or a kiosk on MQTT
+3.1.1, gets every check-in one a message all the same.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from backend import Ledger, LoyaltyBackend
+from kiosk.mqtt import protocol
+from kiosk.testing.broker import Mosquitto
+from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
+
+DEVICE = "kiosk-batch"
+EVERY_CHECKIN = "loyalty/+/+/evt/#"
+SINGLES = protocol.checkins_of_all_kiosks("loyalty")
+"""What a test listens to beside a backend that takes no batches: a listener on ``evt/#``
+would take the batches itself."""
+
+
+class _SinglesOnly(LoyaltyBackend):
+    """A backend written before batches: it subscribes to ``evt/checkin`` alone."""
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        if not reason.is_failure:
+            client.subscribe(protocol.checkins_of_all_kiosks(self.broker.topic_prefix), qos=1)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    book = Ledger(tmp_path / "ledger.db")
+    yield book
+    book.close()
+
+
+@pytest.fixture
+def backend_of(mosquitto: Mosquitto, ledger: Ledger) -> Iterator[Any]:
+    started: list[LoyaltyBackend] = []
+
+    def start(kind: type[LoyaltyBackend] = LoyaltyBackend) -> LoyaltyBackend:
+        service = kind(mosquitto.host, mosquitto.port, ledger)
+        service.start()
+        started.append(service)
+        assert service.connected.wait(10), "backend did not subscribe"
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+
+
+def _rush(tmp_path: Path, mosquitto: Mosquitto, members: list[str], version: str = "5",
+          listen: str = EVERY_CHECKIN) -> tuple[RunningKiosk, list[bytes]]:
+    """Members scanned at the serial reader twenty at a time (the scan lane holds 64), until
+    the backend has credited all; returns the stopped kiosk and every check-in message
+    published on ``listen``."""
+    config = sim_config(tmp_path / "kiosk", mosquitto.port, device_id=DEVICE)
+    kiosk = RunningKiosk(replace(config, mqtt=replace(config.mqtt, protocol=version))).start()
+    with mosquitto.listen(listen) as messages:
+        try:
+            kiosk.wait_online()
+            for first in range(0, len(members), 20):
+                for member in members[first:first + 20]:
+                    kiosk.type_code(member)
+                done = first + len(members[first:first + 20])
+                wait_for(lambda d=done: kiosk.app.checkins_recorded >= d, what=f"{done} stored")
+            kiosk.wait_credited(len(members), timeout=60)
+        finally:
+            kiosk.stop()
+    return kiosk, messages
+
+
+def _checkins_in(messages: list[bytes]) -> list[dict[str, Any]]:
+    return [checkin for message in messages
+            for checkin in json.loads(message).get("checkins", [json.loads(message)])]
+
+
+def _credited_once(ledger: Ledger, members: list[str]) -> None:
+    assert sorted(member for *_, member, _ in ledger.visits(DEVICE)) == sorted(members)
+    assert all(ledger.balance(member) == 10 for member in members)
+
+
+MEMBERS = [f"LOY-B{n:06d}" for n in range(100)]
+
+
+def test_a_rush_reaches_the_ledger_in_a_few_messages_and_each_visit_is_credited_once(
+        tmp_path, mosquitto, ledger, backend_of):
+    backend_of()
+    kiosk, messages = _rush(tmp_path, mosquitto, MEMBERS)
+    _credited_once(ledger, MEMBERS)
+    batches = [m for m in messages if b'"checkins"' in m]
+    assert batches and len(messages) < len(MEMBERS), f"{len(messages)} messages"
+    assert [c["member_id"] for c in _checkins_in(messages)] == MEMBERS  # in scan order, once
+    assert kiosk.app.delivery.publisher.batches_unrouted == 0
+
+
+def test_a_backend_that_takes_no_batches_gets_every_check_in_one_a_message(
+        tmp_path, mosquitto, ledger, backend_of):
+    backend_of(_SinglesOnly)
+    kiosk, messages = _rush(tmp_path, mosquitto, MEMBERS, listen=SINGLES)
+    _credited_once(ledger, MEMBERS)
+    publisher = kiosk.app.delivery.publisher
+    assert publisher.batches_unrouted >= 1 and publisher.refused == 0
+    assert publisher.resent == 0  # at once, not after the acknowledgement timeout
+    assert sorted({json.loads(m)["member_id"] for m in messages}) == MEMBERS  # all, alone
+
+
+def test_on_mqtt_3_1_1_a_kiosk_sends_no_batch(tmp_path, mosquitto, ledger, backend_of):
+    backend_of()
+    _kiosk, messages = _rush(tmp_path, mosquitto, MEMBERS[:40], version="3.1.1")
+    _credited_once(ledger, MEMBERS[:40])
+    assert len(messages) == 40 and not any(b'"checkins"' in m for m in messages)
