@@ -753,6 +753,9 @@ class Health:
     """Check-ins recorded since local midnight (kept in the database across restarts)."""
     last_scan_at: float | None = None
     """Unix time of the last code a reader handed up, member code or not."""
+    batches_unrouted: int = 0
+    """Batches of check-ins the broker gave to nobody or refused (sent again one a message): a
+    backend that takes no batches, or an ACL written before them."""
 
 
 def encode_health(health: Health, sent_at: float) -> bytes:

@@ -47,6 +47,8 @@ _COUNTERS = (
     ("backend_refused", "backend_refused_total", "Check-ins the backend refused for good."),
     ("resent", "resent_total", "Check-ins sent again: the backend had not acknowledged them."),
     ("refused", "broker_refused_total", "Check-ins the broker refused."),
+    ("batches_unrouted", "batches_unrouted_total",
+     "Batches of check-ins nobody took (sent again one a message): the backend takes none."),
     ("connects", "connects_total", "Connections made to the broker."),
     ("link_drops", "link_drops_total", "Connections given up on (silent broker, no CONNACK)."),
     ("bad_messages", "bad_messages_total", "Malformed messages received and dropped."),
