@@ -199,6 +199,27 @@ def test_the_backend_refuses_a_thousand_broken_check_ins_and_keeps_crediting(kio
     assert backend.rejected == len(cases)
 
 
+def test_a_batch_with_broken_check_ins_is_refused_one_by_one_and_its_good_one_credited(
+        kiosk, intruder, backend, ledger):
+    def named(member: str, device: str = "kiosk-test") -> bytes:
+        return protocol.encode_checkin(CheckIn(uuid7(), device, "b00t", 1, 1795388285.351,
+                                               member, "serial"))
+
+    broken = [named("LOY-MALLORY1").replace(b'"seq":1', b'"seq":"one"'),
+              named("LOY-MALLORY1").replace(b'"source":"serial"', b'"source":7'),
+              named("LOY-MALLORY1", device="kiosk-other"),  # in another kiosk's name
+              b'{"v":1,"seq":2}',  # names no event: nothing to answer, counted
+              b'"not a check-in"']
+    batch = protocol.encode_checkins([*broken[:2], named("LOY-BOB0002"), *broken[2:]])
+    _flood(intruder, kiosk.app.topics.checkins, [batch, b"not json", b'{"v":1,"checkins":3}'])
+    wait_for(lambda: backend.rejected == len(broken) + 2 and ledger.balance("LOY-BOB0002") == 10,
+             what="each broken one refused, the whole-batch garbage too, Bob credited")
+    assert ledger.balance("LOY-MALLORY1") == 0
+    kiosk.wait_online()
+    kiosk.type_code("LOY-ALICE01")
+    wait_for(lambda: ledger.balance("LOY-ALICE01") == 10, what="a real check-in credited")
+
+
 @pytest.fixture
 def trusting_kiosk(kiosk_config: Config, staff_key: Signer) -> Iterator[RunningKiosk]:
     """A kiosk that takes orders signed by ``staff_key``."""

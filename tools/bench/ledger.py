@@ -1,6 +1,6 @@
 """The reference backend's throughput against a raw QoS 1 subscriber on the same broker.
 
-    nice -n 10 .venv/bin/python tools/bench/backend.py [--n 20000] [--kiosks 4] [--runs 3]
+    nice -n 10 .venv/bin/python tools/bench/ledger.py [--n 20000] [--kiosks 4] [--runs 3]
 
 (a) raw: a paho subscriber in its own process takes N check-ins published as a rush by
     ``--kiosks`` kiosk connections (QoS 1, pipelined), timed from the first publish
