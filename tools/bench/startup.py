@@ -47,6 +47,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from backend import Ledger, LoyaltyBackend
 from kiosk.daemon.inbox import SCAN_LANE
+from kiosk.mqtt import protocol
 from kiosk.testing.broker import Mosquitto
 from kiosk.testing.daemon import start_daemon, to_toml
 from kiosk.testing.harness import sim_config
@@ -192,18 +193,19 @@ def ready_kiosk(work: Path, port: int, run: int, camera: bool = True,
 
 def footprint(daemon: subprocess.Popen[bytes], link: Path, port: int, checkins: int,
               device: str) -> list[tuple[int, float]]:
-    """Type ``checkins`` member codes in batches; RSS after each batch once all are delivered
-    (run with the reference backend answering, so the member cache fills too)."""
+    """Type ``checkins`` member codes in batches; RSS after each batch once the reference
+    backend has answered all of them (so the member cache fills too; answers are counted
+    inside batched replies)."""
     delivered = 0
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
 
-    def count(*_: object) -> None:
-        nonlocal delivered
-        delivered += 1
+    def count(_client: object, _userdata: object, message: mqtt.MQTTMessage) -> None:
+        nonlocal delivered  # the backend's answers: one, or a batch of them
+        delivered += len(protocol.decode_replies(message.payload)[0])
 
     client.on_message = count
     client.connect("127.0.0.1", port)
-    client.subscribe(f"loyalty/test-shop/{device}/evt/checkin", qos=1)
+    client.subscribe(protocol.Topics("loyalty", "test-shop", device).reply, qos=1)
     client.loop_start()
     time.sleep(SETTLE_S)
     samples = [(0, rss(daemon.pid))]
