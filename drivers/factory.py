@@ -129,7 +129,8 @@ def _add_display(spec: DisplaySpec, hardware: Hardware, handles: SimHandles) -> 
     if spec.backend == "sim":
         from drivers.sim import make_dummy_display
 
-        hardware.display = handles.display = make_dummy_display(spec)
+        display = hardware.display = handles.display = make_dummy_display(spec)
+        hardware.closers.append(display.release)
         return
     from drivers.display import LumaPanel
 

@@ -318,6 +318,13 @@ def make_dummy_display(spec: DisplaySpec) -> Any:
             if self.png_path:
                 self.png_path.parent.mkdir(parents=True, exist_ok=True)
 
+        def release(self) -> None:
+            """Save no more frames: the kiosk has closed its hardware. luma blanks every
+            device again at interpreter exit (luma.core 2.6.0 ``device.__init__`` registers
+            ``cleanup`` with ``atexit``), when the state folder may be gone: saving that
+            blank frame made the folder again."""
+            self.png_path = None
+
         def display(self, image: Image.Image) -> None:
             super().display(image)
             self.frame = image.copy()

@@ -286,6 +286,34 @@ def test_display_worker_shows_the_newest_frame_and_saves_it(tmp_path):
     assert worker.frames_shown + worker.frames_skipped == 2
 
 
+SIM_DISPLAY_CLOSED_THEN_FOLDER_GONE = """
+import shutil, sys
+from pathlib import Path
+from PIL import Image
+from drivers.factory import make_hardware
+from drivers.specs import CameraSpec, DisplaySpec, HardwareSpec, LightsSpec, SerialSpec
+state = Path(sys.argv[1])
+hardware, _ = make_hardware(HardwareSpec(
+    CameraSpec(backend="none"), SerialSpec(backend="none"),
+    DisplaySpec(backend="sim", sim_png=str(state / "display.png")), LightsSpec(backend="none")))
+hardware.display.display(Image.new("1", (128, 64), 1))
+assert (state / "display.png").exists()
+hardware.close()
+shutil.rmtree(state)  # a test's temporary state folder, removed before the process ends
+"""
+
+
+def test_a_closed_simulated_display_writes_nothing_when_the_process_exits(tmp_path):
+    """luma blanks every device again at interpreter exit (luma.core 2.6.0,
+    ``device.__init__`` registers ``cleanup`` with atexit): the simulated panel then saved a
+    blank picture, making its folder again after a test or benchmark had removed it."""
+    state = tmp_path / "state"
+    done = subprocess.run([sys.executable, "-c", SIM_DISPLAY_CLOSED_THEN_FOLDER_GONE,
+                           str(state)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert not state.exists()
+
+
 def _png_claiming(width: int, height: int) -> bytes:
     """A PNG header for an image far too large to open (a decompression bomb)."""
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
