@@ -335,7 +335,7 @@ class LoyaltyBackend:
                             refusal.device_id, refusal.reason)
                 body = protocol.encode_refusal(refusal.event_id,
                                                protocol.member_of(refusal.payload),
-                                               refusal.reason)
+                                               refusal.reason, batches=True)
             else:
                 checkin = arrived.checkin
                 recorded = next(results)
@@ -347,7 +347,7 @@ class LoyaltyBackend:
                 body = protocol.encode_reply(
                     checkin.event_id, checkin.member_id, recorded.status,
                     protocol.Ack.CREDITED if recorded.outcome is Outcome.CREDITED
-                    else protocol.Ack.DUPLICATE)
+                    else protocol.Ack.DUPLICATE, batches=True)
             answers.setdefault(arrived.reply_topic, []).append(body)
         for topic, bodies in answers.items():  # one message per kiosk and batch, mostly
             for message in protocol.encode_replies(bodies):

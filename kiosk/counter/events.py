@@ -57,6 +57,8 @@ class Reply:
     status: MemberStatus | None
     ack: str = ""
     reason: str = ""
+    batches: bool = False
+    """The backend says it takes batches of check-ins (``evt/checkins``)."""
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,8 @@ class Delivery:
         the controller still shows them)."""
         acks: list[Ack] = []
         for reply in replies:
+            if reply.batches:
+                self.publisher.takes_batches()
             if reply.ack:
                 acks.append((reply.event_id, reply.member_id, protocol.Ack(reply.ack),
                              reply.reason))

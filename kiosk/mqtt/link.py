@@ -201,12 +201,6 @@ class Link:
         """True while a session with the broker is up."""
         return self._client.is_connected()
 
-    @property
-    def says_unrouted(self) -> bool:
-        """True on MQTT 5, whose PUBACK says when the broker gave a message to nobody (3.1.1's
-        says nothing): what tells the publisher whether the backend takes batches."""
-        return self._settings.protocol == "5"
-
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
         """Queue a message with paho and return its message id.
 
@@ -301,7 +295,7 @@ class Link:
                 answers, refused = protocol.decode_replies(message.payload)
                 for answer in answers:
                     self._emit(Reply(answer.event_id, answer.member_id, answer.status,
-                                     answer.ack or "", answer.reason))
+                                     answer.ack or "", answer.reason, answer.batches))
                 if refused:
                     self.bad_messages += len(refused)
                     log.warning("ignored %d malformed answers in a reply batch: %s",

@@ -490,21 +490,30 @@ class Answer:
     ack: Ack | None
     """None: a backend that answers without acknowledging (the row is never deleted)."""
     reason: str = ""
+    batches: bool = False
+    """The backend takes batches of check-ins on ``evt/checkins`` (it says so in its answers:
+    the kiosk sends batches only to a backend that has)."""
 
 
-def encode_reply(event_id: str, member_id: str, status: MemberStatus, ack: Ack) -> bytes:
-    """The backend's answer to one check-in it has committed (``ack`` says how)."""
+def encode_reply(event_id: str, member_id: str, status: MemberStatus, ack: Ack,
+                 batches: bool = False) -> bytes:
+    """The backend's answer to one check-in it has committed (``ack`` says how); ``batches``:
+    it takes batches of check-ins on ``evt/checkins`` (``"batches":true``)."""
     body = {"v": VERSION, "event_id": event_id, "member_id": member_id, **_flat(status),
-            "ack": ack.value}
+            "ack": ack.value, **_BATCHES[batches]}
     return _dump(body)
 
 
-def encode_refusal(event_id: str, member_id: str, reason: str) -> bytes:
+def encode_refusal(event_id: str, member_id: str, reason: str, batches: bool = False) -> bytes:
     """The backend's answer to a check-in it will never credit, and why (a refusal is final:
     the kiosk deletes the row, logs the reason and counts it). ``member_id`` is what the
-    check-in named (:func:`member_of`)."""
+    check-in named (:func:`member_of`); ``batches`` as for :func:`encode_reply`."""
     return _dump({"v": VERSION, "event_id": event_id, "member_id": member_id,
-                  "ack": Ack.REFUSED.value, "reason": reason[:MAX_REASON]})
+                  "ack": Ack.REFUSED.value, "reason": reason[:MAX_REASON], **_BATCHES[batches]})
+
+
+_BATCHES: dict[bool, dict[str, bool]] = {True: {"batches": True}, False: {}}
+"""The field an answer carries when its backend takes batches (none when it does not)."""
 
 
 def member_of(payload: bytes | bytearray) -> str:
@@ -583,8 +592,10 @@ def _answer(body: Fields) -> Answer:
     except ValueError:
         raise ProtocolError(f"field 'ack' is not one of {[a.value for a in Ack]}") from None
     member_id = body.text("member_id", MAX_MEMBER_ID)
+    batches = body.flag("batches", False)
     if ack is Ack.REFUSED:
-        return Answer(event_id, member_id, None, ack, body.text("reason", MAX_REASON, ""))
+        return Answer(event_id, member_id, None, ack, body.text("reason", MAX_REASON, ""),
+                      batches)
     status = MemberStatus(
         display_name=body.text("display_name", MAX_NAME),
         balance=body.integer("balance", 0, MAX_POINTS),
@@ -597,7 +608,7 @@ def _answer(body: Fields) -> Answer:
         tier_changed=body.flag("tier_changed", False),
         badge=body.text("badge", MAX_LABEL, ""),
     )
-    return Answer(event_id, member_id, status, ack)
+    return Answer(event_id, member_id, status, ack, batches=batches)
 
 
 # --- state ------------------------------------------------------------------

@@ -25,18 +25,21 @@ run, or sent again) goes out in the order it was scanned, marked
 streams the order is the scan order; ``boot_id`` + ``seq`` give the backend the
 total order.
 
-**Batches.** Check-ins ready to go together — the rows of one commit in a rush, a
-backlog — go in one message on ``evt/checkins`` (up to :data:`BATCH`),
-a lone check-in on ``evt/checkin`` as it always has: per check-in, the broker, paho
-and the backend then handle a fraction of the messages, PUBACKs and answers
-(docs/performance.md). The window counts messages. Whether the backend takes
-batches is the broker's to say, on MQTT 5: it gives a batch to no subscriber (or
-refuses it, under an ACL written before batches) and the kiosk sends its rows again at
-once, one a message, and keeps to single check-ins for :data:`SINGLES_FOR_S` before
-trying a batch again. On MQTT 3.1.1 the PUBACK cannot say so: check-ins go one a
-message. Acknowledged rows are deleted in one transaction (:meth:`flush`), and the
-backlog refills the window a quarter of it at a time: one query for many rows, not
-one per acknowledgement.
+**Batches.** Once the backend has said in an answer that it takes batches
+(``"batches":true``), check-ins ready to go together — the rows of one commit in a rush,
+a backlog — go in one message on ``evt/checkins`` (up to :data:`BATCH`); a lone check-in
+goes on ``evt/checkin`` as it always has, and so does everything for a backend that has
+not said so. Per check-in, the broker, paho and the backend then handle a fraction of
+the messages, PUBACKs and answers (docs/performance.md). The window counts messages.
+A batch the broker gives to nobody or refuses (MQTT 5: a backend gone back to a version
+without batches, an ACL written before them) goes again at once, one a message; a batch
+the backend leaves unanswered goes again one a message after the acknowledgement
+timeout. Either way check-ins then go one a message for :data:`SINGLES_FOR_S` before a
+batch is tried again, twice as long after each failure (up to
+:data:`MAX_SINGLES_FOR_S`), and :data:`SINGLES_FOR_S` again once a batch is answered.
+Acknowledged rows are deleted in one transaction (:meth:`flush`), and the backlog
+refills the window a quarter of it at a time: one query for many rows, not one per
+acknowledgement.
 """
 
 from __future__ import annotations
@@ -68,8 +71,10 @@ REFILL_ROWS = 50
 """Backlog rows read at least when some wait for the backend: a query per answered batch, not
 per answer."""
 SINGLES_FOR_S = 60.0
-"""After the broker gave a batch to nobody or refused it, how long check-ins go one a message
-before a batch is tried again (a backend upgraded meanwhile gets batches from then on)."""
+"""After a batch failed (nobody took it, or nobody answered it), how long check-ins go one a
+message before a batch is tried again; it doubles with each failure in a row."""
+MAX_SINGLES_FOR_S = 3600.0
+"""The longest time check-ins go one a message before a batch is tried again."""
 
 Ack = tuple[str, str, protocol.Ack, str]
 """``(event_id, member_id, ack, reason)`` of one acknowledgement from the backend."""
@@ -95,12 +100,16 @@ class Publisher:
         self._acked: set[int] = set()  # acknowledged by the backend, not deleted yet
         self._acked_unknown: dict[str, str] = {}  # event id -> member: sent by an earlier run
         self._retry_at: float | None = None
-        self._singles_until = 0.0  # monotonic: no batches before, the backend takes none
+        self._batches = False  # the backend has said it takes batches
+        self._singles_until = 0.0  # monotonic: no batches before (the last one failed)
+        self._singles_for = SINGLES_FOR_S  # how long the next failure keeps to singles
+        self._batched: set[str] = set()  # event ids awaiting the backend, sent in a batch
         self._silent_since: float | None = None  # waiting for the backend, nothing heard
         self.published = 0
         """Rows the broker took (PUBACK)."""
         self.batches_unrouted = 0
-        """Batches the broker gave to nobody or refused: their rows went again one a message."""
+        """Batches the broker gave to nobody or refused: their rows went again one a message
+        (a batch the backend left unanswered is counted in :attr:`resent`)."""
         self.delivered = 0
         """Rows the backend acknowledged as credited or duplicate (deleted)."""
         self.refused = 0
@@ -179,11 +188,26 @@ class Publisher:
                 return  # the window is full, or paho refused
         self._pump_backlog(now)
 
+    def takes_batches(self) -> None:
+        """The backend said in an answer that it takes batches of check-ins."""
+        if not self._batches:
+            log.info("the backend takes batches of check-ins: sending what is ready together "
+                     "in one message")
+        self._batches = True
+
     def _per_message(self, now: float) -> int:
-        """Check-ins one message takes now: a batch, or one while the backend takes none (and
-        always on MQTT 3.1.1, where a batch nobody takes would be acknowledged all the same,
-        and sent again for ever)."""
-        return BATCH if now >= self._singles_until and self._link.says_unrouted else 1
+        """Check-ins one message takes now: a batch, or one to a backend that has not said it
+        takes batches, or for a while after a batch failed."""
+        return BATCH if self._batches and now >= self._singles_until else 1
+
+    def _batch_failed(self, now: float, why: str) -> None:
+        """One check-in a message for a while; twice as long as last time if batches failed
+        then too."""
+        if now >= self._singles_until:
+            log.warning("%s: sending one check-in a message for %.0f s, then trying a batch "
+                        "again", why, self._singles_for)
+        self._singles_until = now + self._singles_for
+        self._singles_for = min(self._singles_for * 2, MAX_SINGLES_FOR_S)
 
     def _room(self, now: float) -> int:
         """Rows the free part of the window takes."""
@@ -250,6 +274,10 @@ class Publisher:
         self._in_flight[mid] = [(row_id, event_id) for row_id, event_id, _ in rows]
         for row_id, event_id, payload in rows:
             self._awaiting[event_id] = (row_id, now, protocol.member_of(payload))
+        if len(rows) > 1:
+            self._batched.update(event_id for _, event_id, _ in rows)
+        elif self._batched:
+            self._batched.discard(rows[0][1])
         if self._silent_since is None:
             self._silent_since = now
         return True
@@ -258,9 +286,10 @@ class Publisher:
         """The backend left the oldest sent row unacknowledged for too long: send every
         unacknowledged row again, from the oldest, and wait twice as long next time.
 
-        They go one a message, and so does everything for :data:`SINGLES_FOR_S`: a batch the
-        broker took and nobody received (a backend whose ACL does not let it read
-        ``evt/checkins``) would otherwise be sent again, as a batch, for ever."""
+        When some of them went in a batch, they go one a message (:meth:`_batch_failed`): a
+        batch the broker took and no backend received (one whose ACL does not let it read
+        ``evt/checkins``, or gone back to a version without batches, while another client
+        listens there) would otherwise be sent again, as a batch, for ever."""
         if not self._awaiting:
             return
         _row, sent_at, _member = next(iter(self._awaiting.values()))  # oldest send first
@@ -272,7 +301,9 @@ class Publisher:
         self.resent += len(self._awaiting)
         self._awaiting.clear()
         self._rewind(first)
-        self._singles_until = now + SINGLES_FOR_S
+        if self._batched:
+            self._batched.clear()
+            self._batch_failed(now, "the backend did not answer check-ins sent in a batch")
         self._wait_s = min(self._wait_s * 2, MAX_ACK_TIMEOUT_S)
 
     def _rewind(self, first: int) -> None:
@@ -296,6 +327,7 @@ class Publisher:
         for row, event_id in rows:
             if self._awaiting.get(event_id, (None,))[0] == row:
                 del self._awaiting[event_id]
+                self._batched.discard(event_id)
         self._rewind(min(row for row, _event in rows))
 
     def retune(self, window: int, ack_timeout_s: float) -> None:
@@ -314,13 +346,10 @@ class Publisher:
             return
         # Keep the rows; rewind so they (and everything after them) go again, in order.
         self._forget(sent)
-        if len(sent) > 1:  # the backend may take no batches (or the ACL predates them)
-            if self._singles_until == 0.0:
-                log.warning("the broker did not deliver a batch of check-ins (%s): the backend "
-                            "may not take batches; sending one check-in a message, and trying "
-                            "a batch again every %g s", reason, SINGLES_FOR_S)
+        if len(sent) > 1:  # the backend may take no batches now (or the ACL predates them)
             self.batches_unrouted += 1
-            self._singles_until = time.monotonic() + SINGLES_FOR_S
+            self._batch_failed(time.monotonic(),
+                               f"the broker did not deliver a batch of check-ins ({reason})")
             return  # at once, one a message
         self.refused += 1
         if self._retry_at is None:  # once per round, not once per row in the window
@@ -348,6 +377,9 @@ class Publisher:
                 del self._awaiting[event_id]
                 matched.add(event_id)
                 self._acked.add(sent[0])
+                if event_id in self._batched:  # batches work: a short wait after a failure
+                    self._batched.discard(event_id)
+                    self._singles_for = SINGLES_FOR_S
             if ack is protocol.Ack.REFUSED:
                 self.backend_refused += 1
                 log.error("the backend refused check-in %s for good: %s", event_id, reason)

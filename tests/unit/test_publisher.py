@@ -26,7 +26,6 @@ class RecordingLink:
 
     def __init__(self) -> None:
         self.connected = True
-        self.says_unrouted = True  # MQTT 5
         self.topics = TOPICS
         self.refuse = False
         self.sent: list[tuple[int, str, dict]] = []  # (mid, topic, payload)
@@ -90,8 +89,28 @@ def one_check_in_a_message(monkeypatch):
 
 @pytest.fixture
 def batches(monkeypatch, one_check_in_a_message):
-    """Batches as a kiosk sends them (up to ``protocol.MAX_CHECKINS`` a message)."""
+    """Batches as a kiosk sends them (up to ``protocol.MAX_CHECKINS`` a message), once the
+    backend has said it takes them (:func:`_batching`)."""
     monkeypatch.setattr(publisher, "BATCH", protocol.MAX_CHECKINS)
+
+
+def _batching(outbox: Outbox, link: RecordingLink, ack_timeout_s: float = 30,
+              window: int = 10) -> Publisher:
+    """A publisher whose backend has said, in an answer, that it takes batches."""
+    pump = Publisher(outbox, link, window=window, ack_timeout_s=ack_timeout_s)
+    pump.takes_batches()
+    return pump
+
+
+def _clock(monkeypatch) -> list[float]:
+    """The publisher's monotonic clock, moved by hand."""
+    clock = [1000.0]
+    monkeypatch.setattr(publisher.time, "monotonic", lambda: clock[0])
+    return clock
+
+
+def _topics(link: RecordingLink, first: int = 0) -> list[str]:
+    return [topic for _, topic, _ in link.sent[first:]]
 
 
 def test_the_backlog_goes_out_in_scan_order_marked_replayed(outbox, link):
@@ -330,10 +349,10 @@ def test_a_new_window_holds_from_the_next_send(outbox, link):
 
 def test_check_ins_committed_together_go_in_one_batch_and_a_lone_one_as_it_is(outbox, link,
                                                                               batches):
-    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
+    pump = _batching(outbox, link)
     pump.stored(_store(outbox, 0, 5), online=True)  # a rush: five in one commit
     pump.stored(_store(outbox, 5, 1), online=True)  # then one customer
-    assert [topic for _, topic, _ in link.sent] == [TOPICS.checkins, TOPICS.checkin]
+    assert _topics(link) == [TOPICS.checkins, TOPICS.checkin]
     assert link.sent[0][2]["v"] == 1 and link.members() == [0, 1, 2, 3, 4, 5]
     assert not any("replayed" in checkin for checkin in link.checkins())  # sent live
     assert (pump.in_flight, pump.awaiting) == (2, 6)
@@ -342,10 +361,20 @@ def test_check_ins_committed_together_go_in_one_batch_and_a_lone_one_as_it_is(ou
     assert (pump.published, pump.delivered, outbox.depth) == (6, 6, 0)
 
 
+def test_a_backend_that_has_not_said_it_takes_batches_gets_one_a_message(outbox, link,
+                                                                         batches):
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
+    pump.stored(_store(outbox, 0, 3), online=True)
+    assert _topics(link) == [TOPICS.checkin] * 3
+    pump.takes_batches()  # its first answer says so
+    pump.stored(_store(outbox, 3, 3), online=True)
+    assert _topics(link, 3) == [TOPICS.checkins] and link.members() == list(range(6))
+
+
 def test_a_backlog_goes_in_full_batches_in_scan_order_each_marked_replayed(outbox, link,
                                                                            batches):
     _store(outbox, 0, 2 * protocol.MAX_CHECKINS + 7)
-    Publisher(outbox, link, window=10, ack_timeout_s=30).pump()
+    _batching(outbox, link).pump()
     assert [len(payload["checkins"]) for _, _, payload in link.sent] == [
         protocol.MAX_CHECKINS, protocol.MAX_CHECKINS, 7]
     assert link.members() == list(range(2 * protocol.MAX_CHECKINS + 7))
@@ -357,7 +386,7 @@ def test_a_batch_stays_under_the_brokers_packet_limit(outbox, link, batches):
     rows = outbox.add_many([(f"event-{n}", json.dumps({"v": 1, "n": n, "pad": "x" * big})
                              .encode()) for n in range(5)], [])
     assert len(rows) == 5
-    Publisher(outbox, link, window=10, ack_timeout_s=30).pump()
+    _batching(outbox, link).pump()
     assert [len(payload.get("checkins", [payload])) for _, _, payload in link.sent] == [2, 2, 1]
     assert link.sent[2][1] == TOPICS.checkin  # the last alone, as it is
     assert link.members() == [0, 1, 2, 3, 4]
@@ -365,53 +394,106 @@ def test_a_batch_stays_under_the_brokers_packet_limit(outbox, link, batches):
 
 def test_a_batch_nobody_takes_goes_again_at_once_one_a_message_and_batches_resume(
         outbox, link, batches, monkeypatch, caplog):
-    clock = [1000.0]
-    monkeypatch.setattr(publisher.time, "monotonic", lambda: clock[0])
-    pump = Publisher(outbox, link, window=10, ack_timeout_s=300)
+    clock = _clock(monkeypatch)
+    pump = _batching(outbox, link, ack_timeout_s=10_000)
     pump.stored(_store(outbox, 0, 3), online=True)
-    pump.acked(1, False, "No matching subscribers")  # a backend that takes no batches
+    pump.acked(1, False, "No matching subscribers")  # a backend gone back to singles
     assert (pump.batches_unrouted, pump.refused, pump.awaiting) == (1, 0, 0)
     pump.pump()  # at once: no retry delay for a batch
-    assert [topic for _, topic, _ in link.sent[1:]] == [TOPICS.checkin] * 3
-    assert link.members()[3:] == [0, 1, 2]
-    assert "may not take batches" in caplog.text
+    assert _topics(link, 1) == [TOPICS.checkin] * 3 and link.members()[3:] == [0, 1, 2]
+    assert "did not deliver a batch of check-ins (No matching subscribers)" in caplog.text
     pump.stored(_store(outbox, 3, 2), online=True)  # singles for a while
     assert link.members()[6:] == [3, 4] and len(link.sent) == 6
     clock[0] += publisher.SINGLES_FOR_S
     pump.stored(_store(outbox, 5, 2), online=True)  # then a batch is tried again
     assert link.sent[-1][1] == TOPICS.checkins and link.members()[-2:] == [5, 6]
-    for mid in link.mids()[1:]:
+    pump.acked(link.mids()[-1], False, "No matching subscribers")  # and fails again:
+    pump.pump()  # (the controller pumps after the turn that took the PUBACK)
+    clock[0] += publisher.SINGLES_FOR_S  # singles for twice as long now
+    pump.stored(_store(outbox, 7, 2), online=True)
+    assert _topics(link)[-4:] == [TOPICS.checkin] * 4 and link.members()[-4:] == [5, 6, 7, 8]
+    for mid in link.mids():
         pump.acked(mid, True, "")
-    pump.answered([(f"event-{n}", "", protocol.Ack.CREDITED, "") for n in range(7)])
+    pump.answered([(f"event-{n}", "", protocol.Ack.CREDITED, "") for n in range(9)])
     pump.flush()
-    assert (outbox.depth, pump.delivered, pump.published) == (0, 7, 7)
+    assert (outbox.depth, pump.delivered, pump.batches_unrouted) == (0, 9, 2)
 
 
-def test_a_batch_nobody_answered_goes_again_one_a_message(outbox, link, batches,
-                                                         monkeypatch):
-    """The broker took the batch (PUBACK) and no backend received it (one whose ACL does not
-    let it read ``evt/checkins``): sent again as a batch, it would never be answered."""
-    clock = [1000.0]
-    monkeypatch.setattr(publisher.time, "monotonic", lambda: clock[0])
-    pump = Publisher(outbox, link, window=10, ack_timeout_s=5)
-    pump.stored(_store(outbox, 0, 3), online=True)
-    pump.acked(1, True, "")
+def test_a_batch_nobody_answered_goes_again_one_a_message_with_a_growing_pause(
+        outbox, link, batches, monkeypatch):
+    """The broker took the batch (PUBACK) and no backend received it: a backend whose ACL
+    does not let it read ``evt/checkins`` while another client listens there. Sent again as
+    a batch, it would never be answered."""
+    clock = _clock(monkeypatch)
+    pump = _batching(outbox, link, ack_timeout_s=5)
+    stored = 0
+
+    def commit(count: int) -> str:
+        """Check-ins committed together, and the broker's PUBACK; the topic they went on."""
+        nonlocal stored
+        pump.stored(_store(outbox, stored, count), online=True)
+        stored += count
+        pump.acked(link.mids()[-1], True, "")
+        return link.sent[-1][1]
+
+    def answer_everything() -> None:
+        pump.answered([(f"event-{n}", "", protocol.Ack.CREDITED, "") for n in range(stored)
+                       if f"event-{n}" in pump._awaiting])
+        pump.flush()
+
+    assert commit(3) == TOPICS.checkins
     clock[0] += 5.1
     pump.pump()
-    assert [topic for _, topic, _ in link.sent[1:]] == [TOPICS.checkin] * 3
-    assert link.members()[3:] == [0, 1, 2] and pump.resent == 3
+    failed_at = clock[0]
+    for mid in link.mids():
+        pump.acked(mid, True, "")
+    assert _topics(link, 1) == [TOPICS.checkin] * 3 and link.members()[3:] == [0, 1, 2]
+    assert pump.resent == 3
+    answer_everything()
+    for pause in (publisher.SINGLES_FOR_S, 2 * publisher.SINGLES_FOR_S,
+                  4 * publisher.SINGLES_FOR_S):
+        clock[0] = failed_at + pause - 1
+        assert commit(2) == TOPICS.checkin  # still one a message
+        answer_everything()
+        clock[0] = failed_at + pause + 0.1
+        assert commit(2) == TOPICS.checkins  # a batch is tried again ...
+        if pause < 4 * publisher.SINGLES_FOR_S:
+            clock[0] += 5.1
+            pump.pump()  # ... and not answered either: one a message for twice as long
+            failed_at = clock[0]
+            for mid in link.mids():
+                pump.acked(mid, True, "")
+            answer_everything()
+    answer_everything()  # a batch answered: batches work, so after the next failure ...
+    pump.stored(_store(outbox, stored, 2), online=True)
+    stored += 2
+    pump.acked(link.mids()[-1], False, "No matching subscribers")
+    pump.pump()
+    answer_everything()
+    clock[0] += publisher.SINGLES_FOR_S + 0.1  # ... the pause is short again
+    assert commit(2) == TOPICS.checkins
+    assert (pump.resent, pump.batches_unrouted, outbox.depth) == (3 + 2 + 2, 1, 2)
 
 
-def test_on_mqtt_3_1_1_check_ins_go_one_a_message(outbox, link, batches):
-    link.says_unrouted = False  # its PUBACK would not say that nobody took a batch
-    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
-    pump.stored(_store(outbox, 0, 3), online=True)
-    assert [topic for _, topic, _ in link.sent] == [TOPICS.checkin] * 3
+def test_the_backlog_waits_for_room_for_a_few_rows_and_then_reads_them_in_one_go(
+        outbox, link, batches, monkeypatch):
+    monkeypatch.setattr(publisher, "ACK_WINDOW", 100)
+    _store(outbox, 0, 160)
+    pump = _batching(outbox, link)
+    pump.pump()
+    assert link.members() == list(range(100))  # the backend's window is full
+    pump.answered([(f"event-{n}", "", protocol.Ack.CREDITED, "") for n in range(10)])
+    pump.flush()
+    assert len(link.members()) == 100  # ten rows free: fewer than REFILL_ROWS, wait
+    pump.answered([(f"event-{n}", "", protocol.Ack.CREDITED, "") for n in range(10, 50)])
+    pump.flush()
+    assert link.members()[100:] == list(range(100, 150))  # fifty free: one batch of fifty
+    assert link.sent[-1][1] == TOPICS.checkins
 
 
 def test_a_new_client_sends_a_batch_in_flight_again(outbox, link, batches):
     _store(outbox, 0, 4)
-    pump = Publisher(outbox, link, window=10, ack_timeout_s=30)
+    pump = _batching(outbox, link)
     pump.pump()
     pump.relinked()
     assert (pump.in_flight, pump.awaiting) == (0, 0)
