@@ -97,6 +97,12 @@ class LoyaltyBackend:
     kiosk cannot check visits in under another kiosk's name.
     """
 
+    batches = True
+    """It takes batches of check-ins: it subscribes to ``evt/checkins`` and says so in every
+    answer (``"batches":true``), which is what makes a kiosk send them
+    (docs/protocol.md, "Batches of check-ins"). False behaves as a backend written before
+    batches."""
+
     def __init__(self, host: str, port: int, ledger: Ledger, prefix: str = "loyalty",
                  client_id: str = "loyalty-backend", *, share_group: str = "",
                  ca_file: str = "", cert_file: str = "", key_file: str = "",
@@ -118,8 +124,8 @@ class LoyaltyBackend:
         self.duplicates = 0
         self.limited = 0
         """Visits over the visit limit: recorded, not credited."""
-        self.rejected = 0
-        """Check-ins refused for good (recorded and answered ``refused``) or unreadable."""
+        self._unreadable = 0  # counted on paho's thread
+        self._refused = 0  # counted on the worker thread (one writer each: no lost counts)
         self.connected = threading.Event()
         self._arrived: queue.SimpleQueue[_Arrived | _Reload | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._credit_batches, name="backend-ledger",
@@ -131,6 +137,11 @@ class LoyaltyBackend:
             inflight=REPLY_WINDOW, on_connect=self._on_connect,
             on_disconnect=lambda *_: self.connected.clear(), on_message=self._on_message,
             on_subscribe=self._on_subscribe)
+
+    @property
+    def rejected(self) -> int:
+        """Check-ins refused for good (recorded and answered ``refused``) or unreadable."""
+        return self._unreadable + self._refused
 
     def start(self) -> None:
         """Connect in the background (retrying until the broker is there)."""
@@ -191,8 +202,9 @@ class LoyaltyBackend:
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
             prefix = self.broker.topic_prefix
-            topics = [protocol.checkins_of_all_kiosks(prefix),
-                      protocol.checkin_batches_of_all_kiosks(prefix)]
+            topics = [protocol.checkins_of_all_kiosks(prefix)]
+            if self.batches:
+                topics.append(protocol.checkin_batches_of_all_kiosks(prefix))
             if self.share_group:
                 topics = [f"$share/{self.share_group}/{topic}" for topic in topics]
             client.subscribe([(topic, 1) for topic in topics])
@@ -208,10 +220,10 @@ class LoyaltyBackend:
             for arrived in self._decode(message.topic, bytes(message.payload)):
                 self._arrived.put(arrived)
         except protocol.ProtocolError as exc:  # nothing in it names a check-in to answer
-            self.rejected += 1
+            self._unreadable += 1
             log.warning("ignored a message on %s: %s", message.topic, exc)
         except Exception:  # never let an exception kill paho's thread
-            self.rejected += 1
+            self._unreadable += 1
             log.exception("failed to handle a check-in on %s", message.topic)
 
     def _decode(self, topic: str, payload: bytes) -> list[_Arrived]:
@@ -239,7 +251,7 @@ class LoyaltyBackend:
                     arrivals.append(_Refused(reply_topic, Refusal(
                         entry.event_id, sender, entry.reason, entry.payload)))
                 else:
-                    self.rejected += 1
+                    self._unreadable += 1
                     log.warning("ignored a check-in without a readable event_id in a batch "
                                 "on %s: %s", topic, entry.reason)
             return arrivals
@@ -330,12 +342,12 @@ class LoyaltyBackend:
         for arrived in batch:
             if isinstance(arrived, _Refused):
                 refusal = arrived.refusal
-                self.rejected += 1
+                self._refused += 1
                 log.warning("refused check-in %s from %s: %s", refusal.event_id,
                             refusal.device_id, refusal.reason)
                 body = protocol.encode_refusal(refusal.event_id,
                                                protocol.member_of(refusal.payload),
-                                               refusal.reason, batches=True)
+                                               refusal.reason, batches=self.batches)
             else:
                 checkin = arrived.checkin
                 recorded = next(results)
@@ -347,7 +359,7 @@ class LoyaltyBackend:
                 body = protocol.encode_reply(
                     checkin.event_id, checkin.member_id, recorded.status,
                     protocol.Ack.CREDITED if recorded.outcome is Outcome.CREDITED
-                    else protocol.Ack.DUPLICATE, batches=True)
+                    else protocol.Ack.DUPLICATE, batches=self.batches)
             answers.setdefault(arrived.reply_topic, []).append(body)
         for topic, bodies in answers.items():  # one message per kiosk and batch, mostly
             for message in protocol.encode_replies(bodies):

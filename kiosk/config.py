@@ -109,9 +109,10 @@ class OutboxSection:
     max_rows: int = 100000
     max_mb: float = 64.0
     publish_window: int = 1000
-    """Check-ins handed to paho and not yet acknowledged by the broker: paho sends them as
-    the broker's receive window allows, without waiting for the controller between two,
-    which doubled a drain (4.0 s against 7.9 s for 20,000, tools/bench/outbox.py)."""
+    """Check-in messages (one check-in, or a batch) handed to paho and not yet acknowledged by
+    the broker: paho sends them as the broker's receive window allows, without waiting for
+    the controller between two, which doubled a drain (4.0 s against 7.9 s for 20,000 one a
+    message, tools/bench/outbox.py)."""
     ack_timeout_s: float = 30.0
     """A check-in the backend has not acknowledged this long after it was sent goes again."""
     backend_alarm_s: float = 600.0

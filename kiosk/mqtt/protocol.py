@@ -410,11 +410,10 @@ _BATCH_ROOM = 64
 
 @dataclass(frozen=True)
 class Unreadable:
-    """A check-in of a batch that does not decode: what it says of itself, so the backend can
-    refuse it by name (an ``event_id`` of None: nothing to answer)."""
+    """A check-in of a batch that does not decode: its ``event_id`` if it has a readable one,
+    so the backend can refuse it by name (None: nothing to answer), and why."""
 
     event_id: str | None
-    member_id: str
     reason: str
     payload: bytes
     """The entry as JSON again, for the backend's record of what it refused."""
@@ -427,22 +426,29 @@ def decode_checkin(payload: bytes | bytearray) -> tuple[CheckIn, bool]:
 
 def decode_checkins(payload: bytes | bytearray) -> list[tuple[CheckIn, bool] | Unreadable]:
     """Parse a batch from ``evt/checkins`` (backend side): each check-in and whether it was
-    replayed, in the order sent; one that does not decode is refused alone, not its batch."""
+    replayed, in the order sent. An entry that is not a valid check-in is refused alone;
+    a batch that breaks the batch's own limits (not JSON, a duplicate key, an over-long
+    string, a number out of range, too deep, too many entries) raises, whole."""
     decoded: list[tuple[CheckIn, bool] | Unreadable] = []
     body = decode_object(payload, CHECKIN_BATCH_LIMITS)
     for entry in _entries(body, "checkins", MAX_CHECKINS):
         try:
             if not isinstance(entry, dict):
                 raise ProtocolError("a check-in is not an object")
+            if entry.get("v") != VERSION:
+                raise ProtocolError(f"unsupported schema version {entry.get('v')!r}")
             decoded.append(_checkin(Fields(entry)))
         except ProtocolError as exc:
-            named = entry if isinstance(entry, dict) else {}
-            event_id, member_id = named.get("event_id"), named.get("member_id")
-            decoded.append(Unreadable(
-                event_id if isinstance(event_id, str) and 0 < len(event_id) <= MAX_ID else None,
-                member_id if isinstance(member_id, str) and len(member_id) <= MAX_MEMBER_ID
-                else "", str(exc), json.dumps(entry).encode()))
+            decoded.append(Unreadable(_event_id_in(entry), str(exc), json.dumps(entry).encode()))
     return decoded
+
+
+def _event_id_in(entry: Any) -> str | None:
+    """The ``event_id`` of a batch's entry that did not decode, read within its limits."""
+    try:
+        return Fields(entry).text("event_id", MAX_ID) if isinstance(entry, dict) else None
+    except ProtocolError:
+        return None
 
 
 def _checkin(body: Fields) -> tuple[CheckIn, bool]:
@@ -456,10 +462,11 @@ def _checkin(body: Fields) -> tuple[CheckIn, bool]:
 
 
 def _entries(body: Fields, field: str, max_items: int) -> list[Any]:
-    """The list ``field`` of a decoded batch message, of at most ``max_items``."""
+    """The list ``field`` of a decoded batch message, of 1 to ``max_items`` (an empty batch
+    says nothing, and is refused as malformed)."""
     entries = body.body.get(field)
-    if not isinstance(entries, list) or len(entries) > max_items:
-        raise ProtocolError(f"field {field!r} is not a list of at most {max_items}")
+    if not isinstance(entries, list) or not 1 <= len(entries) <= max_items:
+        raise ProtocolError(f"field {field!r} is not a list of 1 to {max_items}")
     return entries
 
 

@@ -1,7 +1,7 @@
 """Check-ins in batches, as a backend meets them: real mosquitto, the real kiosk and the real
 reference backend. A rush at the counter reaches the ledger in a few messages and every visit
-is credited once; a backend that takes no batches (written before them), or a kiosk on MQTT
-3.1.1, gets every check-in one a message all the same.
+is credited once, on MQTT 5 and 3.1.1; a backend written before batches gets every check-in
+one a message; a batch nobody takes goes again at once, one a message.
 """
 
 from __future__ import annotations
@@ -23,12 +23,20 @@ from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
 DEVICE = "kiosk-batch"
 EVERY_CHECKIN = "loyalty/+/+/evt/#"
 SINGLES = protocol.checkins_of_all_kiosks("loyalty")
-"""What a test listens to beside a backend that takes no batches: a listener on ``evt/#``
-would take the batches itself."""
+"""What a test listens to when no backend may hear batches: a listener on ``evt/#`` would take
+them itself (the broker then has a subscriber for them)."""
 
 
-class _SinglesOnly(LoyaltyBackend):
-    """A backend written before batches: it subscribes to ``evt/checkin`` alone."""
+class _WithoutBatches(LoyaltyBackend):
+    """A backend written before batches: it subscribes to ``evt/checkin`` alone and its answers
+    do not say it takes batches."""
+
+    batches = False
+
+
+class _SaysBatchesButHearsNone(LoyaltyBackend):
+    """A backend whose answers say it takes batches while nothing subscribes to
+    ``evt/checkins`` (the instance that took them has gone; a hand-made subscription)."""
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:
@@ -100,12 +108,24 @@ def test_a_rush_reaches_the_ledger_in_a_few_messages_and_each_visit_is_credited_
     batches = [m for m in messages if b'"checkins"' in m]
     assert batches and len(messages) < len(MEMBERS), f"{len(messages)} messages"
     assert [c["member_id"] for c in _checkins_in(messages)] == MEMBERS  # in scan order, once
-    assert kiosk.app.delivery.publisher.batches_unrouted == 0
+    publisher = kiosk.app.delivery.publisher
+    assert (publisher.batches_unrouted, publisher.resent) == (0, 0)
 
 
-def test_a_backend_that_takes_no_batches_gets_every_check_in_one_a_message(
+def test_a_backend_without_batches_gets_every_check_in_one_a_message(
         tmp_path, mosquitto, ledger, backend_of):
-    backend_of(_SinglesOnly)
+    """Whoever else listens on ``evt/#`` (this test does), nothing goes in a batch to a
+    backend that has not said it takes them."""
+    backend_of(_WithoutBatches)
+    kiosk, messages = _rush(tmp_path, mosquitto, MEMBERS)
+    _credited_once(ledger, MEMBERS)
+    assert not any(b'"checkins"' in m for m in messages) and len(messages) == len(MEMBERS)
+    assert kiosk.app.delivery.publisher.resent == 0
+
+
+def test_a_batch_nobody_takes_goes_again_at_once_one_a_message(tmp_path, mosquitto, ledger,
+                                                               backend_of):
+    backend_of(_SaysBatchesButHearsNone)
     kiosk, messages = _rush(tmp_path, mosquitto, MEMBERS, listen=SINGLES)
     _credited_once(ledger, MEMBERS)
     publisher = kiosk.app.delivery.publisher
@@ -114,8 +134,8 @@ def test_a_backend_that_takes_no_batches_gets_every_check_in_one_a_message(
     assert sorted({json.loads(m)["member_id"] for m in messages}) == MEMBERS  # all, alone
 
 
-def test_on_mqtt_3_1_1_a_kiosk_sends_no_batch(tmp_path, mosquitto, ledger, backend_of):
+def test_on_mqtt_3_1_1_a_rush_goes_in_batches_too(tmp_path, mosquitto, ledger, backend_of):
     backend_of()
-    _kiosk, messages = _rush(tmp_path, mosquitto, MEMBERS[:40], version="3.1.1")
-    _credited_once(ledger, MEMBERS[:40])
-    assert len(messages) == 40 and not any(b'"checkins"' in m for m in messages)
+    _kiosk, messages = _rush(tmp_path, mosquitto, MEMBERS, version="3.1.1")
+    _credited_once(ledger, MEMBERS)
+    assert any(b'"checkins"' in m for m in messages) and len(messages) < len(MEMBERS)

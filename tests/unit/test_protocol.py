@@ -59,19 +59,26 @@ def test_check_ins_go_in_batches_and_a_bad_one_is_refused_alone_by_name():
         protocol.encode_checkin(later))]
     broken = protocol.encode_checkin(replace(CHECKIN, event_id="e-bad")).replace(
         b'"seq":7', b'"seq":-1')
-    batch = protocol.encode_checkins([*payloads, broken, b"5"])
-    first, second, bad, nameless = protocol.decode_checkins(batch)
+    unversioned = protocol.encode_checkin(replace(CHECKIN, event_id="e-v2")).replace(
+        b'"v":1', b'"v":2')
+    control = broken.replace(b'"e-bad"', b'"e\\nforged log line"')
+    batch = protocol.encode_checkins([*payloads, broken, b"5", unversioned, control])
+    first, second, bad, nameless, v2, unnamed = protocol.decode_checkins(batch)
     assert (first, second) == ((CHECKIN, False), (later, True))
-    assert isinstance(bad, protocol.Unreadable) and isinstance(nameless, protocol.Unreadable)
-    assert (bad.event_id, bad.member_id) == ("e-bad", "LOY-ALICE01")
-    assert "seq" in bad.reason and json.loads(bad.payload)["seq"] == -1
+    assert all(isinstance(entry, protocol.Unreadable) for entry in (bad, nameless, v2, unnamed))
+    assert bad.event_id == "e-bad" and "seq" in bad.reason
+    assert json.loads(bad.payload)["seq"] == -1
     assert (nameless.event_id, nameless.reason) == (None, "a check-in is not an object")
+    assert (v2.event_id, v2.reason) == ("e-v2", "unsupported schema version 2")
+    assert unnamed.event_id is None  # a control character: not a name to answer or log
 
 
 def test_a_batch_beyond_its_limits_is_refused_whole():
     one = protocol.encode_checkin(CHECKIN)
-    with pytest.raises(protocol.ProtocolError, match="at most 200"):
+    with pytest.raises(protocol.ProtocolError, match="1 to 200"):
         protocol.decode_checkins(protocol.encode_checkins([one] * 201))
+    with pytest.raises(protocol.ProtocolError, match="1 to 200"):
+        protocol.decode_checkins(protocol.encode_checkins([]))
     with pytest.raises(protocol.ProtocolError, match="bytes"):
         protocol.decode_checkins(protocol.encode_checkins([one] * 200).replace(
             b'"camera"', b'"' + b"c" * 200 + b'"'))
@@ -102,6 +109,19 @@ def test_a_reply_round_trips():
     payload = protocol.encode_reply(CHECKIN.event_id, CHECKIN.member_id, STATUS, CREDITED)
     assert protocol.decode_reply(payload) == protocol.Answer(
         CHECKIN.event_id, CHECKIN.member_id, STATUS, CREDITED)
+    assert b"batches" not in payload  # a backend that takes no batches says nothing
+
+
+def test_an_answer_says_whether_its_backend_takes_batches():
+    reply = protocol.encode_reply(CHECKIN.event_id, CHECKIN.member_id, STATUS, CREDITED,
+                                  batches=True)
+    refusal = protocol.encode_refusal("e1", "", "member_id: too long", batches=True)
+    assert b'"batches":true' in reply and b'"batches":true' in refusal
+    assert protocol.decode_reply(reply).batches and protocol.decode_reply(refusal).batches
+    answers, _ = protocol.decode_replies(protocol.encode_replies([reply, refusal])[0])
+    assert [answer.batches for answer in answers] == [True, True]
+    with pytest.raises(protocol.ProtocolError, match="batches"):
+        protocol.decode_reply(reply.replace(b'"batches":true', b'"batches":"yes"'))
 
 
 def test_uuid7_ids_sort_by_time_and_are_version_7():
@@ -137,8 +157,9 @@ def test_the_document_names_exactly_the_kiosks_topics(spec):
     ("CheckInBatch", protocol.encode_checkins([protocol.encode_checkin(CHECKIN)] * 2)),
     ("Reply", protocol.encode_reply(CHECKIN.event_id, CHECKIN.member_id,
                                     MemberStatus("A", 1, "B", 2, 0.5, "Free coffee"),
-                                    CREDITED)),
-    ("Refusal", protocol.encode_refusal(CHECKIN.event_id, "", "member_id: too long")),
+                                    CREDITED, batches=True)),
+    ("Refusal", protocol.encode_refusal(CHECKIN.event_id, "", "member_id: too long",
+                                        batches=True)),
     ("ConfigVersion", protocol.encode_config_version(3, "0123456789abcdef")),
     ("ReplyBatch", protocol.encode_replies([
         protocol.encode_refusal("e1", "", "x"), protocol.encode_refusal("e2", "", "y")])[0]),

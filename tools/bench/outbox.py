@@ -16,7 +16,8 @@
 
 The same subscriber takes every message in all three, in its own process as a backend
 runs: "a backend that keeps up", which answers every check-in with its acknowledgement,
-what arrived meanwhile in one message per kiosk, as the reference backend does (raw
+what arrived meanwhile in one message per kiosk, and takes batches, as the reference
+backend does (raw
 paho's messages are check-ins too, so it answers those as well). (a) is timed to
 its last PUBACK, (b) and (c) until the backend's acknowledgement of the last check-in
 has deleted it: the kiosk's figures include the way back. (d) repeats (c) with the
@@ -86,7 +87,7 @@ def answer():  # what arrived while the last batch was answered, in one message 
             body = json.loads(payload)
             answers.setdefault(protocol.reply_topic_for(topic), []).extend(
                 protocol.encode_reply(checkin["event_id"], checkin["member_id"], STATUS,
-                                      protocol.Ack.CREDITED)
+                                      protocol.Ack.CREDITED, batches=True)
                 for checkin in (body["checkins"] if protocol.is_batch(topic) else [body]))
         for topic, bodies in answers.items():
             for message in protocol.encode_replies(bodies):
