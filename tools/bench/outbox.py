@@ -18,8 +18,7 @@ The same subscriber takes every message in all three, in its own process as a ba
 runs: "a backend that keeps up", which answers every check-in with its acknowledgement,
 what arrived meanwhile in one message per kiosk, and takes batches, as the reference
 backend does (raw paho's messages are check-ins too, so it answers those as well). (a)
-is timed to
-its last PUBACK, (b) and (c) until the backend's acknowledgement of the last check-in
+is timed to its last PUBACK, (b) and (c) until the backend's acknowledgement of the last check-in
 has deleted it: the kiosk's figures include the way back. (d) repeats (c) with the
 reference backend instead (its own process), which credits every check-in in its SQLite
 ledger (synchronous=FULL, one transaction per batch) before acknowledging it.
