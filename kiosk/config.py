@@ -260,7 +260,7 @@ class Config:
 
 
 STATE_FILES = ("kiosk.db", "kiosk.db-wal", "kiosk.db-shm", "kiosk.db-journal", "kiosk.lock",
-               "log-key", "config", "mqtt-session", "update")
+               "log-key", "config", "mqtt-session", "backend-batches", "update")
 """What the state directory itself holds (``kiosk.store``, ``kiosk.provisioning.overlay``)."""
 
 

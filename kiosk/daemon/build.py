@@ -60,6 +60,8 @@ from kiosk.ui.stage import Stage
 log = logging.getLogger(__name__)
 
 SESSION_FILE = "mqtt-session"
+BATCHES_FILE = "backend-batches"
+"""Present once the backend has said it takes batches of check-ins (kiosk.mqtt.publisher)."""
 """In the state directory: the MQTT identity of the last start (``session_kept``)."""
 
 
@@ -240,7 +242,8 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None,
             parts.request_restart("the disk has room again")
 
     delivery = Delivery(outbox, Publisher(outbox, link, config.outbox.publish_window,
-                                          config.outbox.ack_timeout_s),
+                                          config.outbox.ack_timeout_s,
+                                          batches_marker=state_dir / BATCHES_FILE),
                         config.counter.cooldown_s, storage, config.outbox.backend_alarm_s,
                         problems.reporter("backend"))
     if full_disk:  # reported now, and tried every few seconds until the disk has room

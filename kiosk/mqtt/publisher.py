@@ -49,7 +49,9 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from itertools import islice
+from pathlib import Path
 
+from drivers.files import write_atomically
 from kiosk.mqtt import protocol
 from kiosk.mqtt.link import Link, LinkError
 from kiosk.store.outbox import Outbox, Row
@@ -83,7 +85,11 @@ Ack = tuple[str, str, protocol.Ack, str]
 class Publisher:
     """Outbox -> MQTT pump. Called only from the controller thread."""
 
-    def __init__(self, outbox: Outbox, link: Link, window: int, ack_timeout_s: float) -> None:
+    def __init__(self, outbox: Outbox, link: Link, window: int, ack_timeout_s: float,
+                 batches_marker: Path | None = None) -> None:
+        """``batches_marker``: a file made once the backend has said it takes batches, so a
+        restarted kiosk (after an update, or a power cut, with a backlog) sends batches from
+        the start instead of one a message until the first answer."""
         self._outbox = outbox
         self._link = link
         self._window = window
@@ -100,7 +106,8 @@ class Publisher:
         self._acked: set[int] = set()  # acknowledged by the backend, not deleted yet
         self._acked_unknown: dict[str, str] = {}  # event id -> member: sent by an earlier run
         self._retry_at: float | None = None
-        self._batches = False  # the backend has said it takes batches
+        self._batches_marker = batches_marker
+        self._batches = batches_marker is not None and batches_marker.exists()
         self._singles_until = 0.0  # monotonic: no batches before (the last one failed)
         self._singles_for = SINGLES_FOR_S  # how long the next failure keeps to singles
         self._batched: set[str] = set()  # event ids awaiting the backend, sent in a batch
@@ -189,11 +196,18 @@ class Publisher:
         self._pump_backlog(now)
 
     def takes_batches(self) -> None:
-        """The backend said in an answer that it takes batches of check-ins."""
-        if not self._batches:
-            log.info("the backend takes batches of check-ins: sending what is ready together "
-                     "in one message")
+        """The backend said in an answer that it takes batches of check-ins: from now on, and
+        from the start of the next run (the marker file)."""
+        if self._batches:
+            return
         self._batches = True
+        log.info("the backend takes batches of check-ins: sending what is ready together in "
+                 "one message")
+        if self._batches_marker is not None:
+            try:
+                write_atomically(self._batches_marker, lambda file: file.write(b"yes\n"))
+            except OSError as exc:  # only an optimisation: the next run learns it again
+                log.warning("not remembered that the backend takes batches: %s", exc)
 
     def _per_message(self, now: float) -> int:
         """Check-ins one message takes now: a batch, or one to a backend that has not said it

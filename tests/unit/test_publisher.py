@@ -499,3 +499,17 @@ def test_a_new_client_sends_a_batch_in_flight_again(outbox, link, batches):
     assert (pump.in_flight, pump.awaiting) == (0, 0)
     pump.pump()
     assert link.members() == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
+def test_a_restarted_kiosk_remembers_that_its_backend_takes_batches(outbox, link, batches,
+                                                                     tmp_path):
+    marker = tmp_path / "backend-batches"
+    first = Publisher(outbox, link, window=10, ack_timeout_s=30, batches_marker=marker)
+    first.stored(_store(outbox, 0, 2), online=True)
+    assert _topics(link) == [TOPICS.checkin] * 2 and not marker.exists()
+    first.takes_batches()  # its first answer
+    assert marker.exists()
+    _store(outbox, 2, 3)  # a backlog left for the next run
+    again = RecordingLink()
+    Publisher(outbox, again, window=10, ack_timeout_s=30, batches_marker=marker).pump()
+    assert _topics(again) == [TOPICS.checkins] and again.members() == [0, 1, 2, 3, 4]
