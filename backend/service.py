@@ -44,7 +44,7 @@ import paho.mqtt.client as mqtt
 from backend.ledger import Ledger, Outcome, Refusal
 from backend.rules import RulesError, load_rules
 from kiosk.mqtt import protocol
-from kiosk.mqtt.client import Persistent, connect_now, make_client
+from kiosk.mqtt.client import Persistent, connect_now, make_client, max_packet
 from kiosk.mqtt.settings import MqttSettings
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class LoyaltyBackend:
         self.duplicates = 0
         self.limited = 0
         """Visits over the visit limit: recorded, not credited."""
+        self._answer_bytes = protocol.REPLY_BATCH_LIMITS.max_bytes  # less on a stricter broker
         self._unreadable = 0  # counted on paho's thread
         self._refused = 0  # counted on the worker thread (one writer each: no lost counts)
         self.connected = threading.Event()
@@ -199,7 +200,10 @@ class LoyaltyBackend:
         self._arrived.put(None)
         self._worker.join(10)
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any,
+                    properties: Any) -> None:
+        self._answer_bytes = protocol.batch_bytes(protocol.REPLY_BATCH_LIMITS,
+                                                  max_packet(properties))
         if not reason.is_failure:
             prefix = self.broker.topic_prefix
             topics = [protocol.checkins_of_all_kiosks(prefix)]
@@ -362,7 +366,7 @@ class LoyaltyBackend:
                     else protocol.Ack.DUPLICATE, batches=self.batches)
             answers.setdefault(arrived.reply_topic, []).append(body)
         for topic, bodies in answers.items():  # one message per kiosk and batch, mostly
-            for message in protocol.encode_replies(bodies):
+            for message in protocol.encode_replies(bodies, self._answer_bytes):
                 self._client.publish(topic, message, qos=1)
         self.received += len(visits)
         self.duplicates += outcomes[Outcome.DUPLICATE]

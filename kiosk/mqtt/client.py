@@ -141,3 +141,11 @@ def connect_now(client: mqtt.Client) -> None:
     """
     client.reconnect()  # the first connect: make_client gave paho the address and session
     client.loop_start()
+
+
+def max_packet(connack_properties: Any) -> int | None:
+    """The Maximum Packet Size a broker announced in its CONNACK (MQTT 5), or None (none
+    announced, or MQTT 3.1.1). paho 2.2.0 sets each property it read as an attribute of
+    ``Properties`` (``properties.py``, ``__setattr__``) and hands them to ``on_connect``."""
+    size = getattr(connack_properties, "MaximumPacketSize", None)
+    return size if isinstance(size, int) else None

@@ -36,7 +36,7 @@ import paho.mqtt.client as mqtt
 from kiosk import KioskError, __version__
 from kiosk.counter.events import Acked, Event, LinkDown, LinkUp, Reply, StaffMessage
 from kiosk.mqtt import protocol
-from kiosk.mqtt.client import Persistent, make_client
+from kiosk.mqtt.client import Persistent, make_client, max_packet
 from kiosk.mqtt.hass import Discovery
 from kiosk.mqtt.protocol import ProtocolError, Topics
 from kiosk.mqtt.settings import MqttSettings
@@ -70,6 +70,8 @@ class Link:
         self.thread_restarts = 0
         self.last_heard = 0.0
         """Monotonic time of the last packet from the broker (any acknowledgement or message)."""
+        self.max_packet: int | None = None
+        """The largest packet the broker takes, as its CONNACK announced (MQTT 5), or None."""
         self._attempt_at: float | None = None  # when the current connection attempt began
         self._probing = False
         self._client = self._new_client(resume)
@@ -222,8 +224,9 @@ class Link:
         self._attempt_at = time.monotonic()
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, flags: Any,
-                    reason_code: Any, _properties: Any) -> None:
+                    reason_code: Any, properties: Any) -> None:
         try:
+            self.max_packet = max_packet(properties)
             self._attempt_at = None
             self._heard()
             if reason_code.is_failure:

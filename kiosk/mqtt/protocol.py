@@ -36,6 +36,7 @@ __all__ = [
     "MAX_TIME",
     "OFFLINE",
     "ONLINE",
+    "PACKET_ROOM",
     "REPLY_BATCH_LIMITS",
     "REPLY_LIMITS",
     "STAFF_VIEW",
@@ -53,6 +54,7 @@ __all__ = [
     "Topics",
     "Unreadable",
     "Waiting",
+    "batch_bytes",
     "checkin_batches_of_all_kiosks",
     "checkins_of_all_kiosks",
     "command_topic",
@@ -406,6 +408,18 @@ def pack(sizes: list[int], max_items: int, max_bytes: int) -> int:
 
 _BATCH_ROOM = 64
 """Bytes a batch message takes beyond its items: the envelope, with room to spare."""
+PACKET_ROOM = 512
+"""Bytes an MQTT PUBLISH takes beyond its payload, with room to spare: the fixed header, the
+topic (a kiosk's is under 200 bytes), the packet id and properties."""
+
+
+def batch_bytes(limits: Limits, max_packet: int | None) -> int:
+    """The bytes a batch may take on a broker that announced ``max_packet`` (MQTT 5 CONNACK
+    Maximum Packet Size; None: none announced): the protocol's limit, or less. mosquitto
+    disconnects a client that sends a larger packet, it does not refuse it in a PUBACK."""
+    if max_packet is None:
+        return limits.max_bytes
+    return max(1, min(limits.max_bytes, max_packet - PACKET_ROOM))
 
 
 @dataclass(frozen=True)
@@ -548,16 +562,17 @@ def decode_reply(payload: bytes | bytearray) -> Answer:
     return _answer(decode_object(payload, REPLY_LIMITS))
 
 
-def encode_replies(answers: list[bytes]) -> list[bytes]:
+def encode_replies(answers: list[bytes], max_bytes: int = REPLY_BATCH_LIMITS.max_bytes
+                   ) -> list[bytes]:
     """Answers to one kiosk (each from :func:`encode_reply` or :func:`encode_refusal`) packed
-    into as few messages as fit :data:`REPLY_BATCH_LIMITS`: a backend answering a drained
-    backlog sends one message per batch, not one per check-in (a single answer goes as
-    it is)."""
+    into as few messages as fit ``max_bytes`` (:data:`REPLY_BATCH_LIMITS`, or less on a broker
+    that allows less: :func:`batch_bytes`): a backend answering a drained backlog sends one
+    message per batch, not one per check-in (a single answer goes as it is)."""
     messages: list[bytes] = []
     sizes = [len(answer) for answer in answers]
     first = 0
     while first < len(answers):
-        count = pack(sizes[first:], MAX_ANSWERS, REPLY_BATCH_LIMITS.max_bytes)
+        count = pack(sizes[first:], MAX_ANSWERS, max_bytes)
         messages.append(_batch(answers[first:first + count]))
         first += count
     return messages

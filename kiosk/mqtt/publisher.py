@@ -266,7 +266,8 @@ class Publisher:
             count, most = 1, self._per_message(now)
             if most > 1:
                 sizes = [len(body) for _, _, body in rows[sent:sent + most]]
-                count = protocol.pack(sizes, most, protocol.CHECKIN_BATCH_LIMITS.max_bytes)
+                count = protocol.pack(sizes, most, protocol.batch_bytes(
+                    protocol.CHECKIN_BATCH_LIMITS, self._link.max_packet))
             if not self._send(rows[sent:sent + count], now):
                 break
             sent += count

@@ -17,7 +17,7 @@ import pytest
 
 from backend import Ledger, LoyaltyBackend
 from kiosk.mqtt import protocol
-from kiosk.testing.broker import Mosquitto
+from kiosk.testing.broker import Mosquitto, free_port
 from kiosk.testing.harness import RunningKiosk, sim_config, wait_for
 
 DEVICE = "kiosk-batch"
@@ -139,3 +139,24 @@ def test_on_mqtt_3_1_1_a_rush_goes_in_batches_too(tmp_path, mosquitto, ledger, b
     _kiosk, messages = _rush(tmp_path, mosquitto, MEMBERS, version="3.1.1")
     _credited_once(ledger, MEMBERS)
     assert any(b'"checkins"' in m for m in messages) and len(messages) < len(MEMBERS)
+
+
+def test_batches_fit_a_broker_with_a_smaller_packet_limit(tmp_path, ledger):
+    """mosquitto's ``max_packet_size`` (announced in CONNACK on MQTT 5): a larger packet is
+    not refused in a PUBACK, the client is disconnected."""
+    limit = 4096  # about 16 check-ins, or answers
+    port = free_port()
+    broker = Mosquitto(tmp_path / "broker", port=port, drop_in=(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size {limit}\n"))
+    broker.start()
+    service = LoyaltyBackend(broker.host, broker.port, ledger)
+    service.start()
+    try:
+        assert service.connected.wait(10)
+        kiosk, messages = _rush(tmp_path, broker, MEMBERS)
+        _credited_once(ledger, MEMBERS)
+        assert max(map(len, messages)) <= limit and any(b'"checkins"' in m for m in messages)
+        assert kiosk.app.link.connects == 1  # never disconnected for a packet too large
+    finally:
+        service.stop()
+        broker.stop()

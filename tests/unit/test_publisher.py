@@ -26,9 +26,11 @@ class RecordingLink:
 
     def __init__(self) -> None:
         self.connected = True
+        self.max_packet: int | None = None  # what the broker's CONNACK announced
         self.topics = TOPICS
         self.refuse = False
         self.sent: list[tuple[int, str, dict]] = []  # (mid, topic, payload)
+        self.sizes: list[int] = []  # each payload's bytes
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> int:
         assert qos == 1 and not retain
@@ -36,6 +38,7 @@ class RecordingLink:
             raise LinkError("not connected")
         mid = len(self.sent) + 1
         self.sent.append((mid, topic, json.loads(payload)))
+        self.sizes.append(len(payload))
         return mid
 
     def checkins(self) -> list[dict]:
@@ -390,6 +393,15 @@ def test_a_batch_stays_under_the_brokers_packet_limit(outbox, link, batches):
     assert [len(payload.get("checkins", [payload])) for _, _, payload in link.sent] == [2, 2, 1]
     assert link.sent[2][1] == TOPICS.checkin  # the last alone, as it is
     assert link.members() == [0, 1, 2, 3, 4]
+
+
+def test_a_batch_fits_the_packet_size_the_broker_announced(outbox, link, batches):
+    link.max_packet = 2048  # mosquitto disconnects a client that sends more
+    outbox.add_many([(f"event-{n}", json.dumps({"v": 1, "n": n, "pad": "x" * 200}).encode())
+                     for n in range(40)], [])
+    _batching(outbox, link).pump()
+    assert len(link.sent) > 1 and max(link.sizes) <= 2048 - protocol.PACKET_ROOM
+    assert link.members() == list(range(40))
 
 
 def test_a_batch_nobody_takes_goes_again_at_once_one_a_message_and_batches_resume(
