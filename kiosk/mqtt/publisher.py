@@ -96,8 +96,8 @@ class Publisher:
         self._refill_at = max(1, window // 4)
         self._ack_timeout_s = ack_timeout_s
         self._wait_s = ack_timeout_s  # doubles while the backend stays silent
-        # paho mid -> the (row id, event id) of each check-in in the message
-        self._in_flight: dict[int, list[tuple[int, str]]] = {}
+        # paho mid -> the rows in the message, as sent (the bytes paho holds anyway)
+        self._in_flight: dict[int, list[Row]] = {}
         # event id -> (row id, sent at, member id), oldest send first
         self._awaiting: dict[str, tuple[int, float, str]] = {}
         self._cursor = 0  # backlog: the highest row id handed to paho in id order
@@ -286,7 +286,7 @@ class Publisher:
             log.warning("check-in stays in the outbox: %s", exc)
             self._retry_at = now + RETRY_AFTER_S
             return False
-        self._in_flight[mid] = [(row_id, event_id) for row_id, event_id, _ in rows]
+        self._in_flight[mid] = rows
         for row_id, event_id, payload in rows:
             self._awaiting[event_id] = (row_id, now, protocol.member_of(payload))
         if len(rows) > 1:
@@ -335,15 +335,14 @@ class Publisher:
         rows = [row for message in self._in_flight.values() for row in message]
         self._in_flight.clear()
         self._forget(rows)
+        self._rewind(min(row for row, _event, _body in rows))
 
-    def _forget(self, rows: list[tuple[int, str]]) -> None:
-        """These rows' sends did not reach the backend: no longer awaited, and the backlog
-        goes again from the first of them."""
-        for row, event_id in rows:
+    def _forget(self, rows: list[Row]) -> None:
+        """These rows' sends did not reach the backend: no longer awaited."""
+        for row, event_id, _body in rows:
             if self._awaiting.get(event_id, (None,))[0] == row:
                 del self._awaiting[event_id]
                 self._batched.discard(event_id)
-        self._rewind(min(row for row, _event in rows))
 
     def retune(self, window: int, ack_timeout_s: float) -> None:
         """Staff's new publish window (rows in flight beyond it wait for their PUBACKs) and
@@ -359,13 +358,17 @@ class Publisher:
         if ok:
             self.published += len(sent)
             return
-        # Keep the rows; rewind so they (and everything after them) go again, in order.
         self._forget(sent)
         if len(sent) > 1:  # the backend may take no batches now (or the ACL predates them)
             self.batches_unrouted += 1
             self._batch_failed(time.monotonic(),
                                f"the broker did not deliver a batch of check-ins ({reason})")
-            return  # at once, one a message
+            # At once, one a message, as they were sent (a live one stays live), ahead of
+            # whatever came since.
+            self._live.extendleft(reversed(sent))
+            return
+        # Keep the row; rewind so it (and everything after it) goes again, in order.
+        self._rewind(sent[0][0])
         self.refused += 1
         if self._retry_at is None:  # once per round, not once per row in the window
             log.error("broker did not deliver a check-in (%s); will retry in %g s",

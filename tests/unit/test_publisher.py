@@ -431,6 +431,22 @@ def test_a_batch_nobody_takes_goes_again_at_once_one_a_message_and_batches_resum
     assert (outbox.depth, pump.delivered, pump.batches_unrouted) == (0, 9, 2)
 
 
+def test_a_batch_nobody_takes_goes_again_as_it_was_sent_ahead_of_later_customers(
+        outbox, link, batches):
+    pump = _batching(outbox, link, window=2)
+    pump.stored(_store(outbox, 0, 3), online=True)  # live, in one batch
+    pump.stored(_store(outbox, 3, 2), online=True)  # the next commit, in another
+    pump.acked(1, False, "No matching subscribers")
+    pump.stored(_store(outbox, 5, 1), online=True)  # a customer after the PUBACK
+    pump.acked(2, True, "")  # (the window of two is full until now)
+    pump.pump()
+    for mid in link.mids()[2:]:
+        pump.acked(mid, True, "")
+    pump.pump()
+    assert link.members()[5:] == [0, 1, 2, 5]  # the failed batch first, in scan order
+    assert not any("replayed" in checkin for checkin in link.checkins())  # all still live
+
+
 def test_a_batch_nobody_answered_goes_again_one_a_message_with_a_growing_pause(
         outbox, link, batches, monkeypatch):
     """The broker took the batch (PUBACK) and no backend received it: a backend whose ACL
