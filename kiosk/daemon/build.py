@@ -15,6 +15,7 @@ changed.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -60,9 +61,10 @@ from kiosk.ui.stage import Stage
 log = logging.getLogger(__name__)
 
 SESSION_FILE = "mqtt-session"
-BATCHES_FILE = "backend-batches"
-"""Present once the backend has said it takes batches of check-ins (kiosk.mqtt.publisher)."""
 """In the state directory: the MQTT identity of the last start (``session_kept``)."""
+BATCHES_FILE = "backend-batches"
+"""In the state directory: the broker whose backend has said it takes batches of check-ins
+(``kiosk.mqtt.publisher``)."""
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,8 @@ def build(base: Config, hardware: tuple[Hardware, SimHandles] | None = None,
 
     delivery = Delivery(outbox, Publisher(outbox, link, config.outbox.publish_window,
                                           config.outbox.ack_timeout_s,
-                                          batches_marker=state_dir / BATCHES_FILE),
+                                          batches_marker=(state_dir / BATCHES_FILE,
+                                                          backend_identity(config))),
                         config.counter.cooldown_s, storage, config.outbox.backend_alarm_s,
                         problems.reporter("backend"))
     if full_disk:  # reported now, and tried every few seconds until the disk has room
@@ -320,6 +323,12 @@ def _resume(config: Config, device_id: str) -> bool:
     """Take up the broker's session of the last connection with the same identity."""
     return session_kept(Path(config.kiosk.state_dir) / SESSION_FILE, config.mqtt, device_id,
                         config.kiosk.site)
+
+
+def backend_identity(config: Config) -> bytes:
+    """Which backend a ``backend-batches`` file speaks of: the broker and topic prefix it was
+    heard on (a kiosk moved to another says nothing of the new one's backend)."""
+    return json.dumps([config.mqtt.host, config.mqtt.port, config.mqtt.topic_prefix]).encode()
 
 
 def _metrics(config: Config, device_id: str) -> MetricsFile | None:

@@ -86,10 +86,11 @@ class Publisher:
     """Outbox -> MQTT pump. Called only from the controller thread."""
 
     def __init__(self, outbox: Outbox, link: Link, window: int, ack_timeout_s: float,
-                 batches_marker: Path | None = None) -> None:
-        """``batches_marker``: a file made once the backend has said it takes batches, so a
-        restarted kiosk (after an update, or a power cut, with a backlog) sends batches from
-        the start instead of one a message until the first answer."""
+                 batches_marker: tuple[Path, bytes] | None = None) -> None:
+        """``batches_marker``: a file, and what it holds once the backend has said it takes
+        batches (which broker it was heard on), so a restarted kiosk (after an update, or a
+        power cut, with a backlog) sends batches from the start instead of one a message
+        until the first answer."""
         self._outbox = outbox
         self._link = link
         self._window = window
@@ -107,7 +108,7 @@ class Publisher:
         self._acked_unknown: dict[str, str] = {}  # event id -> member: sent by an earlier run
         self._retry_at: float | None = None
         self._batches_marker = batches_marker
-        self._batches = batches_marker is not None and batches_marker.exists()
+        self._batches = batches_marker is not None and _holds(*batches_marker)
         self._singles_until = 0.0  # monotonic: no batches before (the last one failed)
         self._singles_for = SINGLES_FOR_S  # how long the next failure keeps to singles
         self._batched: set[str] = set()  # event ids awaiting the backend, sent in a batch
@@ -204,8 +205,9 @@ class Publisher:
         log.info("the backend takes batches of check-ins: sending what is ready together in "
                  "one message")
         if self._batches_marker is not None:
+            path, identity = self._batches_marker
             try:
-                write_atomically(self._batches_marker, lambda file: file.write(b"yes\n"))
+                write_atomically(path, lambda file: file.write(identity))
             except OSError as exc:  # only an optimisation: the next run learns it again
                 log.warning("not remembered that the backend takes batches: %s", exc)
 
@@ -425,3 +427,11 @@ class Publisher:
             self._sent_ahead.difference_update(self._acked)
             self._acked.clear()
         self.pump()
+
+
+def _holds(path: Path, content: bytes) -> bool:
+    """True when ``path`` holds exactly ``content`` (False when it is missing or unreadable)."""
+    try:
+        return path.read_bytes() == content
+    except OSError:
+        return False

@@ -531,13 +531,28 @@ def test_a_new_client_sends_a_batch_in_flight_again(outbox, link, batches):
 
 def test_a_restarted_kiosk_remembers_that_its_backend_takes_batches(outbox, link, batches,
                                                                      tmp_path):
-    marker = tmp_path / "backend-batches"
+    marker = (tmp_path / "backend-batches", b'["broker-1", 8883, "loyalty"]')
     first = Publisher(outbox, link, window=10, ack_timeout_s=30, batches_marker=marker)
     first.stored(_store(outbox, 0, 2), online=True)
-    assert _topics(link) == [TOPICS.checkin] * 2 and not marker.exists()
+    assert _topics(link) == [TOPICS.checkin] * 2 and not marker[0].exists()
     first.takes_batches()  # its first answer
-    assert marker.exists()
+    assert marker[0].read_bytes() == marker[1]
     _store(outbox, 2, 3)  # a backlog left for the next run
     again = RecordingLink()
     Publisher(outbox, again, window=10, ack_timeout_s=30, batches_marker=marker).pump()
     assert _topics(again) == [TOPICS.checkins] and again.members() == [0, 1, 2, 3, 4]
+    moved = RecordingLink()  # the same kiosk pointed at another broker: nothing is known
+    Publisher(outbox, moved, window=10, ack_timeout_s=30,
+              batches_marker=(marker[0], b'["broker-2", 8883, "loyalty"]')).pump()
+    assert _topics(moved) == [TOPICS.checkin] * 5
+
+
+def test_a_marker_the_disk_refuses_leaves_batches_on_for_this_run(outbox, link, batches,
+                                                                  tmp_path, caplog):
+    marker = (tmp_path / "no-such-folder" / "sub" / "backend-batches", b"x")
+    (tmp_path / "no-such-folder").write_text("a file where a folder should be")
+    pump = Publisher(outbox, link, window=10, ack_timeout_s=30, batches_marker=marker)
+    pump.takes_batches()
+    assert "not remembered that the backend takes batches" in caplog.text
+    pump.stored(_store(outbox, 0, 2), online=True)
+    assert _topics(link) == [TOPICS.checkins]

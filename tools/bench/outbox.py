@@ -47,10 +47,10 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from drivers.specs import CameraSpec, LightsSpec, SerialSpec
-from kiosk.config import OutboxSection, TelemetrySection
+from kiosk.config import Config, OutboxSection, TelemetrySection
 from kiosk.counter.checkin import CheckIn, uuid7
 from kiosk.counter.events import CodeRead
-from kiosk.daemon.build import BATCHES_FILE
+from kiosk.daemon.build import BATCHES_FILE, backend_identity
 from kiosk.daemon.inbox import SCAN_LANE
 from kiosk.mqtt import protocol
 from kiosk.store.db import open_db
@@ -162,14 +162,18 @@ def raw_paho(broker: Mosquitto, n: int, per_message: int = 1) -> float:
 
 
 def _kiosk(root: Path, broker: Mosquitto, n: int, display: str = "none") -> RunningKiosk:
+    return RunningKiosk(_config(root, broker, n, display))
+
+
+def _config(root: Path, broker: Mosquitto, n: int, display: str = "none") -> Config:
     config = sim_config(root, broker.port, device_id="bench")
-    return RunningKiosk(replace(
+    return replace(
         config, camera=CameraSpec(backend="none"), serial=SerialSpec(backend="none"),
         display=replace(config.display, backend=display), lights=LightsSpec(backend="none"),
         telemetry=TelemetrySection(interval_s=0),
         outbox=OutboxSection(max_rows=max(n, 1) * 2, max_mb=1000.0),
         counter=replace(config.counter, cooldown_s=0.0),
-    ))
+    )
 
 
 def kiosk_rush(root: Path, broker: Mosquitto, n: int, display: str = "none"
@@ -221,9 +225,11 @@ def kiosk_backlog(root: Path, broker: Mosquitto, n: int) -> float:
             rows.append((checkin.event_id, protocol.encode_checkin(checkin)))
         outbox.add_many(rows, [])
     conn.close()
-    (root / BATCHES_FILE).write_text("yes\n")  # it talked to its backend before the outage
+    config = _config(root, broker, n)
+    # It talked to its backend before the outage, and heard that it takes batches.
+    (root / BATCHES_FILE).write_bytes(backend_identity(config))
     start = time.perf_counter()
-    kiosk = _kiosk(root, broker, n).start()
+    kiosk = RunningKiosk(config).start()
     try:
         wait_for(lambda: kiosk.app.outbox.depth == 0, timeout=600, what="the backlog drained")
         return time.perf_counter() - start
