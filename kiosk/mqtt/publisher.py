@@ -97,8 +97,8 @@ class Publisher:
         self._refill_at = max(1, window // 4)
         self._ack_timeout_s = ack_timeout_s
         self._wait_s = ack_timeout_s  # doubles while the backend stays silent
-        # paho mid -> the rows in the message, as sent (the bytes paho holds anyway)
-        self._in_flight: dict[int, list[Row]] = {}
+        # paho mid -> the rows in the message as sent, and whether they were sent live
+        self._in_flight: dict[int, tuple[list[Row], bool]] = {}
         # event id -> (row id, sent at, member id), oldest send first
         self._awaiting: dict[str, tuple[int, float, str]] = {}
         self._cursor = 0  # backlog: the highest row id handed to paho in id order
@@ -112,6 +112,7 @@ class Publisher:
         self._singles_until = 0.0  # monotonic: no batches before (the last one failed)
         self._singles_for = SINGLES_FOR_S  # how long the next failure keeps to singles
         self._batched: set[str] = set()  # event ids awaiting the backend, sent in a batch
+        self._answered_at: float | None = None  # monotonic: the backend's last acknowledgement
         self._silent_since: float | None = None  # waiting for the backend, nothing heard
         self.published = 0
         """Rows the broker took (PUBACK)."""
@@ -187,7 +188,7 @@ class Publisher:
             self._retry_at = None
         self._send_again_if_due(now)
         if self._live and len(self._in_flight) < self._window:
-            sent = self._send_rows(list(islice(self._live, self._room(now))), now)
+            sent = self._send_rows(list(islice(self._live, self._room(now))), now, live=True)
             for _ in range(sent):
                 row_id = self._live.popleft()[0]
                 if row_id > self._cursor:
@@ -216,14 +217,19 @@ class Publisher:
         takes batches, or for a while after a batch failed."""
         return BATCH if self._batches and now >= self._singles_until else 1
 
-    def _batch_failed(self, now: float, why: str) -> None:
-        """One check-in a message for a while; twice as long as last time if batches failed
-        then too."""
-        if now >= self._singles_until:
-            log.warning("%s: sending one check-in a message for %.0f s, then trying a batch "
-                        "again", why, self._singles_for)
+    def _batch_failed(self, now: float, why: str, evidence: bool = True) -> None:
+        """One check-in a message for a while. With ``evidence`` that batches are what fails
+        (the broker refused one; the backend answered others but not it), twice as long
+        next time; a silent backend is no such evidence. Batches in flight when the first
+        failed are the same failure: they change nothing."""
+        if now < self._singles_until:
+            return
+        log.log(logging.WARNING if evidence else logging.INFO,
+                "%s: sending one check-in a message for %.0f s, then trying a batch again",
+                why, self._singles_for)
         self._singles_until = now + self._singles_for
-        self._singles_for = min(self._singles_for * 2, MAX_SINGLES_FOR_S)
+        if evidence:
+            self._singles_for = min(self._singles_for * 2, MAX_SINGLES_FOR_S)
 
     def _room(self, now: float) -> int:
         """Rows the free part of the window takes."""
@@ -252,7 +258,7 @@ class Publisher:
                 if len(ready) == room:
                     last = row_id
                     break
-            sent = self._send_rows(ready, now)
+            sent = self._send_rows(ready, now, live=False)
             self._cursor = last if sent == len(ready) else ready[sent][0] - 1
             if self._sent_ahead:
                 self._sent_ahead = {row for row in self._sent_ahead if row > self._cursor}
@@ -260,7 +266,7 @@ class Publisher:
                 return  # the window is full, or paho refused
             room -= sent
 
-    def _send_rows(self, rows: list[Row], now: float) -> int:
+    def _send_rows(self, rows: list[Row], now: float, live: bool) -> int:
         """Hand paho ``rows`` in order, as batches while the backend takes them, until the
         window is full; returns how many were handed over."""
         sent = 0
@@ -270,12 +276,12 @@ class Publisher:
                 sizes = [len(body) for _, _, body in rows[sent:sent + most]]
                 count = protocol.pack(sizes, most, protocol.batch_bytes(
                     protocol.CHECKIN_BATCH_LIMITS, self._link.max_packet))
-            if not self._send(rows[sent:sent + count], now):
+            if not self._send(rows[sent:sent + count], now, live):
                 break
             sent += count
         return sent
 
-    def _send(self, rows: list[Row], now: float) -> bool:
+    def _send(self, rows: list[Row], now: float, live: bool) -> bool:
         """One message: a lone check-in as it is, several as a batch."""
         if len(rows) == 1:
             topic, body = self._link.topics.checkin, rows[0][2]
@@ -288,7 +294,7 @@ class Publisher:
             log.warning("check-in stays in the outbox: %s", exc)
             self._retry_at = now + RETRY_AFTER_S
             return False
-        self._in_flight[mid] = rows
+        self._in_flight[mid] = (rows, live)
         for row_id, event_id, payload in rows:
             self._awaiting[event_id] = (row_id, now, protocol.member_of(payload))
         if len(rows) > 1:
@@ -313,14 +319,19 @@ class Publisher:
         if now - sent_at < self._wait_s:
             return
         first = min(row for row, _, _ in self._awaiting.values())
+        batched_at = min((self._awaiting[event_id][1] for event_id in self._batched
+                          if event_id in self._awaiting), default=None)
         log.warning("the backend has not acknowledged %d check-ins in %.0f s; sending them "
                     "again from the oldest", len(self._awaiting), now - sent_at)
         self.resent += len(self._awaiting)
         self._awaiting.clear()
         self._rewind(first)
-        if self._batched:
+        if batched_at is not None:
             self._batched.clear()
-            self._batch_failed(now, "the backend did not answer check-ins sent in a batch")
+            answered_since = self._answered_at is not None and self._answered_at > batched_at
+            self._batch_failed(now, "the backend did not answer check-ins sent in a batch"
+                               + (" although it answered others" if answered_since else ""),
+                               evidence=answered_since)
         self._wait_s = min(self._wait_s * 2, MAX_ACK_TIMEOUT_S)
 
     def _rewind(self, first: int) -> None:
@@ -334,7 +345,7 @@ class Publisher:
         deduplicates). Rows the broker took still wait for the backend."""
         if not self._in_flight:
             return
-        rows = [row for message in self._in_flight.values() for row in message]
+        rows = [row for message, _live in self._in_flight.values() for row in message]
         self._in_flight.clear()
         self._forget(rows)
         self._rewind(min(row for row, _event, _body in rows))
@@ -354,9 +365,10 @@ class Publisher:
 
     def acked(self, mid: int, ok: bool, reason: str) -> None:
         """The broker answered message ``mid``: a free window slot, or rows to offer again."""
-        sent = self._in_flight.pop(mid, None)
-        if sent is None:
+        message = self._in_flight.pop(mid, None)
+        if message is None:
             return  # status/state messages, not outbox rows
+        sent, live = message
         if ok:
             self.published += len(sent)
             return
@@ -365,9 +377,10 @@ class Publisher:
             self.batches_unrouted += 1
             self._batch_failed(time.monotonic(),
                                f"the broker did not deliver a batch of check-ins ({reason})")
-            # At once, one a message, as they were sent (a live one stays live), ahead of
-            # whatever came since.
-            self._live.extendleft(reversed(sent))
+            if live:  # at once, one a message, as sent (still live), ahead of later customers
+                self._live.extendleft(reversed(sent))
+            else:  # the backlog goes again from them, one a message
+                self._rewind(sent[0][0])
             return
         # Keep the row; rewind so it (and everything after it) goes again, in order.
         self._rewind(sent[0][0])
@@ -407,6 +420,8 @@ class Publisher:
                 self.delivered += 1
         self._wait_s = self._ack_timeout_s  # it answers: send the overdue rest at once
         self._silent_since = now if self._awaiting else None
+        if matched:
+            self._answered_at = now
         return matched
 
     def flush(self) -> None:
