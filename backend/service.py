@@ -125,6 +125,7 @@ class LoyaltyBackend:
         self.limited = 0
         """Visits over the visit limit: recorded, not credited."""
         self._answer_bytes = protocol.REPLY_BATCH_LIMITS.max_bytes  # less on a stricter broker
+        self._says_batches = False  # its subscription to evt/checkins was granted
         self._unreadable = 0  # counted on paho's thread
         self._refused = 0  # counted on the worker thread (one writer each: no lost counts)
         self.connected = threading.Event()
@@ -214,7 +215,12 @@ class LoyaltyBackend:
             client.subscribe([(topic, 1) for topic in topics])
 
     def _on_subscribe(self, _c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
-        if not any(code.is_failure for code in codes):
+        singles, *batches = codes  # in the order subscribed: evt/checkin, then evt/checkins
+        self._says_batches = bool(batches) and not batches[0].is_failure
+        if batches and not self._says_batches:
+            log.warning("the broker refused the subscription to batches of check-ins (%s): "
+                        "kiosks get one check-in a message", batches[0])
+        if not singles.is_failure:
             if not self.connected.is_set():
                 log.info("subscribed: check-ins reach %s now", self._client_id)
             self.connected.set()  # only now are check-ins sure to reach us
@@ -351,7 +357,7 @@ class LoyaltyBackend:
                             refusal.device_id, refusal.reason)
                 body = protocol.encode_refusal(refusal.event_id,
                                                protocol.member_of(refusal.payload),
-                                               refusal.reason, batches=self.batches)
+                                               refusal.reason, batches=self._says_batches)
             else:
                 checkin = arrived.checkin
                 recorded = next(results)
@@ -363,7 +369,7 @@ class LoyaltyBackend:
                 body = protocol.encode_reply(
                     checkin.event_id, checkin.member_id, recorded.status,
                     protocol.Ack.CREDITED if recorded.outcome is Outcome.CREDITED
-                    else protocol.Ack.DUPLICATE, batches=self.batches)
+                    else protocol.Ack.DUPLICATE, batches=self._says_batches)
             answers.setdefault(arrived.reply_topic, []).append(body)
         for topic, bodies in answers.items():  # one message per kiosk and batch, mostly
             for message in protocol.encode_replies(bodies, self._answer_bytes):

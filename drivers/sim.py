@@ -328,8 +328,9 @@ def make_dummy_display(spec: DisplaySpec) -> Any:
         def display(self, image: Image.Image) -> None:
             super().display(image)
             self.frame = image.copy()
-            if self.png_path:
-                write_atomically(self.png_path, lambda file: image.save(file, format="PNG"),
+            png = self.png_path  # once: release() may clear it from another thread
+            if png:
+                write_atomically(png, lambda file: image.save(file, format="PNG"),
                                  durable=False)  # a picture of the screen, not a record
             for listener in self.listeners:
                 listener(self.frame)

@@ -72,6 +72,7 @@ class Link:
         """Monotonic time of the last packet from the broker (any acknowledgement or message)."""
         self.max_packet: int | None = None
         """The largest packet the broker takes, as its CONNACK announced (MQTT 5), or None."""
+        self._up = False  # on_connect has run for the current connection
         self._attempt_at: float | None = None  # when the current connection attempt began
         self._probing = False
         self._client = self._new_client(resume)
@@ -151,7 +152,7 @@ class Link:
         self.stop()
         self._state = state
         self._settings, self._discovery = settings, discovery
-        self._attempt_at, self._probing = None, False
+        self._attempt_at, self._probing, self._up = None, False, False
         self._client = self._new_client(resume)
         self._client._last_mid = last_mid
         self.start()
@@ -200,8 +201,11 @@ class Link:
 
     @property
     def connected(self) -> bool:
-        """True while a session with the broker is up."""
-        return self._client.is_connected()
+        """True while a session with the broker is up and its CONNACK has been read: paho
+        counts itself connected just before it calls ``on_connect`` (paho 2.2.0
+        ``client.py``, ``_handle_connack``), and the broker's packet size is only known
+        after."""
+        return self._up and self._client.is_connected()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
         """Queue a message with paho and return its message id.
@@ -234,6 +238,7 @@ class Link:
                 self._emit(LinkDown(f"refused: {reason_code}"))
                 return
             self.connects += 1
+            self._up = True
             client.subscribe(self.topics.reply, qos=1)
             for topic in self.topics.staff_subscriptions:
                 client.subscribe(topic, qos=1)
@@ -262,6 +267,7 @@ class Link:
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any,
                        reason_code: Any, _properties: Any) -> None:
         try:  # paho may call this twice for one loss: LinkDown is idempotent downstream
+            self._up = False
             if reason_code.value == 0:  # we asked for it (shutdown)
                 log.info("disconnected from broker")
             else:

@@ -131,8 +131,9 @@ class Leaf(StrEnum):
     ENROLL = "enroll"
 
 
-REPLY_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=256)
-"""A real reply is about 250 bytes of flat JSON."""
+REPLY_LIMITS = Limits(max_bytes=4096, max_depth=2, max_string=1024)
+"""A real reply is about 250 bytes of flat JSON; a refusal's reason may be up to
+:data:`MAX_REASON` characters."""
 REPLY_BATCH_LIMITS = Limits(max_bytes=60_000, max_depth=3, max_string=1024)
 """A batch of answers: under the shipped broker's 64 KiB packet limit."""
 MAX_ANSWERS = 200
@@ -450,7 +451,7 @@ def decode_checkins(payload: bytes | bytearray) -> list[tuple[CheckIn, bool] | U
             if not isinstance(entry, dict):
                 raise ProtocolError("a check-in is not an object")
             if entry.get("v") != VERSION:
-                raise ProtocolError(f"unsupported schema version {entry.get('v')!r}")
+                raise ProtocolError(f"unsupported schema version {_shown(entry.get('v'))}")
             decoded.append(_checkin(Fields(entry)))
         except ProtocolError as exc:
             decoded.append(Unreadable(_event_id_in(entry), str(exc), json.dumps(entry).encode()))
@@ -853,7 +854,7 @@ def decode_object(payload: bytes | bytearray, limits: Limits) -> Fields:
     body = load_object(payload, limits)
     version = body.get("v")
     if type(version) is not int or version != VERSION:
-        raise ProtocolError(f"unsupported schema version {version!r} (expected {VERSION})")
+        raise ProtocolError(f"unsupported schema version {_shown(version)} (expected {VERSION})")
     return Fields(body)
 
 
@@ -872,3 +873,10 @@ _COMPACT = json.JSONEncoder(separators=(",", ":"))
 def _dump(body: dict[str, Any]) -> bytes:
     """Compact JSON, fields in the order given: what every payload looks like on the wire."""
     return _COMPACT.encode(body).encode()
+
+
+def _shown(value: Any) -> str:
+    """``value`` as an error message shows it: its repr, cut to 40 characters, so a reason
+    that repeats it still fits a refusal."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -42,6 +42,11 @@ class _SaysBatchesButHearsNone(LoyaltyBackend):
         if not reason.is_failure:
             client.subscribe(protocol.checkins_of_all_kiosks(self.broker.topic_prefix), qos=1)
 
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, codes: Any,
+                      properties: Any) -> None:
+        super()._on_subscribe(client, userdata, mid, codes, properties)
+        self._says_batches = True
+
 
 @pytest.fixture
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
@@ -160,3 +165,18 @@ def test_batches_fit_a_broker_with_a_smaller_packet_limit(tmp_path, ledger):
     finally:
         service.stop()
         broker.stop()
+
+
+def test_a_backend_says_it_takes_batches_only_once_the_broker_granted_them(ledger):
+    """A broker (or an auth plugin) that refuses the subscription to ``evt/checkins``: the
+    backend's answers must not bring batches nobody will hear."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    service = LoyaltyBackend("127.0.0.1", free_port(), ledger)
+    granted = ReasonCode(PacketTypes.SUBACK, identifier=1)
+    refused = ReasonCode(PacketTypes.SUBACK, identifier=0x87)
+    service._on_subscribe(service._client, None, 1, [granted, refused], None)
+    assert service.connected.is_set() and not service._says_batches
+    service._on_subscribe(service._client, None, 2, [granted, granted], None)
+    assert service._says_batches  # what its answers carry (``_credit``)

@@ -105,6 +105,18 @@ def test_a_batch_is_answered_where_a_single_check_in_is():
         protocol.reply_topic_for(topics.reply)
 
 
+def test_a_refusal_with_the_longest_reason_can_be_read_alone():
+    reason = "x" * protocol.MAX_REASON
+    answer = protocol.decode_reply(protocol.encode_refusal("e1", "LOY-ALICE01", reason))
+    assert answer.reason == reason and answer.ack is protocol.Ack.REFUSED
+    entry = json.loads(protocol.encode_checkin(CHECKIN))
+    entry["v"] = "v" * 250  # a refusal repeats it, cut short
+    [bad] = protocol.decode_checkins(protocol.encode_checkins([json.dumps(entry).encode()]))
+    assert isinstance(bad, protocol.Unreadable) and len(bad.reason) < 80
+    assert protocol.decode_reply(protocol.encode_refusal(
+        CHECKIN.event_id, "", bad.reason)).reason == bad.reason
+
+
 def test_a_reply_round_trips():
     payload = protocol.encode_reply(CHECKIN.event_id, CHECKIN.member_id, STATUS, CREDITED)
     assert protocol.decode_reply(payload) == protocol.Answer(
