@@ -411,7 +411,8 @@ _BATCH_ROOM = 64
 """Bytes a batch message takes beyond its items: the envelope, with room to spare."""
 PACKET_ROOM = 512
 """Bytes an MQTT PUBLISH takes beyond its payload, with room to spare: the fixed header, the
-topic (a kiosk's is under 200 bytes), the packet id and properties."""
+topic (a kiosk's has three levels of at most 64 characters, and its leaf), the packet id and
+properties."""
 
 
 def batch_bytes(limits: Limits, max_packet: int | None) -> int:

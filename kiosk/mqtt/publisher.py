@@ -59,7 +59,8 @@ from kiosk.store.outbox import Outbox, Row
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 2.0
-"""A row the broker refused, or gave to no subscriber, is offered again after this long."""
+"""A check-in sent alone that the broker refused, or gave to no subscriber, is offered again
+after this long (a batch's go again at once, one a message)."""
 LIVE_LIMIT = 1000
 """Live rows kept in memory at most; beyond that they wait in the backlog like any other."""
 ACK_WINDOW = 2000
