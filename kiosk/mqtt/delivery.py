@@ -100,14 +100,17 @@ class Delivery:
         the controller still shows them)."""
         acks: list[Ack] = []
         for reply in replies:
-            if reply.batches:
-                self.publisher.takes_batches()
             if reply.ack:
                 acks.append((reply.event_id, reply.member_id, protocol.Ack(reply.ack),
                              reply.reason))
             else:
                 self.replies_unacknowledged += 1
-        return self.publisher.answered(acks) if acks else set()
+        rows = self.publisher.answered(acks) if acks else set()
+        # Only an answer to one of this run's check-ins is surely the backend's: anyone on an
+        # open broker could say "batches" to a kiosk whose backend takes none.
+        if any(reply.batches and reply.event_id in rows for reply in replies):
+            self.publisher.takes_batches()
+        return rows
 
     def check_backend(self, now: float, online: bool) -> None:
         """Report (or clear) a backend that does not acknowledge: silent for longer than

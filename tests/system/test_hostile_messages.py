@@ -73,6 +73,20 @@ def test_the_backend_rejects_a_malformed_check_in_and_keeps_crediting(kiosk, bac
     wait_for(lambda: ledger.balance("LOY-CAROL03") == 10, what="Carol credited")
 
 
+def test_a_forged_answer_cannot_make_a_kiosk_send_batches(kiosk, backend, ledger, intruder):
+    kiosk.wait_online()
+    forged = protocol.encode_reply("e-forged", "LOY-ALICE01",
+                                   MemberStatus("Alice", 1, "Bronze", 1, 0.1), CREDITED,
+                                   batches=True)
+    intruder.publish(kiosk.app.topics.reply, forged, qos=1).wait_for_publish(5)
+    wait_for(lambda: kiosk.app.controller.replies_refused == 1, what="the forged answer")
+    publisher = kiosk.app.delivery.publisher
+    assert not publisher._batches  # it answered none of this kiosk's check-ins
+    kiosk.type_code("LOY-ALICE01")  # the backend's own answer does
+    wait_for(lambda: ledger.balance("LOY-ALICE01") == 10 and publisher._batches,
+             what="Alice credited by a backend that takes batches")
+
+
 def _checked_in(kiosk, mosquitto, member: str) -> str:
     """Scan ``member`` on a kiosk with no backend listening; the event id it sent."""
     kiosk.wait_online()
