@@ -139,6 +139,29 @@ def test_a_batch_nobody_takes_goes_again_at_once_one_a_message(tmp_path, mosquit
     assert sorted({json.loads(m)["member_id"] for m in messages}) == MEMBERS  # all, alone
 
 
+def test_during_an_upgrade_only_new_instances_get_batches_and_each_visit_is_credited_once(
+        tmp_path, mosquitto, ledger):
+    """Two instances share the check-ins (``$share``): one upgraded, one written before
+    batches. Batches go only to the one that subscribes to them; singles to either."""
+    new = LoyaltyBackend(mosquitto.host, mosquitto.port, ledger, client_id="backend-new",
+                         share_group="chain")
+    old = _WithoutBatches(mosquitto.host, mosquitto.port, ledger, client_id="backend-old",
+                          share_group="chain")
+    try:
+        for instance in (new, old):
+            instance.start()
+            assert instance.connected.wait(10)
+        kiosk, messages = _rush(tmp_path, mosquitto, MEMBERS)
+        _credited_once(ledger, MEMBERS)
+        assert any(b'"checkins"' in m for m in messages)
+        assert new.received > 0 and old.received > 0  # both took their share
+        publisher = kiosk.app.delivery.publisher
+        assert (publisher.batches_unrouted, publisher.resent) == (0, 0)
+    finally:
+        new.stop()
+        old.stop()
+
+
 def test_on_mqtt_3_1_1_a_rush_goes_in_batches_too(tmp_path, mosquitto, ledger, backend_of):
     backend_of()
     _kiosk, messages = _rush(tmp_path, mosquitto, MEMBERS, version="3.1.1")
@@ -169,7 +192,9 @@ def test_batches_fit_a_broker_with_a_smaller_packet_limit(tmp_path, ledger):
 
 def test_a_backend_says_it_takes_batches_only_once_the_broker_granted_them(ledger):
     """A broker (or an auth plugin) that refuses the subscription to ``evt/checkins``: the
-    backend's answers must not bring batches nobody will hear."""
+    backend's answers must not bring batches nobody will hear. mosquitto 2.0.11's
+    ``acl_file`` grants every subscription (``src/security_default.c``: subscriptions are
+    not checked, reads are), so the SUBACK is given here as paho makes it."""
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.reasoncodes import ReasonCode
 
